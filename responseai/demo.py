@@ -1,0 +1,66 @@
+"""The embedded demo case and what ``responseai demo`` does with it.
+
+The demo case is phantom patient 0 of seed 2026, drawn at the external site E, so it is never
+part of any training cohort (those use other seeds) and is identical on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from responseai.outputs import staged_output_dir
+from responseai.io import write_image
+from responseai.synthetic.breast import SITES, Case, generate_case
+
+log = logging.getLogger(__name__)
+
+DEMO_SEED = 2026
+DEMO_SITE = next(s for s in SITES if s.external)
+
+
+def demo_case() -> Case:
+    """The deterministic demo patient."""
+    return generate_case(DEMO_SEED, 0, site=DEMO_SITE)
+
+
+def write_case(case: Case, folder: Path) -> dict[str, str]:
+    """Write phases, reference mask and clinical record of a case; return the file names."""
+    files = {name: write_image(image, folder / f"{name}.nrrd").name for name, image in case.phases.items()}
+    files["mask"] = write_image(case.mask, folder / "mask.nrrd").name
+    (folder / "clinical.json").write_text(json.dumps(case.clinical, indent=2) + "\n")
+    files["clinical"] = "clinical.json"
+    return files
+
+
+def case_summary(case: Case, files: dict[str, str]) -> dict:
+    """What a reader wants to know about the case before any model runs."""
+    reference = case.phases["post1"]
+    voxel_ml = float(np.prod(reference.spacing)) / 1000.0
+    return {
+        "case_id": case.patient_id,
+        "site": case.site.name,
+        "external_site": case.site.external,
+        "grid_xyz": list(reference.shape[::-1]),
+        "spacing_mm": list(reference.spacing),
+        "tumour_volume_ml": round(float(case.mask.array.sum()) * voxel_ml, 2),
+        "clinical": case.clinical,
+        "phantom_truth_pcr": case.pcr,
+        "files": files,
+    }
+
+
+def run_demo(out: Path) -> dict:
+    """Generate the demo case into ``out`` with a ``summary.json``; all files or none."""
+    case = demo_case()
+    with staged_output_dir(out) as staging:
+        files = write_case(case, staging)
+        summary = case_summary(case, files)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for key, value in summary.items():
+        if key not in ("files", "clinical"):
+            log.info("%s: %s", key, value)
+    return summary

@@ -1,0 +1,167 @@
+"""Reading and writing volumes (NRRD, NIfTI, DICOM series) with their geometry.
+
+SimpleITK does the parsing: it already knows the DICOM, NRRD and NIfTI geometry rules
+(LPS, qform/sform, slice ordering), so nothing here re-implements a file format. What this
+module adds is the product's contract: every image is 3D, finite, and comes back as an
+:class:`~responseai.image.Image`; every failure names the file and the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from responseai.errors import (
+    EmptyMaskError,
+    GeometryMismatchError,
+    InputFileError,
+    InvalidImageError,
+)
+from responseai.image import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def to_sitk(image: Image) -> sitk.Image:
+    """Convert to a SimpleITK image (array order z, y, x; geometry x, y, z)."""
+    out = sitk.GetImageFromArray(image.array, isVector=image.array.ndim == 4)
+    out.SetSpacing(image.spacing)
+    out.SetOrigin(image.origin)
+    out.SetDirection(tuple(image.direction.ravel()))
+    return out
+
+
+def from_sitk(image: sitk.Image) -> Image:
+    """Convert from SimpleITK, keeping spacing, origin and direction."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return Image(sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), direction)
+
+
+def read_image(path: str | Path, name: str | None = None, series_uid: str | None = None) -> Image:
+    """Read a NRRD/NIfTI/MetaImage file or a DICOM series folder as a validated 3D image.
+
+    ``name`` (e.g. the DCE phase) is used in error messages so the user knows which input
+    failed. A folder must hold exactly one DICOM series unless ``series_uid`` picks one.
+    """
+    path = Path(path)
+    label = f"{name} ({path})" if name else str(path)
+    if not path.exists():
+        raise InputFileError(f"{label}: file or folder does not exist")
+    try:
+        raw = _read_dicom_series(path, series_uid, label) if path.is_dir() else sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(f"{label}: cannot be read as an image ({reason})") from exc
+    image = from_sitk(raw)
+    validate_volume(image, label)
+    return image
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    uids = reader.GetGDCMSeriesIDs(str(folder))
+    if not uids:
+        raise InputFileError(f"{label}: no DICOM series found in this folder")
+    if series_uid is None:
+        if len(uids) > 1:
+            raise InputFileError(f"{label}: {len(uids)} DICOM series in one folder, pick one: {', '.join(uids)}")
+        series_uid = uids[0]
+    elif series_uid not in uids:
+        raise InputFileError(f"{label}: series {series_uid} not found; present: {', '.join(uids)}")
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    return reader.Execute()
+
+
+def validate_volume(image: Image, label: str) -> None:
+    """Reject what no model here can use: non-3D grids and NaN/Inf voxels."""
+    if image.array.ndim != 3:
+        raise InvalidImageError(
+            f"{label}: a 3D scalar volume is needed, got an array of shape {image.array.shape}"
+        )
+    if min(image.shape) < 2:
+        raise InvalidImageError(
+            f"{label}: a 3D volume is needed, got a single slice (size x, y, z = {image.shape[::-1]})"
+        )
+    if np.issubdtype(image.array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+        if bad:
+            raise InvalidImageError(f"{label}: {bad} voxel(s) are NaN or infinite")
+
+
+def validate_mask(mask: Image, label: str = "tumour mask") -> None:
+    """A mask must be binary-like and neither empty nor the whole volume."""
+    validate_volume(mask, label)
+    foreground = int(np.count_nonzero(mask.array))
+    if foreground == 0:
+        raise EmptyMaskError(f"{label}: the mask is empty (no foreground voxel)")
+    if foreground == mask.array.size:
+        raise EmptyMaskError(f"{label}: the mask covers the whole volume, not a tumour")
+
+
+def write_image(image: Image, path: str | Path, compress: bool = True) -> Path:
+    """Write NRRD/NIfTI/MetaImage (chosen by suffix), creating parent folders."""
+    path = Path(path)
+    if not str(path).endswith(IMAGE_SUFFIXES):
+        raise InputFileError(f"{path}: unsupported suffix, use one of {', '.join(IMAGE_SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(to_sitk(image), str(path), useCompression=compress)
+    return path
+
+
+def resample_to(image: Image, reference: Image, is_label: bool = False) -> Image:
+    """Resample ``image`` onto ``reference``'s grid (linear for intensities, nearest for labels).
+
+    Raises :class:`GeometryMismatchError` when the two do not overlap in space: resampling
+    would then give an all-background volume that silently poisons a prediction.
+    """
+    if not volumes_overlap(image, reference):
+        raise GeometryMismatchError(
+            "the volume does not overlap the reference volume in physical space; "
+            "check that both come from the same study and frame of reference"
+        )
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    out = sitk.Resample(to_sitk(image), to_sitk(reference), sitk.Transform(), interpolator, 0.0)
+    return from_sitk(out)
+
+
+def volumes_overlap(a: Image, b: Image) -> bool:
+    """True when the LPS bounding boxes of two grids intersect."""
+    a_min, a_max = a.physical_extent()
+    b_min, b_max = b.physical_extent()
+    return bool(np.all(a_min <= b_max) and np.all(b_min <= a_max))
+
+
+def align_to_reference(
+    images: Mapping[str, Image], reference: str, resample: bool = False
+) -> dict[str, Image]:
+    """Bring named images (DCE phases, modalities) onto the grid of ``images[reference]``.
+
+    Without ``resample`` a differing grid is an error that names the image and every field
+    that differs, because silently resampling can hide a wrong series choice.
+    """
+    if reference not in images:
+        raise GeometryMismatchError(f"reference image '{reference}' is not among {sorted(images)}")
+    ref = images[reference]
+    aligned = {}
+    for name, image in images.items():
+        diffs = image.grid_differences(ref)
+        if not diffs:
+            aligned[name] = image
+        elif resample:
+            log.info("resampling %s onto the %s grid (%s)", name, reference, "; ".join(diffs))
+            try:
+                aligned[name] = resample_to(image, ref)
+            except GeometryMismatchError as exc:
+                raise GeometryMismatchError(f"{name}: {exc}") from exc
+        else:
+            raise GeometryMismatchError(
+                f"{name} is not on the {reference} grid: {'; '.join(diffs)}. "
+                "Resample it onto the reference (resample=True / --resample) or pick the matching series."
+            )
+    return aligned

@@ -1,0 +1,32 @@
+"""Output folders that are either complete or untouched.
+
+A crash halfway through a case must not leave a mask without its result.json, or overwrite
+yesterday's report with half of today's. Work is written to a hidden staging folder beside
+the destination and moved in only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def staged_output_dir(out: str | Path) -> Iterator[Path]:
+    """Yield a staging folder; on success move its files into ``out``, on error discard it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
