@@ -1,0 +1,30 @@
+"""Shared fixtures: module Lib folders on sys.path, a headless Slicer scene, phantom cases."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+for module in ("BreastResponseAI", "GradeGuidedFusion"):
+    sys.path.insert(0, str(ROOT / module))
+
+
+@pytest.fixture()
+def slicer_app():
+    """A fresh, real MRML scene (trame-slicer's SlicerApp over the slicer-core wheel)."""
+    from responseai.slicer_bridge.headless import headless_app
+
+    app = headless_app()
+    yield app
+    app.scene.Clear(True)
+
+
+@pytest.fixture(scope="session")
+def phantom_case():
+    """One deterministic phantom case (site A)."""
+    from responseai.synthetic.breast import SITES, generate_case
+
+    return generate_case(11, 3, site=SITES[0])

@@ -1,0 +1,1 @@
+"""The MRML bridge shared by both Slicer modules (imports ``slicer``, never Qt)."""
