@@ -87,3 +87,9 @@ def validate_clinical(values: Mapping[str, object], schema: Mapping[str, Variabl
     if unknown:
         raise ClinicalValueError(f"unknown clinical variable(s): {', '.join(unknown)}; known: {', '.join(schema)}")
     return {name: var.validate(values.get(name)) for name, var in schema.items()}
+
+
+def records_from_frame(frame, schema: Mapping[str, Variable] = BREAST_SCHEMA) -> list[dict]:
+    """Clinical records (schema columns only) from a manifest DataFrame; absent columns are unknown."""
+    columns = [name for name in schema if name in frame.columns]
+    return [{name: row[name] for name in columns} for _, row in frame.iterrows()]
