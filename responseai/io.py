@@ -58,6 +58,10 @@ def read_image(path: str | Path, name: str | None = None, series_uid: str | None
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise InputFileError(f"{label}: cannot be read as an image ({reason})") from exc
+    if raw.GetDimension() != 3:
+        raise InvalidImageError(
+            f"{label}: a 3D volume is needed, got a {raw.GetDimension()}D image of size {raw.GetSize()}"
+        )
     image = from_sitk(raw)
     validate_volume(image, label)
     return image

@@ -1,0 +1,127 @@
+"""Geometry round trips on NRRD, NIfTI and a DICOM series, and specific errors on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from responseai.errors import (
+    EmptyMaskError,
+    GeometryMismatchError,
+    InputFileError,
+    InvalidImageError,
+)
+from responseai.image import Image
+from responseai.io import align_to_reference, read_image, to_sitk, validate_mask, write_image
+
+
+def _oblique_image(dtype=np.int16) -> Image:
+    rng = np.random.default_rng(0)
+    angle = np.deg2rad(23)
+    direction = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    array = rng.integers(0, 1000, (6, 10, 12)).astype(dtype)
+    return Image(array, (0.7, 0.9, 2.5), (-101.25, 33.5, 12.125), direction)
+
+
+def _assert_same_geometry(a: Image, b: Image) -> None:
+    np.testing.assert_allclose(a.spacing, b.spacing, atol=1e-6)
+    np.testing.assert_allclose(a.origin, b.origin, atol=1e-6)
+    np.testing.assert_allclose(a.direction, b.direction, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+def test_file_round_trip_preserves_geometry(tmp_path: Path, suffix: str):
+    image = _oblique_image()
+    back = read_image(write_image(image, tmp_path / f"vol{suffix}"))
+    assert np.array_equal(back.array, image.array)
+    _assert_same_geometry(back, image)
+
+
+def _write_dicom_series(image: Image, folder: Path) -> None:
+    """A DICOM series written slice by slice with the geometry tags a scanner would set."""
+    folder.mkdir()
+    volume = to_sitk(image)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    direction = volume.GetDirection()
+    orientation = "\\".join(f"{v:.10f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7]))
+    series = "1.2.826.0.1.3680043.8.498.1"
+    for k in range(volume.GetDepth()):
+        slice_ = volume[:, :, k]
+        position = volume.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in {
+            "0008|0060": "MR", "0020|000e": series, "0020|000d": "1.2.826.0.1.3680043.8.498.2",
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{series}.{k + 1}",
+            "0020|0037": orientation, "0020|0032": "\\".join(f"{p:.10f}" for p in position),
+            "0020|0013": str(k + 1), "0018|0050": f"{image.spacing[2]:.10f}",
+        }.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(slice_)
+
+
+def test_dicom_series_round_trip_preserves_geometry(tmp_path: Path):
+    image = _oblique_image()
+    _write_dicom_series(image, tmp_path / "series")
+    back = read_image(tmp_path / "series", "pre")
+    assert np.array_equal(back.array, image.array)
+    _assert_same_geometry(back, image)
+
+
+def test_real_ct_file_from_slicerio_reads_with_geometry():
+    """A real scan shipped in a package (slicerio's CTChest4.nrrd), not only our own writer."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("slicerio")
+    path = Path(spec.origin).parent / "data" / "CTChest4.nrrd"
+    image = read_image(path)
+    assert image.shape == (34, 128, 128)
+    assert image.array.min() < -500 < image.array.max()  # Hounsfield units: air and tissue
+    ras = image.ijk_to_ras()
+    assert np.allclose(Image.from_ijk_to_ras(image.array, ras).origin, image.origin)
+
+
+def test_other_grid_is_rejected_with_the_field_or_resampled(tmp_path: Path):
+    reference = _oblique_image()
+    moved = Image(reference.array, (0.7, 0.9, 3.0), reference.origin, reference.direction)
+    with pytest.raises(GeometryMismatchError, match=r"post2 is not on the post1 grid: spacing"):
+        align_to_reference({"post1": reference, "post2": moved}, "post1")
+    aligned = align_to_reference({"post1": reference, "post2": moved}, "post1", resample=True)
+    assert not aligned["post2"].grid_differences(reference)
+    far = Image(reference.array, reference.spacing, (900.0, 0.0, 0.0), reference.direction)
+    with pytest.raises(GeometryMismatchError, match="post2: .*does not overlap"):
+        align_to_reference({"post1": reference, "post2": far}, "post1", resample=True)
+
+
+def test_missing_and_unreadable_files_are_named(tmp_path: Path):
+    with pytest.raises(InputFileError, match=r"post2 .*does not exist"):
+        read_image(tmp_path / "nope.nrrd", "post2")
+    corrupt = tmp_path / "broken.nrrd"
+    corrupt.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x01")
+    with pytest.raises(InputFileError, match=r"broken.nrrd.*cannot be read"):
+        read_image(corrupt, "pre")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="no DICOM series"):
+        read_image(tmp_path / "empty")
+
+
+def test_nan_inf_and_2d_are_rejected(tmp_path: Path):
+    array = np.ones((4, 5, 6), np.float32)
+    array[1, 2, 3] = np.nan
+    array[0, 0, 0] = np.inf
+    write_image(Image(array), tmp_path / "nan.nrrd")
+    with pytest.raises(InvalidImageError, match="2 voxel"):
+        read_image(tmp_path / "nan.nrrd", "post1")
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((5, 6), np.int16)), str(tmp_path / "flat.nrrd"))
+    with pytest.raises(InvalidImageError, match="3D"):
+        read_image(tmp_path / "flat.nrrd", "pre")
+
+
+def test_empty_and_full_masks_are_rejected():
+    with pytest.raises(EmptyMaskError, match="empty"):
+        validate_mask(Image(np.zeros((4, 4, 4), np.uint8)))
+    with pytest.raises(EmptyMaskError, match="whole volume"):
+        validate_mask(Image(np.ones((4, 4, 4), np.uint8)))
