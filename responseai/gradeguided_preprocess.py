@@ -1,0 +1,248 @@
+"""Seed 003 §3.2 preprocessing for grade-guided fusion: ROI grid, intensity scaling, clinical, SMOTE.
+
+Imaging: every modality (CT phases, MRI T1/T2, PET SUV) is resampled with trilinear
+interpolation onto one reference grid — ``size``³ voxels of ``spacing`` mm centred on the
+tumour mask — then z-scored with tumour-region statistics and multiplied by the mask
+(ROI = image ⊙ mask). The z-scoring is split by physics, on purpose:
+
+- CT (HU) and PET (SUV) are *quantitative*: a per-image z-score would erase SUVmax and the
+  enhancement level, which carry grade. They use the training set's tumour-region mean / std
+  per modality (fitted once, stored in the model card).
+- MRI intensities have no absolute unit (gain and bias differ per scanner), so each MRI volume
+  is z-scored with its own tumour-region mean / std, as the paper writes it.
+
+Clinical: :class:`responseai.preprocess.ClinicalEncoder` (training-set means, z-score with
+clipping, one-hot, missing flags) over :data:`CLINICAL_VARIABLES`; its ``to_dict`` goes into
+the card. The variable graph's adjacency is the thresholded |correlation| of the encoded
+training features.
+
+Class balance: SMOTE (imbalanced-learn) runs on the *clinical feature vectors* of the
+training fold, stratified by grade × response (the paper's "minority grade–response
+subtypes"). Interpolating two different patients' 3D volumes voxel by voxel would draw a
+tumour that exists nowhere, so each synthetic record is paired with the ROI of its nearest
+real case of the same stratum (whose image is then flip-augmented at training time).
+
+Validation raises the product's errors with actionable messages: PET outside the SUV range,
+a modality that does not overlap the mask, an unknown grade label, an unknown clinical column.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from imblearn.over_sampling import SMOTE
+from sklearn.neighbors import NearestNeighbors
+
+from responseai.clinical import Variable
+from responseai.errors import ClinicalValueError, GeometryMismatchError, InvalidImageError, MissingPhaseError
+from responseai.image import Image
+from responseai.io import resample_to, validate_mask, validate_volume, volumes_overlap
+from responseai.preprocess import ClinicalEncoder
+from responseai.synthetic.gradeguided import GRADES, MODALITIES, STAGES, TREATMENTS
+
+log = logging.getLogger(__name__)
+
+QUANTITATIVE = ("ct_nc", "ct_art", "ct_pv", "pet")
+SUV_MAX_PLAUSIBLE = 100.0  # SUVs above this are counts or Bq/mL, not SUV
+SUV_MIN_PLAUSIBLE = -0.5  # small negatives come from reconstruction noise
+CLINICAL_VARIABLES: tuple[Variable, ...] = (
+    Variable("age", "Age", "years", 18, 100),
+    Variable("pdl1", "PD-L1 tumour proportion score", "%", 0, 100),
+    Variable("egfr", "EGFR status", categories=("mutant", "wild-type")),
+    Variable("afp", "Alpha-fetoprotein (AFP)", "ng/mL", 0, 100000),
+    Variable("stage", "Stage", categories=STAGES),
+    Variable("treatment", "Treatment", categories=TREATMENTS),
+)
+CLINICAL_SCHEMA: dict[str, Variable] = {v.name: v for v in CLINICAL_VARIABLES}
+_GRADE_ALIASES = {alias: i for i, g in enumerate(GRADES)
+                  for alias in (g, g[1], f"G{'I' * (i + 1)}", "I" * (i + 1), f"grade {i + 1}")}
+
+
+class PetSuvRangeError(InvalidImageError):
+    """A PET volume is not in SUV units (negative or implausibly high values)."""
+
+
+class UnknownGradeError(ClinicalValueError):
+    """A grade label is not one the model was trained with."""
+
+
+class UnknownClinicalColumnError(ClinicalValueError):
+    """A clinical variable the model card does not know was supplied."""
+
+
+@dataclass(frozen=True)
+class RoiSpec:
+    """Reference ROI grid and the quantitative modalities' training tumour statistics."""
+
+    spacing_mm: float = 1.5
+    size: int = 32
+    modalities: tuple[str, ...] = MODALITIES
+    tumour_mean: tuple[tuple[str, float], ...] = ()
+    tumour_std: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"spacing_mm": self.spacing_mm, "size": self.size, "modalities": list(self.modalities),
+                "tumour_mean": dict(self.tumour_mean), "tumour_std": dict(self.tumour_std)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "RoiSpec":
+        return cls(float(data["spacing_mm"]), int(data["size"]), tuple(data["modalities"]),
+                   tuple(data["tumour_mean"].items()), tuple(data["tumour_std"].items()))
+
+
+def parse_grade(value: object, classes: Sequence[str] = GRADES) -> int | None:
+    """Grade label → class index; ``None``/empty means not known; anything else unknown is an error."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        return None
+    text = str(int(value)) if isinstance(value, (int, float)) else str(value).strip()
+    index = _GRADE_ALIASES.get(text.upper() if not text.lower().startswith("grade") else text.lower())
+    if index is None or index >= len(classes):
+        raise UnknownGradeError(f"grade '{value}' is not known; use one of {', '.join(classes)} (or leave empty)")
+    return index
+
+
+def check_clinical_columns(record: Mapping[str, object], known: Sequence[str]) -> None:
+    """Refuse a variable the model card does not list, rather than silently dropping it."""
+    unknown = sorted(set(record) - set(known))
+    if unknown:
+        raise UnknownClinicalColumnError(
+            f"clinical variable(s) {', '.join(unknown)} are not known to this model; it was trained with "
+            f"{', '.join(known)}"
+        )
+
+
+def check_pet_suv(pet: Image, label: str = "PET") -> None:
+    """PET must be SUV: a negative or > 100 voxel means raw counts, Bq/mL or a wrong rescale."""
+    low, high = float(np.min(pet.array)), float(np.max(pet.array))
+    if low < SUV_MIN_PLAUSIBLE or high > SUV_MAX_PLAUSIBLE:
+        raise PetSuvRangeError(
+            f"{label}: values {low:.3g}…{high:.3g} are not SUV (expected {SUV_MIN_PLAUSIBLE:g}…"
+            f"{SUV_MAX_PLAUSIBLE:g}); convert activity to SUV (body weight, dose, decay) first"
+        )
+
+
+def reference_grid(mask: Image, spec: RoiSpec) -> Image:
+    """``size``³ isotropic grid centred on the tumour's bounding-box centre (mask's orientation)."""
+    idx = np.argwhere(mask.array > 0)
+    centre_kji = (idx.min(0) + idx.max(0)) / 2.0
+    centre = mask.direction @ (centre_kji[::-1] * np.asarray(mask.spacing)) + np.asarray(mask.origin)
+    half = (spec.size - 1) / 2 * spec.spacing_mm
+    origin = centre - mask.direction @ np.full(3, half)
+    return Image(np.zeros((spec.size,) * 3, np.float32), (spec.spacing_mm,) * 3, tuple(origin), mask.direction)
+
+
+def resample_case(images: Mapping[str, Image], mask: Image, spec: RoiSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Validate and resample every modality and the mask onto the reference ROI grid."""
+    missing = [m for m in spec.modalities if m not in images]
+    if missing:
+        raise MissingPhaseError(f"missing modality volume(s): {', '.join(missing)}; needed: {', '.join(spec.modalities)}")
+    validate_mask(mask)
+    reference = reference_grid(mask, spec)
+    arrays = {}
+    for name in spec.modalities:
+        image = images[name]
+        validate_volume(image, name)
+        if name == "pet":
+            check_pet_suv(image)
+        if not volumes_overlap(image, mask):
+            raise GeometryMismatchError(
+                f"{name}: the volume does not overlap the tumour mask in physical space; check that it "
+                "comes from the same study and frame of reference (or register it first)"
+            )
+        arrays[name] = resample_to(Image(image.array.astype(np.float32), image.spacing, image.origin,
+                                         image.direction), reference).array.astype(np.float32)
+    roi = resample_to(mask, reference, is_label=True).array > 0
+    return arrays, roi
+
+
+def tumour_statistics(cases: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> tuple[dict, dict]:
+    """Training-set tumour-region mean / std of the quantitative modalities (pooled voxels)."""
+    means, stds = {}, {}
+    for name in QUANTITATIVE:
+        values = np.concatenate([arrays[name][roi] for arrays, roi in cases if name in arrays])
+        means[name], stds[name] = float(values.mean()), float(max(values.std(), 1e-6))
+    return means, stds
+
+
+def normalise_roi(arrays: Mapping[str, np.ndarray], roi: np.ndarray, spec: RoiSpec) -> np.ndarray:
+    """Z-score (training stats for CT/PET, per-image for MRI) and mask: (C, Z, Y, X) float32."""
+    means, stds = dict(spec.tumour_mean), dict(spec.tumour_std)
+    channels = []
+    for name in spec.modalities:
+        values = arrays[name]
+        if name in means:
+            mean, std = means[name], stds[name]
+        else:
+            mean, std = float(values[roi].mean()), float(max(values[roi].std(), 1e-6))
+        channels.append(np.clip((values - mean) / std, -6, 6) * roi)
+    return np.stack(channels).astype(np.float32)
+
+
+def preprocess_images(images: Mapping[str, Image], mask: Image, spec: RoiSpec) -> np.ndarray:
+    """One case's model input (C, Z, Y, X): validate, resample, z-score, ROI = image ⊙ mask."""
+    arrays, roi = resample_case(images, mask, spec)
+    return normalise_roi(arrays, roi, spec)
+
+
+def fit_clinical_encoder(records: Sequence[Mapping[str, object]]) -> ClinicalEncoder:
+    """Clinical encoder over the grade-guided schema, fitted on training records only."""
+    for record in records:
+        check_clinical_columns(record, list(CLINICAL_SCHEMA))
+    return ClinicalEncoder(CLINICAL_VARIABLES).fit(records)
+
+
+def clinical_encoder_from_card(data: Mapping) -> ClinicalEncoder:
+    """Rebuild the fitted encoder the card stores."""
+    return ClinicalEncoder.from_dict(data, CLINICAL_SCHEMA)
+
+
+def encode_clinical(encoder: ClinicalEncoder, records: Sequence[Mapping[str, object]]) -> np.ndarray:
+    """Encode records, refusing variables the model does not know (the user would lose them silently)."""
+    known = [v.name for v in encoder.variables]
+    for record in records:
+        check_clinical_columns(record, known)
+    return encoder.transform(records)
+
+
+def clinical_adjacency(features: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """Variable graph: |Pearson correlation| of training features, ≥ threshold kept, self-loops set."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.abs(np.corrcoef(features, rowvar=False))
+    corr = np.nan_to_num(corr, nan=0.0)
+    adjacency = np.where(corr >= threshold, corr, 0.0)
+    np.fill_diagonal(adjacency, 1.0)
+    return adjacency.astype(np.float32)
+
+
+def smote_oversample(
+    clinical: np.ndarray, grade: np.ndarray, response: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SMOTE over grade × response strata of the training fold.
+
+    Returns the synthetic clinical rows, the index of the real case whose ROI each is paired
+    with (nearest real case of the same stratum), and their grade and response labels. Strata
+    too small for SMOTE's neighbours (< 2 cases) are left as they are.
+    """
+    stratum = grade * 2 + response
+    counts = np.bincount(stratum, minlength=len(GRADES) * 2)
+    present = [s for s in np.unique(stratum) if counts[s] >= 2]
+    keep = np.isin(stratum, present)
+    empty = (np.zeros((0, clinical.shape[1]), np.float32), np.zeros(0, int), np.zeros(0, int), np.zeros(0, int))
+    if len(present) < 2:
+        return empty
+    k = int(min(5, counts[present].min() - 1))
+    x_res, s_res = SMOTE(k_neighbors=k, random_state=seed).fit_resample(clinical[keep], stratum[keep])
+    synthetic, synthetic_stratum = x_res[keep.sum():], s_res[keep.sum():]
+    if not len(synthetic):
+        return empty
+    pair = np.empty(len(synthetic), int)
+    for s in np.unique(synthetic_stratum):
+        members = np.flatnonzero(stratum == s)
+        rows = synthetic_stratum == s
+        nearest = NearestNeighbors(n_neighbors=1).fit(clinical[members]).kneighbors(synthetic[rows])[1][:, 0]
+        pair[rows] = members[nearest]
+    log.info("SMOTE added %d synthetic training records over grade x response strata", len(synthetic))
+    return synthetic.astype(np.float32), pair, synthetic_stratum // 2, synthetic_stratum % 2
