@@ -1,0 +1,283 @@
+"""Grade-guided multimodal fusion network (seed 003), sized for a CPU.
+
+Three imaging streams over the 6-channel tumour ROI (CT ×3, MRI ×2, PET):
+
+- **ResNet** stream: MONAI ``ResNet`` (basic blocks, small widths, ``conv1_t_stride=2``) run
+  up to its last stage, then one transformer encoder layer over the 2³ patch tokens (the
+  "CNN–Transformer" long-range step) and mean pooling;
+- **Direct** stream: 2× downsampled input, 3 × Conv-BN-ReLU-Pool (8→16→32), two FC → 16-d;
+- **Encoded** stream: two strided convolutions → adaptive average pool → 32-d.
+
+Clinical: an MLP plus a graph convolution over variables (nodes = encoded clinical features,
+adjacency = thresholded |correlation| on the training set, kept as a buffer so it travels with
+the weights) → ``clinical_dim``.
+
+Fusion: ``ĥ_k = W_k h_k``; ``α_k = softmax_k(wᵀ ReLU(U ĥ_k + V e_g))``; ``z = Σ α_k ĥ_k``
+(a convex combination); final vector = concat(z, the original stream vectors, e_g). The grade
+embedding ``e_g`` comes from the biopsy / pathological grade when given, else from the grading
+head's distribution (soft ``Σ p_g e_g``). The grading head reads the *unfused* stream vectors so
+that the grade estimate never depends on itself.
+
+Heads: grading (G logits), response (a logit read off the subtype embedding ``u``) and a
+prototype subtype head (``q_m ∝ exp(−‖u − μ_m‖²/τ)`` on the unit sphere, compactness loss).
+Entropy regulariser on α weighted by grade confidence. Not built: the dictionary-
+reconstruction branch (λ2) and the response-status training context (it would need the label
+at inference), and the clinical–imaging alignment loss.
+
+Ablations (``config["ablation"]``): ``imaging_only`` (three streams, unguided gate),
+``early_fusion`` (raw clinical vector concatenated with the stream vectors, no gate),
+``deep_fusion`` (gate and clinical encoder without grade), ``grade_guided`` (full model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets.resnet import ResNet
+from scipy import ndimage
+from torch import nn
+
+ABLATIONS = ("imaging_only", "early_fusion", "deep_fusion", "grade_guided")
+DEFAULT_CONFIG = {
+    "ablation": "grade_guided", "in_channels": 6, "n_clinical": 18, "n_grades": 3, "n_subtypes": 3,
+    "resnet_planes": [8, 16, 32, 64], "fusion_dim": 32, "grade_dim": 16, "node_dim": 8,
+    "clinical_dim": 32, "subtype_dim": 16, "tau": 0.5,
+}
+LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "entropy": 0.01}
+UNKNOWN_GRADE = -1
+
+
+class ResNetStream(nn.Module):
+    """MONAI ResNet trunk + one transformer layer over its last-stage patch tokens."""
+
+    def __init__(self, in_channels: int, planes: Sequence[int]) -> None:
+        super().__init__()
+        self.trunk = ResNet("basic", [1, 1, 1, 1], list(planes), spatial_dims=3, n_input_channels=in_channels,
+                            conv1_t_size=3, conv1_t_stride=2, no_max_pool=True, feed_forward=False)
+        self.out_dim = planes[-1]
+        self.position = nn.Parameter(torch.zeros(1, 8, self.out_dim))
+        self.transformer = nn.TransformerEncoderLayer(self.out_dim, nhead=4, dim_feedforward=2 * self.out_dim,
+                                                      dropout=0.0, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.trunk
+        x = t.act(t.bn1(t.conv1(x)))
+        x = t.layer4(t.layer3(t.layer2(t.layer1(x))))
+        tokens = F.adaptive_avg_pool3d(x, 2).flatten(2).transpose(1, 2)  # (B, 8, C)
+        return self.transformer(tokens + self.position).mean(1)
+
+
+class DirectStream(nn.Module):
+    """Downsampled input through three Conv-BN-ReLU-Pool blocks and two FC layers → 16-d."""
+
+    out_dim = 16
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        blocks, width = [nn.AvgPool3d(2)], in_channels
+        for out in (8, 16, 32):
+            blocks += [nn.Conv3d(width, out, 3, padding=1), nn.BatchNorm3d(out), nn.ReLU(), nn.MaxPool3d(2)]
+            width = out
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool3d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(32 * 8, 32), nn.ReLU(), nn.Linear(32, self.out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class EncodedStream(nn.Module):
+    """Two strided convolutions and an adaptive average pool to 4 × 2³ = 32 values."""
+
+    out_dim = 32
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(in_channels, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv3d(8, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool3d(2), nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ClinicalGraphEncoder(nn.Module):
+    """MLP over the clinical vector plus one graph convolution over its variables."""
+
+    def __init__(self, n_features: int, node_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("adjacency", torch.eye(n_features))
+        self.node_weight = nn.Parameter(torch.randn(n_features, node_dim) * 0.1)
+        self.node_bias = nn.Parameter(torch.zeros(n_features, node_dim))
+        self.graph = nn.Linear(node_dim, node_dim)
+        self.mlp = nn.Sequential(nn.Linear(n_features, out_dim), nn.ReLU())
+        self.out = nn.Sequential(nn.Linear(out_dim + n_features * node_dim, out_dim), nn.ReLU())
+
+    def normalised_adjacency(self) -> torch.Tensor:
+        """Symmetric normalisation D^-½ A D^-½ (Kipf & Welling)."""
+        degree = self.adjacency.sum(1).clamp_min(1e-6).rsqrt()
+        return degree[:, None] * self.adjacency * degree[None, :]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = x[:, :, None] * self.node_weight + self.node_bias  # (B, P, node_dim)
+        nodes = F.relu(self.graph(self.normalised_adjacency() @ nodes))
+        return self.out(torch.cat([self.mlp(x), nodes.flatten(1)], 1))
+
+
+class GatedFusion(nn.Module):
+    """α_k = softmax_k(wᵀ ReLU(U ĥ_k + V e_g)); z = Σ α_k ĥ_k. Without V when unguided."""
+
+    def __init__(self, dims: Sequence[int], fusion_dim: int, grade_dim: int | None) -> None:
+        super().__init__()
+        self.align = nn.ModuleList(nn.Linear(d, fusion_dim) for d in dims)
+        self.u = nn.Linear(fusion_dim, fusion_dim)
+        self.v = nn.Linear(grade_dim, fusion_dim, bias=False) if grade_dim else None
+        self.w = nn.Linear(fusion_dim, 1, bias=False)
+
+    def forward(self, features: Sequence[torch.Tensor], grade_embedding: torch.Tensor | None):
+        aligned = torch.stack([w(h) for w, h in zip(self.align, features)], 1)  # (B, K, d)
+        hidden = self.u(aligned)
+        if self.v is not None:
+            hidden = hidden + self.v(grade_embedding)[:, None, :]
+        alpha = torch.softmax(self.w(F.relu(hidden)).squeeze(-1), dim=1)
+        return (alpha[..., None] * aligned).sum(1), alpha
+
+
+class GradeGuidedNet(nn.Module):
+    """Imaging streams + clinical graph encoder + (grade-guided) fusion + three heads."""
+
+    def __init__(self, config: Mapping) -> None:
+        super().__init__()
+        self.config = {**DEFAULT_CONFIG, **dict(config)}
+        c = self.config
+        if c["ablation"] not in ABLATIONS:
+            raise ValueError(f"unknown ablation '{c['ablation']}'; choose one of {', '.join(ABLATIONS)}")
+        self.ablation = c["ablation"]
+        self.resnet = ResNetStream(c["in_channels"], c["resnet_planes"])
+        self.direct = DirectStream(c["in_channels"])
+        self.encoded = EncodedStream(c["in_channels"])
+        dims = [self.resnet.out_dim, DirectStream.out_dim, EncodedStream.out_dim]
+        if self.ablation in ("deep_fusion", "grade_guided"):
+            self.clinical = ClinicalGraphEncoder(c["n_clinical"], c["node_dim"], c["clinical_dim"])
+            dims.append(c["clinical_dim"])
+        elif self.ablation == "early_fusion":
+            dims.append(c["n_clinical"])
+        self.source_names = ["resnet", "direct", "encoded", "clinical"][: len(dims)]
+        guided = self.ablation == "grade_guided"
+        self.fusion = None if self.ablation == "early_fusion" else GatedFusion(dims, c["fusion_dim"], c["grade_dim"] if guided else None)
+        self.grade_embedding = nn.Embedding(c["n_grades"], c["grade_dim"]) if guided else None
+        base = sum(dims)
+        final = base + (0 if self.fusion is None else c["fusion_dim"]) + (c["grade_dim"] if guided else 0)
+        self.grade_head = nn.Sequential(nn.Linear(base, 32), nn.ReLU(), nn.Linear(32, c["n_grades"]))
+        self.subtype_projection = nn.Sequential(nn.Linear(final, 32), nn.ReLU(), nn.Linear(32, c["subtype_dim"]))
+        self.response_head = nn.Linear(c["subtype_dim"], 1)
+        self.prototypes = nn.Parameter(torch.randn(c["n_subtypes"], c["subtype_dim"]))
+
+    def set_adjacency(self, adjacency: np.ndarray | torch.Tensor) -> None:
+        """Install the training-set variable graph (no-op for ablations without the graph)."""
+        if hasattr(self, "clinical"):
+            self.clinical.adjacency.copy_(torch.as_tensor(adjacency, dtype=torch.float32))
+
+    def _sources(self, image: torch.Tensor, clinical: torch.Tensor) -> list[torch.Tensor]:
+        sources = [self.resnet(image), self.direct(image), self.encoded(image)]
+        if hasattr(self, "clinical"):
+            sources.append(self.clinical(clinical))
+        elif self.ablation == "early_fusion":
+            sources.append(clinical)
+        return sources
+
+    def _grade_context(self, grade: torch.Tensor | None, grade_probs: torch.Tensor) -> torch.Tensor | None:
+        """e_g from the given grade where known (≥ 0), else the soft embedding Σ p_g e_g."""
+        if self.grade_embedding is None:
+            return None
+        soft = grade_probs @ self.grade_embedding.weight
+        if grade is None:
+            return soft
+        known = grade >= 0
+        hard = self.grade_embedding(grade.clamp_min(0))
+        return torch.where(known[:, None], hard, soft)
+
+    def forward(self, image: torch.Tensor, clinical: torch.Tensor, grade: torch.Tensor | None = None) -> dict:
+        """``grade``: class index per case, ``UNKNOWN_GRADE`` (−1) where no biopsy grade is known."""
+        sources = self._sources(image, clinical)
+        base = torch.cat(sources, 1)
+        grade_logits = self.grade_head(base)
+        grade_probs = torch.softmax(grade_logits, 1)
+        context = self._grade_context(grade, grade_probs)
+        parts = [base]
+        alpha = torch.zeros(image.shape[0], 0, device=image.device)
+        if self.fusion is not None:
+            fused, alpha = self.fusion(sources, context)
+            parts.insert(0, fused)
+        if context is not None:
+            parts.append(context)
+        u = F.normalize(self.subtype_projection(torch.cat(parts, 1)), dim=1)
+        prototypes = F.normalize(self.prototypes, dim=1)
+        distance = ((u[:, None, :] - prototypes[None]) ** 2).sum(-1)
+        return {"grade_logits": grade_logits, "grade_probs": grade_probs, "alpha": alpha,
+                "response_logit": self.response_head(u).squeeze(1), "subtype_probs": torch.softmax(-distance / self.config["tau"], 1),
+                "subtype_distance": distance, "embedding": u}
+
+
+def grade_guided_loss(outputs: Mapping[str, torch.Tensor], grade: torch.Tensor, response: torch.Tensor,
+                      weights: Mapping[str, float] = LOSS_WEIGHTS) -> tuple[torch.Tensor, dict[str, float]]:
+    """L = L_grade + L_resp + λ1 L_compact + λ_ent L_ent (λ1 = 0.1; no reconstruction term).
+
+    The entropy term is (2c − 1)·H(α) with c the grade confidence: it rewards dispersed
+    weights when the grade is uncertain (c near 1/G) and focused ones when it is clear.
+    """
+    terms = {
+        "grade": F.cross_entropy(outputs["grade_logits"], grade),
+        "response": F.binary_cross_entropy_with_logits(outputs["response_logit"], response.float()),
+        "compactness": (outputs["subtype_probs"] * outputs["subtype_distance"]).sum(1).mean(),
+    }
+    alpha = outputs["alpha"]
+    if alpha.shape[1]:
+        confidence = outputs["grade_probs"].max(1).values.detach()
+        entropy = -(alpha * alpha.clamp_min(1e-8).log()).sum(1)
+        terms["entropy"] = ((2 * confidence - 1) * entropy).mean()
+    total = sum(weights[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def build_model(card: Mapping) -> GradeGuidedNet:
+    """Network from a model card's ``architecture.config`` (for :func:`responseai.weights.load_model`)."""
+    return GradeGuidedNet(card["architecture"]["config"])
+
+
+def clinical_contributions(model: GradeGuidedNet, image: torch.Tensor, clinical: torch.Tensor,
+                           grade: torch.Tensor | None, feature_names: Sequence[str], top: int = 5) -> list[list[tuple[str, float]]]:
+    """Per case, the ``top`` clinical features by |gradient × input| on the response logit.
+
+    Gradient × input is zero for a feature at the training mean, which is what a clinician
+    expects: an average value explains nothing. Signs: positive pushes towards response.
+    """
+    clinical = clinical.clone().requires_grad_(True)
+    model.zero_grad()
+    model(image, clinical, grade)["response_logit"].sum().backward()
+    scores = (clinical.grad * clinical).detach().cpu().numpy()
+    order = np.argsort(-np.abs(scores), axis=1)[:, :top]
+    return [[(feature_names[j], float(row[j])) for j in idx] for row, idx in zip(scores, order)]
+
+
+def subtype_map(model: GradeGuidedNet, image: torch.Tensor, clinical: torch.Tensor,
+                grade: torch.Tensor | None = None, smooth_vox: float = 1.0) -> np.ndarray:
+    """Subtype-sensitive spatial map per case on the ROI grid, in [0, 1].
+
+    |∂ q_assigned / ∂ input × input| summed over channels, lightly smoothed, zero outside the
+    ROI (where every channel is 0) and scaled by its maximum: where changing the image would
+    most change the case's subtype assignment.
+    """
+    image = image.clone().requires_grad_(True)
+    model.zero_grad()
+    probs = model(image, clinical, grade)["subtype_probs"]
+    probs.gather(1, probs.argmax(1, keepdim=True)).sum().backward()
+    saliency = (image.grad * image).abs().sum(1).detach().cpu().numpy()
+    roi = (image.detach().abs().sum(1) > 0).cpu().numpy()
+    maps = []
+    for case, inside in zip(saliency, roi):
+        smoothed = ndimage.gaussian_filter(case, smooth_vox) * inside
+        maps.append(smoothed / smoothed.max() if smoothed.max() > 0 else smoothed)
+    return np.stack(maps).astype(np.float32)
