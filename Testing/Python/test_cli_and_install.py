@@ -1,0 +1,60 @@
+"""Command line (demo, synth), staged outputs, and the first-use dependency decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from responseai.cli import main
+from responseai.io import read_image
+from responseai.outputs import staged_output_dir
+from responseai.slicer_bridge import dependencies
+
+
+def test_demo_writes_the_demo_case_with_a_summary(tmp_path: Path):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["case_id"] == "BR2026-0000" and summary["external_site"] is True
+    post1 = read_image(tmp_path / "demo" / summary["files"]["post1"])
+    mask = read_image(tmp_path / "demo" / summary["files"]["mask"])
+    assert not mask.grid_differences(post1) and mask.array.any()
+    assert summary["tumour_volume_ml"] > 0
+    assert not list(tmp_path.glob(".demo.partial-*"))
+
+
+def test_synth_command_writes_manifest(tmp_path: Path):
+    assert main(["synth", "breast", "--n", "3", "--seed", "9", "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    assert len((tmp_path / "c" / "manifest.csv").read_text().strip().splitlines()) == 4
+    assert json.loads((tmp_path / "c" / "cohort.json").read_text())["seed"] == 9
+
+
+def test_failed_run_leaves_the_output_folder_untouched(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "result.json").write_text("yesterday")
+    with pytest.raises(RuntimeError):
+        with staged_output_dir(out) as staging:
+            (staging / "result.json").write_text("half of today")
+            raise RuntimeError("model crashed")
+    assert (out / "result.json").read_text() == "yesterday"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_missing_requirements_and_consent(tmp_path: Path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# comment\nnumpy\nresponseai-no-such-package==1.0\ntorch==0.0.1\n")
+    assert dependencies.missing_requirements(dependencies.read_requirements(requirements)) == [
+        "responseai-no-such-package==1.0", "torch==0.0.1"]
+    installed: list[str] = []
+    order = dependencies.install_missing(installed.append, requirements)
+    assert order == installed == ["torch==0.0.1", "responseai-no-such-package==1.0"]
+    with pytest.raises(RuntimeError, match="not installed"):
+        dependencies.ensure_installed(lambda question: False, installed.append, "BreastResponseAI", requirements)
+    assert dependencies.ensure_installed(lambda question: True, installed.append, "BreastResponseAI", requirements)
+
+
+def test_shipped_requirements_never_touch_slicer_bundled_packages():
+    names = {r.split("=")[0].split(">")[0].lower() for r in dependencies.read_requirements()}
+    assert "torch" in names and not names & {"numpy", "simpleitk", "pydicom", "requests"}
