@@ -31,15 +31,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from imblearn.over_sampling import SMOTE
 from sklearn.neighbors import NearestNeighbors
 
 from responseai.clinical import Variable
 from responseai.errors import ClinicalValueError, GeometryMismatchError, InvalidImageError, MissingPhaseError
 from responseai.image import Image
-from responseai.io import resample_to, validate_mask, validate_volume, volumes_overlap
+from responseai.io import read_image, resample_to, validate_mask, validate_volume, volumes_overlap
 from responseai.preprocess import ClinicalEncoder
 from responseai.synthetic.gradeguided import GRADES, MODALITIES, STAGES, TREATMENTS
 
@@ -246,3 +248,63 @@ def smote_oversample(
         pair[rows] = members[nearest]
     log.info("SMOTE added %d synthetic training records over grade x response strata", len(synthetic))
     return synthetic.astype(np.float32), pair, synthetic_stratum // 2, synthetic_stratum % 2
+
+
+@dataclass
+class Sample:
+    """One patient as the model consumes it, whatever its source (manifest files or the phantom)."""
+
+    patient_id: str
+    images: dict[str, Image]
+    mask: Image
+    clinical: dict[str, object]
+    grade: int | None  # class index of the (biopsy / pathological) grade, None when unknown
+    response: int | None = None
+    split: str = "train"
+    pfs_months: float | None = None
+    pfs_event: int | None = None
+    site: str = ""
+
+
+@dataclass
+class PreparedInputs:
+    """Model-ready arrays of a set of samples: ROI (N, C, Z, Y, X), clinical (N, P), grade (N,)."""
+
+    image: np.ndarray
+    clinical: np.ndarray
+    grade: np.ndarray  # −1 where unknown
+
+
+def fit_roi_spec(samples: Sequence[Sample], spec: RoiSpec = RoiSpec()) -> tuple[RoiSpec, list]:
+    """Resample every sample once; fit CT/PET tumour statistics on the ``train`` split only."""
+    resampled = [resample_case(s.images, s.mask, spec) for s in samples]
+    means, stds = tumour_statistics([r for r, s in zip(resampled, samples) if s.split == "train"])
+    fitted = RoiSpec(spec.spacing_mm, spec.size, spec.modalities, tuple(means.items()), tuple(stds.items()))
+    return fitted, resampled
+
+
+def prepare_inputs(samples: Sequence[Sample], spec: RoiSpec, encoder: ClinicalEncoder,
+                   resampled: Sequence | None = None) -> PreparedInputs:
+    """Preprocess samples with fitted statistics (``resampled`` reuses :func:`fit_roi_spec`'s work)."""
+    resampled = resampled or [resample_case(s.images, s.mask, spec) for s in samples]
+    image = np.stack([normalise_roi(arrays, roi, spec) for arrays, roi in resampled])
+    clinical = encode_clinical(encoder, [s.clinical for s in samples]).astype(np.float32)
+    grade = np.array([-1 if s.grade is None else s.grade for s in samples], int)
+    return PreparedInputs(image, clinical, grade)
+
+
+def samples_from_manifest(manifest: str | Path) -> list[Sample]:
+    """Read a cohort manifest (paths relative to its folder) into samples; empty cells are unknown."""
+    manifest = Path(manifest)
+    frame = pd.read_csv(manifest)
+    root = manifest.parent
+    samples = []
+    for _, row in frame.iterrows():
+        images = {m: read_image(root / row[m], name=f"{row['patient_id']} {m}") for m in MODALITIES}
+        mask = read_image(root / row["mask"], name=f"{row['patient_id']} mask")
+        clinical = {name: (None if pd.isna(row[name]) else row[name]) for name in CLINICAL_SCHEMA if name in frame.columns}
+        response = None if pd.isna(row.get("response")) else int(row["response"])
+        samples.append(Sample(str(row["patient_id"]), images, mask, clinical, parse_grade(row.get("grade")), response,
+                              str(row.get("split", "train")), row.get("pfs_months"), row.get("pfs_event"),
+                              str(row.get("site", ""))))
+    return samples

@@ -247,6 +247,23 @@ def build_model(card: Mapping) -> GradeGuidedNet:
     return GradeGuidedNet(card["architecture"]["config"])
 
 
+def predict_arrays(model: GradeGuidedNet, image: np.ndarray, clinical: np.ndarray, grade: np.ndarray | None,
+                   batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Batched inference on preprocessed arrays; ``grade`` None (or −1 entries) means not known."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for start in range(0, len(image), batch_size):
+            sl = slice(start, start + batch_size)
+            given = None if grade is None else torch.as_tensor(grade[sl], device=device)
+            out = model(torch.as_tensor(image[sl], device=device), torch.as_tensor(clinical[sl], device=device), given)
+            out["response_prob"] = torch.sigmoid(out["response_logit"])
+            for key in ("grade_probs", "response_prob", "subtype_probs", "alpha", "embedding"):
+                parts.setdefault(key, []).append(out[key].cpu().numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
 def clinical_contributions(model: GradeGuidedNet, image: torch.Tensor, clinical: torch.Tensor,
                            grade: torch.Tensor | None, feature_names: Sequence[str], top: int = 5) -> list[list[tuple[str, float]]]:
     """Per case, the ``top`` clinical features by |gradient × input| on the response logit.

@@ -1,0 +1,232 @@
+"""Train the grade-guided fusion model (seed 003) from a cohort manifest.
+
+    python -m training.gradeguided --manifest COHORT/manifest.csv --out DIR \
+        [--epochs N] [--ablation grade_guided|deep_fusion|early_fusion|imaging_only] [--permute-grade]
+
+Everything fitted on data — CT/PET tumour statistics, the clinical encoder, the variable
+graph, SMOTE — uses the ``train`` split only; the model kept is the epoch with the lowest
+validation loss and the response threshold is chosen (Youden) on ``val`` only, so ``test``
+and ``external`` stay untouched for evaluation. Output: ``DIR/gradeguided.safetensors`` and
+its JSON model card (preprocessing statistics, encoder, adjacency, classes, threshold,
+validation metrics), written through :func:`responseai.weights.save_model`.
+
+``--permute-grade`` is the permutation test: the grade *fed to the fusion* is shuffled across
+training cases (the grading head still learns the true grade); if the guidance carries
+information, response performance must drop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
+
+from responseai.gradeguided_preprocess import (
+    PreparedInputs, Sample, clinical_adjacency, fit_clinical_encoder, fit_roi_spec, prepare_inputs,
+    samples_from_manifest, smote_oversample,
+)
+from responseai.metrics import youden_threshold
+from responseai.models.grade_guided import ABLATIONS, GradeGuidedNet, grade_guided_loss, predict_arrays
+from responseai.synthetic.gradeguided import GRADES, SUBTYPES
+from responseai.weights import save_model
+from training.engine import seed_everything
+
+log = logging.getLogger(__name__)
+
+TASK = "grade_response_subtype"
+WEIGHTS_NAME = "gradeguided.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (Adam with weight decay, LR decay on plateau of validation loss)."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    ablation: str = "grade_guided"
+    permute_grade: bool = False
+    smote: bool = True
+
+
+@dataclass
+class TrainingSet:
+    """Rows the optimiser sees: real training cases plus SMOTE records paired with a real ROI."""
+
+    image_index: np.ndarray
+    clinical: np.ndarray
+    grade: np.ndarray
+    response: np.ndarray
+    fusion_grade: np.ndarray  # what the fusion is told (shuffled under the permutation test)
+
+
+@dataclass
+class TrainResult:
+    """The trained network, its card and the preprocessed inputs of every sample."""
+
+    model: GradeGuidedNet
+    card: dict
+    inputs: PreparedInputs
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_training_set(inputs: PreparedInputs, samples: list[Sample], config: TrainConfig) -> TrainingSet:
+    """Training rows, optional stratified SMOTE, and the (possibly permuted) grade for the fusion."""
+    train = np.array([i for i, s in enumerate(samples) if s.split == "train"])
+    grade = inputs.grade[train]
+    response = np.array([samples[i].response for i in train], int)
+    image_index, clinical = train, inputs.clinical[train]
+    if config.smote:
+        extra_clinical, pair, extra_grade, extra_response = smote_oversample(clinical, grade, response, config.seed)
+        image_index = np.concatenate([train, train[pair]])
+        clinical = np.concatenate([clinical, extra_clinical])
+        grade, response = np.concatenate([grade, extra_grade]), np.concatenate([response, extra_response])
+    fusion_grade = grade.copy()
+    if config.permute_grade:
+        fusion_grade = np.random.default_rng([config.seed, 7]).permutation(fusion_grade)
+    return TrainingSet(image_index, clinical.astype(np.float32), grade, response, fusion_grade)
+
+
+def _augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random flips: the phantom's (and a tumour's) label does not depend on orientation."""
+    dims = [d for d in (2, 3, 4) if rng.random() < 0.5]
+    return torch.flip(batch, dims) if dims else batch
+
+
+def _validation_loss(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray, response: np.ndarray,
+                     device: torch.device) -> float:
+    model.eval()
+    with torch.no_grad():
+        grade = torch.as_tensor(inputs.grade[val], device=device)
+        out = model(torch.as_tensor(inputs.image[val], device=device), torch.as_tensor(inputs.clinical[val], device=device), grade)
+        loss, _ = grade_guided_loss(out, grade, torch.as_tensor(response, device=device))
+    return float(loss)
+
+
+def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingSet, val: np.ndarray,
+                  val_response: np.ndarray, config: TrainConfig) -> tuple[GradeGuidedNet, list[dict]]:
+    """Mini-batch Adam; keeps the weights of the epoch with the lowest validation loss."""
+    device = _device()
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=4)
+    rng = np.random.default_rng([config.seed, 1])
+    best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
+    for epoch in range(config.epochs):
+        model.train()
+        order = rng.permutation(len(rows.image_index))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            if len(batch) < 2:  # BatchNorm needs two cases
+                continue
+            image = _augment(torch.as_tensor(inputs.image[rows.image_index[batch]]), rng).to(device)
+            out = model(image, torch.as_tensor(rows.clinical[batch], device=device),
+                        torch.as_tensor(rows.fusion_grade[batch], device=device))
+            loss, _ = grade_guided_loss(out, torch.as_tensor(rows.grade[batch], device=device),
+                                        torch.as_tensor(rows.response[batch], device=device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        val_loss = _validation_loss(model, inputs, val, val_response, device)
+        scheduler.step(val_loss)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
+        log.info("epoch %d/%d train %.3f val %.3f", epoch + 1, config.epochs, history[-1]["train_loss"], val_loss)
+        if val_loss < best:
+            best, best_state = val_loss, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+def validation_metrics(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray,
+                       response: np.ndarray) -> tuple[float, dict]:
+    """Youden threshold and grade / response metrics on validation (biopsy grade given)."""
+    pred = predict_arrays(model, inputs.image[val], inputs.clinical[val], inputs.grade[val])
+    grade_pred = pred["grade_probs"].argmax(1)
+    both = len(np.unique(response)) == 2
+    threshold = youden_threshold(response, pred["response_prob"]) if both else 0.5
+    metrics = {"val_grade_accuracy": float(accuracy_score(inputs.grade[val], grade_pred)),
+               "val_grade_kappa": float(cohen_kappa_score(inputs.grade[val], grade_pred)),
+               "val_response_auc": float(roc_auc_score(response, pred["response_prob"])) if both else float("nan")}
+    return threshold, metrics
+
+
+def train_gradeguided(samples: list[Sample], out_dir: str | Path, config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Fit preprocessing on ``train``, train, pick the threshold on ``val``, save weights + card."""
+    if config.ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation '{config.ablation}'; choose one of {', '.join(ABLATIONS)}")
+    seed_everything(config.seed)
+    spec, resampled = fit_roi_spec(samples)
+    encoder = fit_clinical_encoder([s.clinical for s in samples if s.split == "train"])
+    inputs = prepare_inputs(samples, spec, encoder, resampled)
+    train_mask = np.array([s.split == "train" for s in samples])
+    adjacency = clinical_adjacency(inputs.clinical[train_mask])
+    rows = build_training_set(inputs, samples, config)
+    val = np.array([i for i, s in enumerate(samples) if s.split == "val"])
+    val_response = np.array([samples[i].response for i in val], int)
+    model = GradeGuidedNet({"ablation": config.ablation, "in_channels": len(spec.modalities),
+                            "n_clinical": inputs.clinical.shape[1], "n_grades": len(GRADES), "n_subtypes": len(SUBTYPES)})
+    model.set_adjacency(adjacency)
+    model, history = train_network(model, inputs, rows, val, val_response, config)
+    threshold, metrics = validation_metrics(model.cpu(), inputs, val, val_response)
+    card = _card(model, spec, encoder, adjacency, threshold, metrics, history, samples, config)
+    saved = save_model(model, card, Path(out_dir) / WEIGHTS_NAME)
+    log.info("saved %s (%s): %s", config.ablation, out_dir, metrics)
+    return TrainResult(model, saved, inputs)
+
+
+def _card(model, spec, encoder, adjacency, threshold, metrics, history, samples, config) -> dict:
+    splits = {name: sum(s.split == name for s in samples) for name in ("train", "val", "test", "external")}
+    return {
+        "name": f"gradeguided-{config.ablation}" + ("-permuted" if config.permute_grade else ""),
+        "version": "0.1.0",
+        "task": TASK,
+        "architecture": {"name": "GradeGuidedNet", "config": model.config, "sources": model.source_names},
+        "inputs": {"modalities": list(spec.modalities), "clinical_features": encoder.feature_names,
+                   "clinical_variables": [v.name for v in encoder.variables],
+                   "grade": "biopsy grade if known (else the predicted grade distribution is used)"},
+        "classes": {"grade": list(GRADES), "response": ["non-responder", "responder"], "subtype": list(SUBTYPES)},
+        "threshold": threshold,
+        "preprocessing": {"roi": spec.to_dict(), "clinical_encoder": encoder.to_dict(),
+                          "adjacency": adjacency, "adjacency_threshold": 0.2,
+                          "smote": "grade x response strata of the training clinical vectors, ROI of nearest real case"},
+        "training_data": {"splits": splits, "config": asdict(config), "epochs_run": len(history),
+                          "best_val_loss": min(h["val_loss"] for h in history)},
+        "metrics": metrics,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--ablation", choices=ABLATIONS, default="grade_guided")
+    parser.add_argument("--permute-grade", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    samples = samples_from_manifest(args.manifest)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         ablation=args.ablation, permute_grade=args.permute_grade)
+    train_gradeguided(samples, args.out, config)
+
+
+if __name__ == "__main__":
+    main()
