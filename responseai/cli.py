@@ -31,6 +31,10 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         "%d cases, %d external, pCR prevalence %.1f%% -> %s",
         len(manifest), int(manifest["external"].sum()), 100 * manifest["pcr"].mean(), Path(args.out) / "manifest.csv",
     )
+    if args.check_shortcut:
+        from responseai.synthetic.shortcut import shortcut_auc
+
+        log.info("shortcut outside the tumour: %s", shortcut_auc(Path(args.out), manifest))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1, help="cohort seed (same seed, same bytes)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--workers", type=int, default=2, help="worker processes")
+    synth.add_argument("--check-shortcut", action="store_true",
+                       help="report how well a feature outside the tumour predicts pCR per domain")
     synth.set_defaults(func=_cmd_synth)
     return parser
 
