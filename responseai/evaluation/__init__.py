@@ -1,0 +1,1 @@
+"""Reproducible evaluations (ablations, external validation) that write tables, JSON and plots."""

@@ -1,0 +1,1 @@
+"""Per-case inference entry points: validated inputs in, a result dataclass with images out."""
