@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo-output
+# UTF-8 file I/O whatever the machine's locale (CI may run with LANG unset).
+export PYTHONUTF8 := 1
 
 .PHONY: demo test bench clean
 

@@ -31,7 +31,7 @@ def write_case(case: Case, folder: Path) -> dict[str, str]:
     """Write phases, reference mask and clinical record of a case; return the file names."""
     files = {name: write_image(image, folder / f"{name}.nrrd").name for name, image in case.phases.items()}
     files["mask"] = write_image(case.mask, folder / "mask.nrrd").name
-    (folder / "clinical.json").write_text(json.dumps(case.clinical, indent=2) + "\n")
+    (folder / "clinical.json").write_text(json.dumps(case.clinical, indent=2) + "\n", encoding="utf-8")
     files["clinical"] = "clinical.json"
     return files
 
@@ -59,7 +59,7 @@ def run_demo(out: Path) -> dict:
     with staged_output_dir(out) as staging:
         files = write_case(case, staging)
         summary = case_summary(case, files)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for key, value in summary.items():
         if key not in ("files", "clinical"):
             log.info("%s: %s", key, value)

@@ -63,7 +63,7 @@ def save_model(model: torch.nn.Module, card: dict, weights_path: str | Path) -> 
     missing = [k for k in REQUIRED_CARD_KEYS if k not in full]
     if missing:
         raise WeightsError(f"model card is missing {', '.join(missing)}")
-    card_path(weights_path).write_text(json.dumps(full, indent=2, default=_jsonable) + "\n")
+    card_path(weights_path).write_text(json.dumps(full, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     return full
 
 
@@ -79,7 +79,7 @@ def read_card(weights_path: str | Path, expected_task: str | None = None) -> dic
     if not path.exists():
         raise WeightsError(f"{path}: model card not found next to the weights")
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{path}: model card is not valid JSON ({exc})") from exc
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]

@@ -15,7 +15,7 @@ from responseai.slicer_bridge import dependencies
 
 def test_demo_writes_the_demo_case_with_a_summary(tmp_path: Path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text(encoding="utf-8"))
     assert summary["case_id"] == "BR2026-0000" and summary["external_site"] is True
     post1 = read_image(tmp_path / "demo" / summary["files"]["post1"])
     mask = read_image(tmp_path / "demo" / summary["files"]["mask"])
@@ -26,25 +26,25 @@ def test_demo_writes_the_demo_case_with_a_summary(tmp_path: Path):
 
 def test_synth_command_writes_manifest(tmp_path: Path):
     assert main(["synth", "breast", "--n", "3", "--seed", "9", "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
-    assert len((tmp_path / "c" / "manifest.csv").read_text().strip().splitlines()) == 4
-    assert json.loads((tmp_path / "c" / "cohort.json").read_text())["seed"] == 9
+    assert len((tmp_path / "c" / "manifest.csv").read_text(encoding="utf-8").strip().splitlines()) == 4
+    assert json.loads((tmp_path / "c" / "cohort.json").read_text(encoding="utf-8"))["seed"] == 9
 
 
 def test_failed_run_leaves_the_output_folder_untouched(tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "result.json").write_text("yesterday")
+    (out / "result.json").write_text("yesterday", encoding="utf-8")
     with pytest.raises(RuntimeError):
         with staged_output_dir(out) as staging:
-            (staging / "result.json").write_text("half of today")
+            (staging / "result.json").write_text("half of today", encoding="utf-8")
             raise RuntimeError("model crashed")
-    assert (out / "result.json").read_text() == "yesterday"
+    assert (out / "result.json").read_text(encoding="utf-8") == "yesterday"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_missing_requirements_and_consent(tmp_path: Path):
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# comment\nnumpy\nresponseai-no-such-package==1.0\ntorch==0.0.1\n")
+    requirements.write_text("# comment\nnumpy\nresponseai-no-such-package==1.0\ntorch==0.0.1\n", encoding="utf-8")
     assert dependencies.missing_requirements(dependencies.read_requirements(requirements)) == [
         "responseai-no-such-package==1.0", "torch==0.0.1"]
     installed: list[str] = []

@@ -22,7 +22,7 @@ def _ui_widget_names(module: str) -> set[str]:
 @pytest.mark.parametrize("module", MODULES)
 def test_every_widget_the_code_uses_exists_in_the_ui(module: str):
     names = _ui_widget_names(module)
-    source = (ROOT / module / f"{module}.py").read_text()
+    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used <= names, f"missing in .ui: {sorted(used - names)}"
 
@@ -35,7 +35,7 @@ def test_parameter_names_in_ui_are_parameter_node_fields(module: str):
         for prop in tree.iter("property")
         if prop.get("name") == "SlicerParameterName"
     }
-    source = ast.parse((ROOT / module / f"{module}.py").read_text())
+    source = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
     wrapper = next(n for n in source.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode")
     fields = {s.target.id for s in wrapper.body if isinstance(s, ast.AnnAssign)}
     assert bound and bound <= fields, f"unbound names: {sorted(bound - fields)}"
@@ -44,7 +44,7 @@ def test_parameter_names_in_ui_are_parameter_node_fields(module: str):
 @pytest.mark.parametrize("module", MODULES)
 def test_module_file_imports_no_core_at_load_time(module: str):
     """Slicer must start even before torch/MONAI are installed: core imports only inside functions."""
-    tree = ast.parse((ROOT / module / f"{module}.py").read_text())
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
     top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     imported = {a.name.split(".")[0] for n in top_level if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
@@ -53,7 +53,7 @@ def test_module_file_imports_no_core_at_load_time(module: str):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_cmake_lists_every_script_and_resource(module: str):
-    cmake = (ROOT / module / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", module)
+    cmake = (ROOT / module / "CMakeLists.txt").read_text(encoding="utf-8").replace("${MODULE_NAME}", module)
     for path in re.findall(r"^\s+(\S+\.(?:py|png|ui))\s*$", cmake, re.M):
         assert (ROOT / module / path).exists(), path
     for script in (ROOT / module / f"{module}Lib").glob("*.py"):

@@ -18,7 +18,7 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(==\s*([^\s;#]+))?")
 
 def read_requirements(path: Path = REQUIREMENTS) -> list[str]:
     """Requirement lines, comments and blanks dropped."""
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line]
 
 

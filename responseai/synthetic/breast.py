@@ -338,6 +338,6 @@ def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.Dat
             "shape_zyx": SHAPE, "phases": PHASES, "label_rule": LABEL_RULE,
             "sites": [asdict(s) for s in SITES],
             "shortcut": "coil artefact outside the tumour; amplitude tracks pCR on training sites only"}
-    (out / "cohort.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "cohort.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %d cases to %s (pCR prevalence %.1f%%)", n, out, 100 * manifest["pcr"].mean())
     return manifest
