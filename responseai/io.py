@@ -169,3 +169,44 @@ def align_to_reference(
                 "Resample it onto the reference (resample=True / --resample) or pick the matching series."
             )
     return aligned
+
+
+def _ijk_to_lps(image: Image) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = image.direction @ np.diag(image.spacing)
+    matrix[:3, 3] = image.origin
+    return matrix
+
+
+def write_segmentation(
+    mask: Image, path: str | Path, name: str = "Tumour", color: tuple[float, float, float] = (0.95, 0.84, 0.16)
+) -> Path:
+    """Write a binary mask as a Slicer ``.seg.nrrd`` with one named, coloured segment (slicerio)."""
+    import slicerio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    voxels_ijk = np.transpose(mask.array > 0, (2, 1, 0))
+    segmentation = slicerio.create_segmentation(voxels_ijk.shape, _ijk_to_lps(mask))
+    slicerio.add_segment(segmentation, voxels_ijk, {"id": name, "name": name, "color": list(color)})
+    slicerio.write_segmentation(str(path), segmentation)
+    return path
+
+
+def read_segmentation(path: str | Path, name: str = "Tumour") -> Image:
+    """Read one named segment of a ``.seg.nrrd`` as a uint8 mask with its geometry."""
+    import slicerio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: segmentation file does not exist")
+    segmentation = slicerio.read_segmentation(str(path))
+    names = slicerio.segment_names(segmentation)
+    if name not in names:
+        raise InputFileError(f"{path}: no segment named '{name}' (segments: {', '.join(names) or 'none'})")
+    voxels = slicerio.extract_segments(segmentation, [(name, 1)])["voxels"]
+    lps = np.asarray(segmentation["ijkToLPS"], float)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    array = np.transpose(np.asarray(voxels) > 0, (2, 1, 0)).astype(np.uint8)
+    return Image(array, tuple(spacing), tuple(lps[:3, 3]), lps[:3, :3] / spacing)
+

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from responseai.errors import MissingPhaseError
 from responseai.image import Image
-from responseai.io import align_to_reference, read_image, validate_mask, validate_volume
+from responseai.io import read_image, validate_mask
+from responseai.pipeline import OPTIONAL_PHASES, REFERENCE_PHASE, REQUIRED_PHASES, check_mask, check_phases
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
     add_volume_node,
@@ -19,9 +20,6 @@ from responseai.slicer_bridge.nodes import (
     volume_node_to_image,
 )
 
-REQUIRED_PHASES = ("pre", "post1")
-OPTIONAL_PHASES = ("post2",)
-REFERENCE_PHASE = "post1"  # the method note resamples every phase onto the first post-contrast grid
 TUMOUR_SEGMENT = "Tumour"
 
 
@@ -42,13 +40,12 @@ class BreastLogic:
 
     def load_case(self, case_id: str, phases: dict[str, Image], mask: Image | None = None) -> CaseNodes:
         """Add one volume node per phase (and the tumour segment) with the images' geometry."""
-        images = self._checked_phases(phases, resample=False)
+        images = check_phases(phases)
         nodes = CaseNodes(case_id)
         for name, image in images.items():
             nodes.phases[name] = add_volume_node(self.scene, image, f"{case_id} {name}")
         if mask is not None:
-            validate_mask(mask)
-            mask = align_to_reference({"mask": mask, REFERENCE_PHASE: images[REFERENCE_PHASE]}, REFERENCE_PHASE)["mask"]
+            mask = check_mask(mask, images[REFERENCE_PHASE])
             nodes.segmentation = add_segmentation_node(
                 self.scene, mask, nodes.phases[REFERENCE_PHASE], f"{case_id} segmentation", TUMOUR_SEGMENT
             )
@@ -69,7 +66,7 @@ class BreastLogic:
     def read_phases(self, phase_nodes: dict, resample: bool = False) -> dict[str, Image]:
         """Volume nodes → images on the reference (post1) grid; a missing required phase is an error."""
         images = {name: volume_node_to_image(node) for name, node in phase_nodes.items() if node is not None}
-        return self._checked_phases(images, resample)
+        return check_phases(images, resample)
 
     def read_mask(self, segmentation_node, reference_node, segment_name: str = TUMOUR_SEGMENT) -> Image:
         """The named segment on the reference grid, including any edit made in Segment Editor."""
@@ -79,12 +76,3 @@ class BreastLogic:
         mask = segment_to_mask(segmentation_node, segment_id, reference_node)
         validate_mask(mask, f"segment {segment_name}")
         return mask
-
-    @staticmethod
-    def _checked_phases(phases: dict[str, Image], resample: bool) -> dict[str, Image]:
-        missing = [name for name in REQUIRED_PHASES if phases.get(name) is None]
-        if missing:
-            raise MissingPhaseError(f"missing DCE phase(s): {', '.join(missing)} (required: {', '.join(REQUIRED_PHASES)})")
-        for name, image in phases.items():
-            validate_volume(image, f"phase {name}")
-        return align_to_reference(phases, REFERENCE_PHASE, resample=resample)

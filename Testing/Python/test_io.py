@@ -125,3 +125,15 @@ def test_empty_and_full_masks_are_rejected():
         validate_mask(Image(np.zeros((4, 4, 4), np.uint8)))
     with pytest.raises(EmptyMaskError, match="whole volume"):
         validate_mask(Image(np.ones((4, 4, 4), np.uint8)))
+
+
+def test_seg_nrrd_round_trip_keeps_mask_and_geometry(tmp_path: Path):
+    from responseai.io import read_segmentation, write_segmentation
+
+    image = _oblique_image()
+    mask = image.with_array((image.array > 700).astype(np.uint8))
+    back = read_segmentation(write_segmentation(mask, tmp_path / "tumour.seg.nrrd"))
+    assert np.array_equal(back.array, mask.array)
+    _assert_same_geometry(back, mask)
+    with pytest.raises(InputFileError, match="no segment named 'Liver'"):
+        read_segmentation(tmp_path / "tumour.seg.nrrd", "Liver")
