@@ -141,7 +141,8 @@ class PCRNet(nn.Module):
     def forward_all(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> PCROutput:
         features = self.encoder(image)
         attention = self.attend(features)
-        pooled = torch.einsum("bczyx,bzyx->bc", features, attention)
+        # product + sum (not einsum): its backward hands Grad-CAM a contiguous gradient
+        pooled = (features * attention.unsqueeze(1)).flatten(2).sum(2)
         pooled = self.dropout(pooled)
         logit = self.head(pooled).squeeze(1)
         if self.config["clinical"]:
