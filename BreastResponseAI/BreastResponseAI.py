@@ -2,17 +2,21 @@
 
 This file is the thin Slicer skin. It imports nothing from the ResponseAI core at load time,
 so Slicer starts even before the core's dependencies are installed; the work is done by
-``BreastResponseAILib.logic.BreastLogic`` (MRML + core, tested headless in CI).
+``BreastResponseAILib.logic`` (MRML + core, tested headless in CI) and, for the models, by a
+background ``responseai predict`` process so the GUI never freezes and Cancel works.
 """
 
 import logging
+import shutil
+from typing import Annotated
 
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -20,6 +24,13 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+# Clinical fields: names are the core schema's (responseai.clinical.BREAST_SCHEMA); a test checks
+# that the choices below match it. "unknown"/empty is an explicit state, not a default value.
+CLINICAL_FIELDS = (
+    "age", "menopausal_status", "er", "pr", "her2", "ki67", "molecular_subtype",
+    "histological_type", "histological_grade", "ct_stage", "cn_stage", "tumour_size_mm",
+)
 
 
 class BreastResponseAI(ScriptedLoadableModule):
@@ -50,10 +61,24 @@ class BreastResponseAIParameterNode:
     post1Phase: vtkMRMLScalarVolumeNode
     post2Phase: vtkMRMLScalarVolumeNode
     tumourSegmentation: vtkMRMLSegmentationNode
+    age: str = ""  # years, 18–100; empty = unknown
+    menopausal_status: Annotated[str, Choice(["unknown", "pre", "post"])] = "unknown"
+    er: Annotated[str, Choice(["unknown", "negative", "positive"])] = "unknown"
+    pr: Annotated[str, Choice(["unknown", "negative", "positive"])] = "unknown"
+    her2: Annotated[str, Choice(["unknown", "negative", "positive"])] = "unknown"
+    ki67: str = ""  # %, 0–100; empty = unknown
+    molecular_subtype: Annotated[str, Choice(["unknown", "luminal_a", "luminal_b", "her2_enriched", "triple_negative"])] = "unknown"
+    histological_type: Annotated[str, Choice(["unknown", "ductal", "lobular", "other"])] = "unknown"
+    histological_grade: Annotated[str, Choice(["unknown", "1", "2", "3"])] = "unknown"
+    ct_stage: Annotated[str, Choice(["unknown", "T1", "T2", "T3", "T4"])] = "unknown"
+    cn_stage: Annotated[str, Choice(["unknown", "N0", "N1", "N2", "N3"])] = "unknown"
+    tumour_size_mm: str = ""  # mm, 1–200; empty = unknown
+    heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+    showGradcam: bool = False
 
 
 class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds the .ui to the parameter node and forwards button presses to the Logic."""
+    """Binds the .ui to the parameter node; runs the prediction job in a QProcess."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -61,6 +86,9 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._process = None
+        self._job = None
+        self._results = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -68,13 +96,24 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        # the clinical widgets, found by the parameter they are bound to (no name mangling)
+        self._fieldWidgets = {
+            w.property("SlicerParameterName"): w
+            for w in uiWidget.findChildren(qt.QWidget)
+            if w.property("SlicerParameterName") in CLINICAL_FIELDS
+        }
         self.logic = BreastResponseAILogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.onCancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -84,6 +123,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -98,18 +138,115 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _clinicalValues(self) -> dict:
+        return {name: getattr(self._parameterNode, name) for name in CLINICAL_FIELDS}
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Show invalid clinical entries next to their field and enable Apply only when runnable."""
+        errors = self.logic.clinicalErrors(self._clinicalValues())
+        for name, widget in self._fieldWidgets.items():
+            widget.setStyleSheet("background: #f9d6d5;" if name in errors else "")
+            widget.toolTip = errors.get(name, widget.toolTip)
+        self.ui.clinicalErrorsLabel.text = "\n".join(errors.values())
+        p = self._parameterNode
+        ready = p.prePhase is not None and p.post1Phase is not None and not errors and self._process is None
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = _("Predict pCR") if ready else _("Select pre and post1 phases and fix the clinical entries in red")
 
     def onLoadDemo(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not load the demo case."), waitCursor=True):
-            nodes = self.logic.loadDemoCase()
-            self._parameterNode.prePhase = nodes.phases["pre"]
-            self._parameterNode.post1Phase = nodes.phases["post1"]
-            self._parameterNode.post2Phase = nodes.phases.get("post2")
-            self._parameterNode.tumourSegmentation = nodes.segmentation
+            nodes, clinical = self.logic.loadDemoCase()
+            with slicer.util.NodeModify(self._parameterNode.parameterNode):
+                self._parameterNode.prePhase = nodes.phases["pre"]
+                self._parameterNode.post1Phase = nodes.phases["post1"]
+                self._parameterNode.post2Phase = nodes.phases.get("post2")
+                self._parameterNode.tumourSegmentation = None  # let the model segment it
+                for name in CLINICAL_FIELDS:
+                    value = clinical.get(name)
+                    setattr(self._parameterNode, name, "" if value is None and name in ("age", "ki67", "tumour_size_mm")
+                            else "unknown" if value is None else str(value))
             slicer.util.setSliceViewerLayers(background=nodes.phases["post1"], fit=True)
+
+    def onApply(self) -> None:
+        """Validate and write the inputs, then run the models in a background process."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Cannot start the prediction."), waitCursor=True):
+            phases = {"pre": p.prePhase, "post1": p.post1Phase, "post2": p.post2Phase}
+            self._job = self.logic.core_jobs.prepare(p.post1Phase.GetName(), phases, self._clinicalValues(),
+                                                     p.tumourSegmentation)
+            self._startProcess(self._job)
+
+    def _startProcess(self, job) -> None:
+        process = qt.QProcess()
+        environment = qt.QProcessEnvironment()
+        for key, value in job.env.items():
+            environment.insert(key, value)
+        process.setProcessEnvironment(environment)
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.connect("readyRead()", self._onProcessOutput)
+        process.connect("finished(int)", self._onProcessFinished)
+        self._process, self._log = process, []
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = _("Starting…")
+        self.ui.cancelButton.enabled = True
+        self._checkCanApply()
+        process.start(job.command[0], job.command[1:])
+
+    def _onProcessOutput(self) -> None:
+        text = bytes(self._process.readAll()).decode("utf-8", "replace")
+        for line in text.splitlines():
+            self._log.append(line)
+            percent, message = self.logic.parseProgress(line)
+            if percent is not None:
+                self.ui.progressBar.value = percent
+                self.ui.statusLabel.text = message
+
+    def _onProcessFinished(self, exitCode) -> None:
+        self._onProcessOutput()
+        self._process = None
+        self.ui.cancelButton.enabled = False
+        if exitCode != 0:
+            self.ui.statusLabel.text = _("Failed")
+            slicer.util.errorDisplay(self.logic.errorFromLog(self._log), detailedText="\n".join(self._log))
+        else:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
+                self._results = self.logic.core.import_results(self._job, self._results,
+                                                               with_gradcam=self._parameterNode.showGradcam)
+                self.ui.progressBar.value = 100
+                self.ui.statusLabel.text = self.logic.summaryText(self._results)
+                self.ui.exportButton.enabled = True
+                slicer.util.setSliceViewerLayers(background=self._parameterNode.post1Phase,
+                                                 foreground=self._results.heatmap,
+                                                 foregroundOpacity=self._parameterNode.heatmapOpacity)
+                self.logic.showTable(self._results.table)
+        shutil.rmtree(self._job.folder, ignore_errors=True)
+        self._checkCanApply()
+
+    def onCancel(self) -> None:
+        """Kill the background job; nothing was added to the scene yet."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.waitForFinished(3000)
+            self.ui.statusLabel.text = _("Cancelled")
+
+    def onOpacityChanged(self, value: float) -> None:
+        if self._results is not None:
+            slicer.util.setSliceViewerLayers(foregroundOpacity=value)
+
+    def onExport(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export report to folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not export the report."), waitCursor=True):
+            files = self.logic.core.export_report(self._results, folder)
+            slicer.util.infoDisplay(_("Report written:\n") + "\n".join(str(f) for f in files.values()))
 
 
 class BreastResponseAILogic(ScriptedLoadableModuleLogic):
@@ -132,12 +269,47 @@ class BreastResponseAILogic(ScriptedLoadableModuleLogic):
             self._core = BreastLogic(slicer.mrmlScene)
         return self._core
 
+    @property
+    def core_jobs(self):
+        from BreastResponseAILib.logic import BreastJobs
+
+        return BreastJobs(self.core)
+
+    @staticmethod
+    def clinicalErrors(values: dict) -> dict:
+        """Per-field messages; the validation rules are the core's (stdlib-only module)."""
+        from responseai.clinical import field_errors
+
+        return field_errors(values)
+
+    @staticmethod
+    def parseProgress(line: str):
+        from responseai.pipeline import parse_progress
+
+        return parse_progress(line)
+
+    @staticmethod
+    def errorFromLog(lines: list) -> str:
+        errors = [line.split(": ", 1)[-1] for line in lines if " ERROR " in line]
+        return errors[-1] if errors else _("The prediction process failed; see details.")
+
+    @staticmethod
+    def summaryText(results) -> str:
+        return _("pCR probability {probability:.2f} ({label})").format(
+            probability=results.record["pcr_probability"], label=results.record["predicted_class"])
+
+    @staticmethod
+    def showTable(tableNode) -> None:
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+
     def loadDemoCase(self):
-        """Generate the embedded demo case and load it as volume + segmentation nodes."""
+        """Generate the embedded demo case; load its phases (the model will segment it)."""
         from responseai.demo import demo_case
 
         case = demo_case()
-        return self.core.load_case(case.patient_id, case.phases, case.mask)
+        return self.core.load_case(case.patient_id, case.phases), case.clinical
 
 
 def ensureDependencies() -> None:
@@ -150,21 +322,22 @@ def ensureDependencies() -> None:
 
 
 class BreastResponseAITest(ScriptedLoadableModuleTest):
-    """In-app test: the demo case loads into the scene with its geometry."""
+    """In-app test: the demo case loads, runs in a background job and its results come back."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_LoadDemoCase()
+        self.test_DemoCaseEndToEnd()
 
-    def test_LoadDemoCase(self):
+    def test_DemoCaseEndToEnd(self):
+        import subprocess
+
         logic = BreastResponseAILogic()
-        nodes = logic.loadDemoCase()
-        self.assertIsNotNone(nodes.segmentation)
-        back = logic.core.read_phases(nodes.phases)
-        self.assertEqual(back["post1"].array.shape, slicer.util.arrayFromVolume(nodes.phases["post1"]).shape)
-        matrix = vtk.vtkMatrix4x4()
-        nodes.phases["post1"].GetIJKToRASMatrix(matrix)
-        self.assertAlmostEqual(matrix.GetElement(0, 0), -back["post1"].spacing[0], places=6)
+        nodes, clinical = logic.loadDemoCase()
+        job = logic.core_jobs.prepare("demo", nodes.phases, clinical)
+        subprocess.run(job.command, env=job.env, check=True)
+        results = logic.core.import_results(job, None)
+        self.assertTrue(0.0 <= results.record["pcr_probability"] <= 1.0)
+        self.assertIsNotNone(results.heatmap.GetDisplayNode().GetColorNode())

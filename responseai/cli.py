@@ -1,4 +1,4 @@
-"""``responseai`` command line: ``demo``, ``synth``.
+"""``responseai`` command line: ``demo``, ``synth``, ``predict``.
 
 Heavy libraries (torch, MONAI, SimpleITK) are imported inside each command so that
 ``responseai --help`` answers instantly and a bad argument fails before any import cost.
@@ -23,6 +23,32 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     log.info("demo case %s written to %s", summary["case_id"], args.out)
 
 
+def _read_clinical(path: str | None) -> dict:
+    """Clinical record from a JSON object file; absent file means every variable unknown."""
+    import json
+
+    if not path:
+        return {}
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResponseAIError(f"{path}: clinical record is not a readable JSON object ({exc})") from exc
+    if not isinstance(record, dict):
+        raise ResponseAIError(f"{path}: clinical record must be a JSON object of variable: value")
+    return record
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from responseai.pipeline import load_case, run_case, write_outputs
+
+    phases = {"pre": args.pre, "post1": args.post1, "post2": args.post2}
+    case = load_case(args.case_id, phases, _read_clinical(args.clinical), args.mask, args.resample)
+    outputs = run_case(case, args.seg_weights, args.pcr_weights)
+    files = write_outputs(outputs, args.out)
+    log.info("pCR probability %.3f (%s) -> %s", outputs.result.probability, outputs.result.predicted_class,
+             ", ".join(sorted(p.name for p in files.values())))
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from responseai.synthetic.breast import write_cohort
 
@@ -45,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the embedded demo case")
     demo.add_argument("--out", default="demo-output", help="output folder (default: ./demo-output)")
     demo.set_defaults(func=_cmd_demo)
+
+    predict = sub.add_parser("predict", help="tumour mask + pCR probability + attention for one breast case")
+    predict.add_argument("--pre", required=True, help="pre-contrast phase (NRRD/NIfTI file or DICOM folder)")
+    predict.add_argument("--post1", required=True, help="first post-contrast phase (the reference grid)")
+    predict.add_argument("--post2", help="later post-contrast phase (optional)")
+    predict.add_argument("--mask", help="tumour mask (.nrrd/.nii.gz/.seg.nrrd); skips automatic segmentation")
+    predict.add_argument("--clinical", help="JSON file of clinical variables (missing ones are unknown)")
+    predict.add_argument("--case-id", default="case", help="identifier written to the outputs")
+    predict.add_argument("--resample", action="store_true", help="resample phases/mask onto the post1 grid")
+    predict.add_argument("--seg-weights", help="segmentation weights (.safetensors, default: shipped)")
+    predict.add_argument("--pcr-weights", help="pCR weights (.safetensors, default: shipped)")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.set_defaults(func=_cmd_predict)
 
     synth = sub.add_parser("synth", help="generate a phantom cohort (image files + CSV manifest)")
     synth.add_argument("cohort", choices=["breast"], help="which phantom cohort")

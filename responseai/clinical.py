@@ -93,3 +93,17 @@ def records_from_frame(frame, schema: Mapping[str, Variable] = BREAST_SCHEMA) ->
     """Clinical records (schema columns only) from a manifest DataFrame; absent columns are unknown."""
     columns = [name for name in schema if name in frame.columns]
     return [{name: row[name] for name in columns} for _, row in frame.iterrows()]
+
+
+def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable] = BREAST_SCHEMA) -> dict[str, str]:
+    """Per-field messages for a form (empty when every entry is valid or unknown).
+
+    The Slicer form shows these next to each field *before* the user presses Apply.
+    """
+    errors = {}
+    for name, var in schema.items():
+        try:
+            var.validate(values.get(name))
+        except ClinicalValueError as exc:
+            errors[name] = str(exc)
+    return errors

@@ -53,14 +53,30 @@ def case_summary(case: Case, files: dict[str, str]) -> dict:
     }
 
 
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
+
+
 def run_demo(out: Path) -> dict:
-    """Generate the demo case into ``out`` with a ``summary.json``; all files or none."""
+    """Write the demo case's inputs to ``out/input`` and run the full case into ``out``.
+
+    The demo segments the tumour itself (the phantom's reference mask is written only for
+    comparison, as ``input/mask.nrrd``) and reports the Dice of its mask against it.
+    """
+    from responseai.pipeline import load_case, result_record, run_case, write_outputs
+
     case = demo_case()
-    with staged_output_dir(out) as staging:
+    with staged_output_dir(out / "input") as staging:
         files = write_case(case, staging)
-        summary = case_summary(case, files)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    for key, value in summary.items():
-        if key not in ("files", "clinical"):
-            log.info("%s: %s", key, value)
+    inputs = out / "input"
+    loaded = load_case(case.patient_id, {p: inputs / files[p] for p in case.phases}, case.clinical)
+    outputs = run_case(loaded)
+    write_outputs(outputs, out)
+    summary = {**case_summary(case, {k: f"input/{v}" for k, v in files.items()}), **result_record(outputs),
+               "dice_vs_phantom_truth": round(_dice(outputs.mask.array, case.mask.array), 4)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    for key in ("case_id", "site", "tumour_volume_ml", "pcr_probability", "predicted_class",
+                "attention_in_mask", "dice_vs_phantom_truth", "phantom_truth_pcr"):
+        log.info("%s: %s", key, summary[key])
     return summary

@@ -167,3 +167,12 @@ def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
         (staging / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         names = [p.name for p in staging.iterdir()]
     return {name: out / name for name in names}
+
+
+def parse_progress(line: str) -> tuple[int | None, str]:
+    """Read a ``PROGRESS <percent> <message>`` line written by :func:`log_progress`."""
+    _, marker, rest = line.partition("PROGRESS ")
+    if not marker:
+        return None, ""
+    percent, _, message = rest.partition(" ")
+    return (int(percent), message) if percent.isdigit() else (None, "")

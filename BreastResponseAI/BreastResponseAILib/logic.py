@@ -6,12 +6,20 @@ Imports ``slicer`` (MRML) and the core only, so CI runs it on a real scene from 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import responseai
+from responseai.clinical import validate_clinical
+
 from responseai.errors import MissingPhaseError
 from responseai.image import Image
-from responseai.io import read_image, validate_mask
+from responseai.io import read_image, validate_mask, write_image, write_segmentation
 from responseai.pipeline import OPTIONAL_PHASES, REFERENCE_PHASE, REQUIRED_PHASES, check_mask, check_phases
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
@@ -21,6 +29,7 @@ from responseai.slicer_bridge.nodes import (
 )
 
 TUMOUR_SEGMENT = "Tumour"
+CORE_PARENT = Path(responseai.__file__).resolve().parents[1]  # so the job process imports the same core
 
 
 @dataclass
@@ -76,3 +85,64 @@ class BreastLogic:
         mask = segment_to_mask(segmentation_node, segment_id, reference_node)
         validate_mask(mask, f"segment {segment_name}")
         return mask
+
+
+def python_executable() -> str:
+    """The interpreter for background jobs: Slicer's ``PythonSlicer`` when present, else this one."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+@dataclass
+class Job:
+    """A prepared background prediction: inputs written to ``folder``, results expected in ``out``."""
+
+    folder: Path
+    command: list[str]
+    env: dict[str, str]
+    user_segmentation: object | None  # the segmentation node the user supplied, if any
+
+    @property
+    def out(self) -> Path:
+        return self.folder / "out"
+
+
+class BreastJobs:
+    """Prepare a prediction job from MRML nodes; nothing is added to the scene until it succeeds.
+
+    The models run in a separate process (``responseai predict``) so Slicer's GUI stays
+    responsive and Cancel can kill the work; all checks happen here first, so a bad input
+    is reported before anything starts and the scene is left as it was.
+    """
+
+    def __init__(self, logic: BreastLogic) -> None:
+        self.logic = logic
+
+    def prepare(self, case_id: str, phase_nodes: dict, clinical: dict, segmentation_node=None,
+                folder: Path | None = None, resample: bool = False) -> Job:
+        images = self.logic.read_phases(phase_nodes, resample)
+        record = validate_clinical(clinical)
+        mask = None
+        if segmentation_node is not None:
+            mask = self.logic.read_mask(segmentation_node, phase_nodes[REFERENCE_PHASE],
+                                        _segment_name(segmentation_node))
+        folder = Path(folder or tempfile.mkdtemp(prefix="responseai-job-"))
+        inputs = folder / "input"
+        paths = {name: write_image(image, inputs / f"{name}.nrrd") for name, image in images.items()}
+        (inputs / "clinical.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}),
+                                              encoding="utf-8")
+        command = [python_executable(), "-m", "responseai.cli", "predict", "--case-id", case_id,
+                   "--clinical", str(inputs / "clinical.json"), "--out", str(folder / "out")]
+        for name, path in paths.items():
+            command += [f"--{name}", str(path)]
+        if mask is not None:
+            command += ["--mask", str(write_segmentation(mask, inputs / "tumour.seg.nrrd"))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CORE_PARENT), os.environ.get("PYTHONPATH")]))}
+        return Job(folder, command, env, segmentation_node)
+
+
+def _segment_name(segmentation_node) -> str:
+    """The segment to use: one named Tumour, else the only segment."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSegmentIdBySegmentName(TUMOUR_SEGMENT) or segmentation.GetNumberOfSegments() != 1:
+        return TUMOUR_SEGMENT
+    return segmentation.GetSegment(segmentation.GetNthSegmentID(0)).GetName()

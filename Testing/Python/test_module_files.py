@@ -58,3 +58,26 @@ def test_module_cmake_lists_every_script_and_resource(module: str):
         assert (ROOT / module / path).exists(), path
     for script in (ROOT / module / f"{module}Lib").glob("*.py"):
         assert f"{module}Lib/{script.name}" in cmake
+
+
+def test_clinical_form_matches_the_core_schema():
+    """Every schema variable has a bound widget and, if categorical, the same choices + unknown."""
+    from responseai.clinical import BREAST_SCHEMA
+
+    module = "BreastResponseAI"
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+    fields = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CLINICAL_FIELDS")
+    assert [e.value for e in fields.value.elts] == list(BREAST_SCHEMA)
+    wrapper = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode")
+    for statement in (s for s in wrapper.body if isinstance(s, ast.AnnAssign)):
+        variable = BREAST_SCHEMA.get(statement.target.id)
+        if variable is None:
+            continue
+        choices = [c for c in ast.walk(statement.annotation) if isinstance(c, ast.List)]
+        if variable.is_categorical:
+            assert [e.value for e in choices[0].elts] == ["unknown", *variable.categories]
+        else:
+            assert not choices and statement.value.value == ""
+    ui = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
+    bound = {p.findtext("string") for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
+    assert set(BREAST_SCHEMA) <= bound
