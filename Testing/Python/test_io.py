@@ -57,6 +57,8 @@ def _write_dicom_series(image: Image, folder: Path) -> None:
             "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{series}.{k + 1}",
             "0020|0037": orientation, "0020|0032": "\\".join(f"{p:.10f}" for p in position),
             "0020|0013": str(k + 1), "0018|0050": f"{image.spacing[2]:.10f}",
+            "0020|0052": "1.2.826.0.1.3680043.8.498.3", "0010|0020": "PHANTOM-1", "0010|0010": "Phantom^One",
+            "0008|0020": "20261123", "0020|0010": "1", "0008|0050": "ACC1",
         }.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
@@ -137,3 +139,25 @@ def test_seg_nrrd_round_trip_keeps_mask_and_geometry(tmp_path: Path):
     _assert_same_geometry(back, mask)
     with pytest.raises(InputFileError, match="no segment named 'Liver'"):
         read_segmentation(tmp_path / "tumour.seg.nrrd", "Liver")
+
+
+def test_dicom_seg_export_references_the_source_series(tmp_path: Path):
+    import highdicom as hd
+    import pydicom
+
+    from responseai.dicom_seg import write_dicom_seg
+
+    image = _oblique_image()
+    _write_dicom_series(image, tmp_path / "series")
+    volume = read_image(tmp_path / "series")
+    mask = volume.with_array((volume.array > 800).astype(np.uint8))
+    path = write_dicom_seg(mask, tmp_path / "series", tmp_path / "tumour-seg.dcm")
+    seg = hd.seg.segread(path)
+    source_uids = {pydicom.dcmread(p).SOPInstanceUID for p in (tmp_path / "series").glob("*.dcm")}
+    referenced = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
+    assert referenced == source_uids
+    assert seg.get_segment_description(1).SegmentLabel == "Tumour"
+    assert int(seg.pixel_array.sum()) == int(mask.array.sum())
+    with pytest.raises(GeometryMismatchError, match="does not match the DICOM series"):
+        write_dicom_seg(Image(mask.array[:-1], mask.spacing, mask.origin, mask.direction),
+                        tmp_path / "series", tmp_path / "bad.dcm")
