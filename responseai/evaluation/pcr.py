@@ -305,3 +305,28 @@ def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
         seeds.append(json.loads(meta.read_text()).get("seed") if meta.exists() else None)
     if seeds[0] is not None and seeds[0] == seeds[1]:
         raise ValueError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m responseai.evaluation.pcr --train CSV --test CSV --out DIR [--runs DIR]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m responseai.evaluation.pcr", description=__doc__.splitlines()[0])
+    parser.add_argument("--train", required=True, type=Path, help="training cohort manifest.csv")
+    parser.add_argument("--test", required=True, type=Path, help="test cohort manifest.csv (another seed)")
+    parser.add_argument("--out", required=True, type=Path, help="report folder")
+    parser.add_argument("--runs", type=Path, default=None, help="trained runs (reused when present; default OUT/runs)")
+    parser.add_argument("--epochs", type=int, nargs=3, default=[12, 12, 8], metavar=("E1", "E2", "E3"))
+    parser.add_argument("--lambda-att", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    evaluate_pcr(args.out, args.train, args.test, args.runs, tuple(args.epochs), args.lambda_att, args.seed,
+                 args.n_boot, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
