@@ -28,7 +28,7 @@ import torch
 from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
 
 from responseai.gradeguided_preprocess import (
-    PreparedInputs, Sample, clinical_adjacency, fit_clinical_encoder, fit_roi_spec, prepare_inputs,
+    PreparedInputs, RoiSpec, Sample, clinical_adjacency, fit_clinical_encoder, fit_roi_spec, prepare_inputs,
     samples_from_manifest, smote_oversample,
 )
 from responseai.metrics import youden_threshold
@@ -55,6 +55,8 @@ class TrainConfig:
     ablation: str = "grade_guided"
     permute_grade: bool = False
     smote: bool = True
+    roi_size: int = 32
+    roi_spacing_mm: float = 1.5
 
 
 @dataclass
@@ -168,7 +170,7 @@ def train_gradeguided(samples: list[Sample], out_dir: str | Path, config: TrainC
     if config.ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation '{config.ablation}'; choose one of {', '.join(ABLATIONS)}")
     seed_everything(config.seed)
-    spec, resampled = fit_roi_spec(samples)
+    spec, resampled = fit_roi_spec(samples, RoiSpec(config.roi_spacing_mm, config.roi_size))
     encoder = fit_clinical_encoder([s.clinical for s in samples if s.split == "train"])
     inputs = prepare_inputs(samples, spec, encoder, resampled)
     train_mask = np.array([s.split == "train" for s in samples])

@@ -1,0 +1,106 @@
+"""Grade-guided fusion network: shapes, convex α, biopsy-grade override, weights round trip, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from responseai.gradeguided_preprocess import Sample
+from responseai.models.grade_guided import (
+    ABLATIONS, GradeGuidedNet, build_model, clinical_contributions, predict_arrays, subtype_map,
+)
+from responseai.synthetic.gradeguided import assign_split, generate_case
+from responseai.weights import load_model
+from training.gradeguided import TASK, WEIGHTS_NAME, TrainConfig, train_gradeguided
+
+
+def _inputs(batch: int = 4, size: int = 16, n_clinical: int = 18):
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 6, size, size, size, generator=generator), torch.randn(batch, n_clinical, generator=generator)
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_forward_shapes_and_alpha_is_convex(ablation):
+    torch.manual_seed(0)
+    model = GradeGuidedNet({"ablation": ablation}).eval()
+    image, clinical = _inputs()
+    out = model(image, clinical, torch.tensor([0, 1, 2, -1]))
+    assert out["grade_logits"].shape == (4, 3) and out["response_logit"].shape == (4,)
+    assert out["subtype_probs"].shape == (4, 3)
+    torch.testing.assert_close(out["subtype_probs"].sum(1), torch.ones(4))
+    alpha = out["alpha"]
+    expected_sources = {"imaging_only": 3, "early_fusion": 0, "deep_fusion": 4, "grade_guided": 4}[ablation]
+    assert alpha.shape == (4, expected_sources)
+    if expected_sources:
+        assert torch.all(alpha >= 0)
+        torch.testing.assert_close(alpha.sum(1), torch.ones(4))
+
+
+def test_biopsy_grade_overrides_the_predicted_grade():
+    torch.manual_seed(1)
+    model = GradeGuidedNet({"ablation": "grade_guided"}).eval()
+    image, clinical = _inputs(batch=1)
+    with torch.no_grad():
+        outputs = [model(image, clinical, torch.tensor([g])) for g in (0, 1, 2, -1)]
+        soft = model(image, clinical, None)
+    responses = [o["response_logit"].item() for o in outputs]
+    assert len({round(r, 6) for r in responses[:3]}) == 3  # the given grade changes the answer
+    assert responses[3] == pytest.approx(soft["response_logit"].item())  # −1 means "use the prediction"
+    torch.testing.assert_close(outputs[0]["grade_probs"], outputs[2]["grade_probs"])  # grading ignores the given grade
+    unguided = GradeGuidedNet({"ablation": "deep_fusion"}).eval()
+    with torch.no_grad():
+        a, b = (unguided(image, clinical, torch.tensor([g]))["response_logit"] for g in (0, 2))
+    torch.testing.assert_close(a, b)
+
+
+def test_interpretation_outputs():
+    torch.manual_seed(2)
+    model = GradeGuidedNet({"ablation": "grade_guided"}).eval()
+    image, clinical = _inputs(batch=2)
+    image[:, :, :3] = 0  # outside the ROI
+    maps = subtype_map(model, image, clinical)
+    assert maps.shape == (2, 16, 16, 16) and maps.min() >= 0 and maps.max() == pytest.approx(1.0)
+    assert np.all(maps[:, :3] == 0)
+    names = [f"f{i}" for i in range(18)]
+    top = clinical_contributions(model, image, clinical, None, names, top=3)
+    assert len(top) == 2 and all(len(t) == 3 and t[0][0] in names for t in top)
+    assert abs(top[0][0][1]) >= abs(top[0][2][1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A short real training run on a tiny phantom cohort (20³ ROI, a few epochs)."""
+    torch.set_num_threads(1)
+    samples = []
+    for index in range(96):
+        case = generate_case(41, index)
+        samples.append(Sample(case.patient_id, case.images, case.mask, case.clinical, case.grade - 1, case.response,
+                              assign_split(41, index, case.site), case.pfs_months, case.pfs_event, case.site.name))
+    out = tmp_path_factory.mktemp("gg")
+    config = TrainConfig(epochs=20, batch_size=8, roi_size=20, roi_spacing_mm=2.4)
+    return train_gradeguided(samples, out, config), samples, out
+
+
+def test_training_learns_grade_on_held_out_cases(trained):
+    result, samples, _ = trained
+    held = np.array([i for i, s in enumerate(samples) if s.split in ("test", "external")])
+    grade = result.inputs.grade[held]
+    pred = predict_arrays(result.model, result.inputs.image[held], result.inputs.clinical[held], None)
+    accuracy = float(np.mean(pred["grade_probs"].argmax(1) == grade))
+    majority = np.bincount(grade).max() / len(grade)
+    assert accuracy > majority + 0.1, (accuracy, majority)
+
+
+def test_saved_model_round_trip_with_card(trained):
+    result, _, out = trained
+    model, card = load_model(out / WEIGHTS_NAME, build_model, expected_task=TASK)
+    assert card["classes"]["grade"] == ["G1", "G2", "G3"] and 0 <= card["threshold"] <= 1
+    pre = card["preprocessing"]
+    assert set(pre["roi"]["tumour_mean"]) == {"ct_nc", "ct_art", "ct_pv", "pet"}
+    assert len(pre["adjacency"]) == len(card["inputs"]["clinical_features"])
+    torch.testing.assert_close(model.clinical.adjacency, torch.tensor(pre["adjacency"]))
+    x = result.inputs
+    a = predict_arrays(result.model, x.image[:5], x.clinical[:5], x.grade[:5])
+    b = predict_arrays(model, x.image[:5], x.clinical[:5], x.grade[:5])
+    np.testing.assert_allclose(a["response_prob"], b["response_prob"], rtol=1e-5, atol=1e-6)
