@@ -1,4 +1,4 @@
-"""``responseai`` command line: ``demo``, ``synth``, ``predict``.
+"""``responseai`` command line: ``demo``, ``synth``, ``predict``, ``train``, ``evaluate``, ``bench``.
 
 Heavy libraries (torch, MONAI, SimpleITK) are imported inside each command so that
 ``responseai --help`` answers instantly and a bad argument fails before any import cost.
@@ -63,10 +63,32 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         log.info("shortcut outside the tumour: %s", shortcut_auc(Path(args.out), manifest))
 
 
+# Sub-tools with their own argument parsers: ``responseai evaluate pcr --help`` shows theirs.
+DELEGATES = {
+    "train": ("training.train", "train a model from a manifest (pcr, seg, …)"),
+    "evaluate": ("responseai.evaluation", "evaluate on an external cohort: pcr | gradeguided"),
+    "bench": ("responseai.bench", "per-case inference time and peak memory"),
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    """Run a sub-tool's own ``main(argv)``; ``evaluate X`` maps to ``responseai.evaluation.X``."""
+    import importlib
+
+    module = DELEGATES[command][0]
+    if command == "evaluate":
+        if not argv or argv[0].startswith("-"):
+            raise SystemExit("usage: responseai evaluate {pcr,gradeguided} [options]")
+        module, argv = f"{module}.{argv[0]}", argv[1:]
+    return int(importlib.import_module(module).main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="responseai", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in DELEGATES.items():
+        sub.add_parser(name, help=help_text, add_help=False)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded demo case")
     demo.add_argument("--out", default="demo-output", help="output folder (default: ./demo-output)")
@@ -98,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATES:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            return _delegate(argv[0], argv[1:])
+        except ResponseAIError as exc:
+            log.error("%s", exc)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
