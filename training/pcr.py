@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--mode", choices=["stepwise", "single-stage"], default="stepwise")
     parser.add_argument("--steps", type=int, choices=[1, 2, 3], default=3, help="stop the stepwise run after N steps")
-    parser.add_argument("--epochs", type=int, nargs=3, default=[12, 12, 8], metavar=("E1", "E2", "E3"),
+    parser.add_argument("--epochs", type=int, nargs=3, default=[12, 12, 24], metavar=("E1", "E2", "E3"),
                         help="epochs of steps 1, 2, 3 (single stage: their sum)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--encoder-lr-factor", type=float, default=0.1, help="encoder LR factor in step 3")
