@@ -113,6 +113,22 @@ def run_ablation(weights: Path, cohort) -> ModelOutputs:
     )
 
 
+def clinical_reference(train_manifest: Path, cohort) -> ModelOutputs:
+    """Clinical-only logistic regression (train rows; Youden threshold on val rows): what imaging must beat."""
+    from sklearn.linear_model import LogisticRegression
+
+    from responseai.clinical import records_from_frame
+    from responseai.metrics import youden_threshold
+
+    frame = pd.read_csv(train_manifest)
+    encode = lambda f: cohort.encoder.transform(records_from_frame(f))  # noqa: E731
+    train, val = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
+    model = LogisticRegression(max_iter=2000, class_weight="balanced").fit(encode(train), train["pcr"])
+    threshold = youden_threshold(val["pcr"].to_numpy(), model.predict_proba(encode(val))[:, 1])
+    nan = np.full(len(cohort.frame), np.nan)
+    return ModelOutputs(model.predict_proba(cohort.clinical)[:, 1], nan, nan, nan, nan, threshold, False)
+
+
 def mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict:
     """Mean of a per-case score with a percentile bootstrap 95 % CI."""
     return bootstrap(lambda v: {"mean": float(np.nanmean(v))}, (np.asarray(values, float),), n_boot, seed)["mean"]
@@ -164,8 +180,8 @@ def summarise(name: str, out: ModelOutputs, y: np.ndarray, n_boot: int, seed: in
         "metrics": report,
         "attention_in_mask": mean_ci(out.attention_in_mask, n_boot, seed) if out.has_attention else None,
         "pointing_game": mean_ci(out.pointing, n_boot, seed) if out.has_attention else None,
-        "gradcam_in_mask": mean_ci(out.gradcam_in_mask, n_boot, seed),
-        "gradcam_pointing_game": mean_ci(out.gradcam_pointing, n_boot, seed),
+        "gradcam_in_mask": mean_ci(out.gradcam_in_mask, n_boot, seed) if np.isfinite(out.gradcam_in_mask).any() else None,
+        "gradcam_pointing_game": mean_ci(out.gradcam_pointing, n_boot, seed) if np.isfinite(out.gradcam_pointing).any() else None,
         "reliability": {k: v.tolist() for k, v in reliability_curve(y, out.probs).items()},
     }
 
@@ -187,9 +203,9 @@ def acceptance(results: dict, paired: dict, matched: dict) -> dict:
     }
 
 
-def _fmt(entry: dict | None, digits: int = 2) -> str:
+def _fmt(entry: dict | None, digits: int = 2, missing: str = "n/a") -> str:
     if entry is None:
-        return "n/a (GAP)"
+        return missing
     v = entry.get("value", entry.get("mean"))
     return f"{v:.{digits}f} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
 
@@ -203,7 +219,8 @@ def markdown_table(results: dict, n_cases: int, n_pos: int) -> str:
         lines.append(
             f"| {name} | {_fmt(m['auc'])} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
             f"{_fmt(m['balanced_accuracy'])} | {_fmt(m['ece'])} | {r['threshold_from_val']:.3f} | "
-            f"{_fmt(r['attention_in_mask'])} | {_fmt(r['pointing_game'])} | {_fmt(r['gradcam_in_mask'])} | "
+            f"{_fmt(r['attention_in_mask'], missing='n/a (GAP)' if 'step 1 ' in name else 'n/a')} | "
+            f"{_fmt(r['pointing_game'], missing='n/a (GAP)' if 'step 1 ' in name else 'n/a')} | {_fmt(r['gradcam_in_mask'])} | "
             f"{r['shortcut']['rho_artefact']:+.2f} | {r['shortcut']['rho_true_logit']:+.2f} |")
     return f"External site, n = {n_cases} ({n_pos} pCR); 95 % bootstrap CIs in brackets.\n\n" + head + "\n".join(lines) + "\n"
 
@@ -290,6 +307,10 @@ def evaluate_pcr(
         outputs[name] = run_ablation(runs_dir / folder / file, cohort)
         results[name] = summarise(name, outputs[name], y, n_boot, seed)
         results[name]["shortcut"] = shortcut_reliance(outputs[name].probs, truth, cohort.frame["patient_id"])
+    reference = "clinical-only logistic regression (reference)"
+    outputs[reference] = clinical_reference(train_manifest, cohort)
+    results[reference] = summarise(reference, outputs[reference], y, n_boot, seed)
+    results[reference]["shortcut"] = shortcut_reliance(outputs[reference].probs, truth, cohort.frame["patient_id"])
     paired = paired_difference(y, outputs[STEPWISE], outputs[BASELINE], n_boot, seed)
     matched = sensitivity_at_reference_specificity(y, outputs[STEPWISE], outputs[BASELINE], n_boot, seed)
     summary = {
