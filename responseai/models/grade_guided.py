@@ -46,7 +46,7 @@ DEFAULT_CONFIG = {
     "resnet_planes": [8, 16, 32, 64], "fusion_dim": 32, "grade_dim": 16, "node_dim": 8,
     "clinical_dim": 32, "subtype_dim": 16, "tau": 0.5,
 }
-LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "entropy": 0.01}
+LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "balance": 0.1, "entropy": 0.01}
 UNKNOWN_GRADE = -1
 
 
@@ -223,7 +223,11 @@ class GradeGuidedNet(nn.Module):
 
 def grade_guided_loss(outputs: Mapping[str, torch.Tensor], grade: torch.Tensor, response: torch.Tensor,
                       weights: Mapping[str, float] = LOSS_WEIGHTS) -> tuple[torch.Tensor, dict[str, float]]:
-    """L = L_grade + L_resp + λ1 L_compact + λ_ent L_ent (λ1 = 0.1; no reconstruction term).
+    """L = L_grade + L_resp + λ1 (L_compact + L_balance) + λ_ent L_ent (λ1 = 0.1; no reconstruction term).
+
+    Compactness alone is minimised by putting every case on one prototype (observed: all
+    held-out cases in one subtype, and a collapsed ``u`` that no longer carries response), so
+    a balance term log M − H(mean q) keeps all M prototypes in use.
 
     The entropy term is (2c − 1)·H(α) with c the grade confidence: it rewards dispersed
     weights when the grade is uncertain (c near 1/G) and focused ones when it is clear.
@@ -233,6 +237,8 @@ def grade_guided_loss(outputs: Mapping[str, torch.Tensor], grade: torch.Tensor, 
         "response": F.binary_cross_entropy_with_logits(outputs["response_logit"], response.float()),
         "compactness": (outputs["subtype_probs"] * outputs["subtype_distance"]).sum(1).mean(),
     }
+    usage = outputs["subtype_probs"].mean(0)
+    terms["balance"] = np.log(usage.numel()) + (usage * usage.clamp_min(1e-8).log()).sum()
     alpha = outputs["alpha"]
     if alpha.shape[1]:
         confidence = outputs["grade_probs"].max(1).values.detach()
