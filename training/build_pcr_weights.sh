@@ -13,6 +13,7 @@ PY=${PY:-.venv/bin/python}
 WORK=${WORK:-/tmp/pcr-build}
 EPOCHS=${EPOCHS:-"12 12 24"}   # steps 1, 2, 3; the single-stage baseline trains for their sum
 EVAL_OUT=${EVAL_OUT:-docs/pcr-evaluation}
+MODELS_DIR=${MODELS_DIR:-Resources/Models}
 
 [ -f "$WORK/train/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
@@ -23,11 +24,12 @@ STEPWISE=$!
 "$PY" -m training.train pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/single_stage" \
     --mode single-stage --epochs $EPOCHS --threads 1 --quiet --resume &
 SINGLE=$!
-wait "$STEPWISE" "$SINGLE"
+wait "$STEPWISE"
+wait "$SINGLE"
 
-mkdir -p Resources/Models
-cp "$WORK/runs/stepwise/breast_pcr.safetensors" "$WORK/runs/stepwise/breast_pcr.json" Resources/Models/
+mkdir -p "$MODELS_DIR"
+cp "$WORK/runs/stepwise/breast_pcr.safetensors" "$WORK/runs/stepwise/breast_pcr.json" "$MODELS_DIR"/
 
 "$PY" -m responseai.evaluation.pcr --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
     --runs "$WORK/runs" --out "$EVAL_OUT" --epochs $EPOCHS
-"$PY" -m responseai.bench pcr --n 10 --threads 2 --json "$EVAL_OUT/bench.json"
+"$PY" -m responseai.bench pcr --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"

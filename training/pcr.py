@@ -48,6 +48,7 @@ from responseai.models.pcr import (
     inherit_weights,
     make_config,
     mask_target,
+    PreparedCase,
     prepare_case,
 )
 from responseai.preprocess import DCE_CHANNELS, ClinicalEncoder
@@ -107,7 +108,7 @@ class Cohort:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_case(row: pd.Series, root: Path, config: dict):
+def load_case(row: pd.Series, root: Path, config: dict) -> "PreparedCase":
     """Read one manifest row's phases + mask and build the model crop."""
     phases = {name: read_image(root / row[name], name) for name in ("pre", "post1", "post2") if isinstance(row.get(name), str)}
     mask = read_image(root / row["mask"], "tumour mask")
@@ -202,8 +203,8 @@ def make_batch(cohort: Cohort, idx: np.ndarray, device: torch.device, spec: Step
     return batch
 
 
-def train_epoch(model, optimizer, cohort: Cohort, spec: StepSpec, info: DistInfo, epoch_seed: int,
-                batch_size: int) -> dict[str, float]:
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cohort: Cohort, spec: StepSpec,
+                info: DistInfo, epoch_seed: int, batch_size: int) -> dict[str, float]:
     """One epoch over this rank's share of a balanced draw; losses averaged over ranks."""
     model.train()
     order = balanced_epoch(cohort.labels, cohort.rows("train"), epoch_seed)
@@ -278,7 +279,7 @@ def plan_steps(args: argparse.Namespace) -> list[StepSpec]:
     return steps[: args.steps]
 
 
-def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, args, info: DistInfo,
+def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, args: argparse.Namespace, info: DistInfo,
              base_config: dict) -> PCRNet:
     """Build the step's model, inherit the previous step's weights, train (resumably)."""
     seed_everything(args.seed)
@@ -313,7 +314,7 @@ def manifest_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build_card(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Cohort, args,
+def build_card(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Cohort, args: argparse.Namespace,
                offset: float, threshold: float, val_report: dict) -> dict:
     """Everything inference needs (and a reader should know) about this model."""
     config = model.config
@@ -369,7 +370,8 @@ def build_card(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Coh
     }
 
 
-def finish_step(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Cohort, args, info: DistInfo) -> Path:
+def finish_step(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Cohort, args: argparse.Namespace,
+                info: DistInfo) -> Path:
     """Threshold and validation metrics on val rows, then save weights + card (rank 0 only)."""
     offset = prior_offset(cohort.labels[cohort.rows("train")])
     val = cohort.rows("val")

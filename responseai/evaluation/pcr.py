@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from responseai.metrics import binary_report, bootstrap, net_benefit, reliabilit
 from responseai.models.pcr import build_model
 from responseai.preprocess import ClinicalEncoder
 from responseai.weights import load_model
+
+if TYPE_CHECKING:  # training is optional at runtime for readers of this module
+    from training.pcr import Cohort
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +74,19 @@ def train_ablations(runs_dir: Path, train_manifest: Path, epochs: tuple[int, int
         training_pcr.train(training_pcr.build_parser().parse_args(argv))
 
 
-def load_test_cohort(test_manifest: Path, config: dict, encoder: ClinicalEncoder):
+def load_test_cohort(test_manifest: Path, config: dict, encoder: ClinicalEncoder) -> "Cohort":
     """External rows of the test cohort, preprocessed once with the models' crop contract."""
     from training.pcr import load_cohort
 
     return load_cohort(test_manifest, config, splits=("external",), encoder=encoder)
 
 
-def gradcam_maps(model, cohort, rows: np.ndarray) -> list[np.ndarray]:
+def gradcam_maps(model: torch.nn.Module, cohort: "Cohort", rows: np.ndarray) -> list[np.ndarray]:
     """Grad-CAM (MONAI) of the pCR logit on the encoder output, per case, on the crop grid."""
-    from responseai.inference.pcr import _ImageOnly
+    from responseai.inference.pcr import ImageOnlyModel
     from monai.visualize import GradCAM
 
-    wrapper = _ImageOnly(model)
+    wrapper = ImageOnlyModel(model)
     cam = GradCAM(wrapper, target_layers="model.encoder")
     maps = []
     for i in rows:
@@ -92,7 +96,7 @@ def gradcam_maps(model, cohort, rows: np.ndarray) -> list[np.ndarray]:
     return maps
 
 
-def run_ablation(weights: Path, cohort) -> ModelOutputs:
+def run_ablation(weights: Path, cohort: "Cohort") -> ModelOutputs:
     """Probabilities (with the card's prior offset), attention and Grad-CAM agreement per case."""
     from training.pcr import predict_logits, probabilities
 
@@ -113,7 +117,7 @@ def run_ablation(weights: Path, cohort) -> ModelOutputs:
     )
 
 
-def clinical_reference(train_manifest: Path, cohort) -> ModelOutputs:
+def clinical_reference(train_manifest: Path, cohort: "Cohort") -> ModelOutputs:
     """Clinical-only logistic regression (train rows; Youden threshold on val rows): what imaging must beat."""
     from sklearn.linear_model import LogisticRegression
 

@@ -47,7 +47,7 @@ class PCRResult:
     missing_clinical: list[str]
 
 
-class _ImageOnly(torch.nn.Module):
+class ImageOnlyModel(torch.nn.Module):
     """Binds the clinical vector so MONAI's Grad-CAM can call the model with the image alone."""
 
     def __init__(self, model: PCRNet) -> None:
@@ -70,7 +70,7 @@ class LoadedPCR:
     model: PCRNet
     card: dict
     encoder: ClinicalEncoder | None
-    wrapper: _ImageOnly
+    wrapper: ImageOnlyModel
     cam: GradCAM
 
 
@@ -80,7 +80,7 @@ def _load_cached(path: str, mtime_ns: int) -> LoadedPCR:
     encoder = None
     if card["architecture"]["clinical"]:
         encoder = ClinicalEncoder.from_dict(card["preprocessing"]["clinical_encoder"])
-    wrapper = _ImageOnly(model)
+    wrapper = ImageOnlyModel(model)
     cam = GradCAM(wrapper, target_layers=f"model.{GRADCAM_LAYER}")
     return LoadedPCR(model, card, encoder, wrapper, cam)
 
