@@ -1,0 +1,81 @@
+"""Tumour segmentation of one case: DCE phases → binary mask on the input post1 grid.
+
+Channels are built at the network's spacing (the card's), the volume is segmented with MONAI's
+sliding-window inference, the largest connected component is kept and holes are filled (MONAI
+transforms), and the mask is resampled back onto the exact input grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.transforms import FillHoles, KeepLargestConnectedComponent
+
+from responseai.errors import EmptyMaskError
+from responseai.image import Image
+from responseai.io import resample_to
+from responseai.models.segmentation import build_model
+from responseai.pipeline import REFERENCE_PHASE, check_phases
+from responseai.preprocess import dce_channels, resample_to_spacing
+from responseai.weights import load_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "breast_seg.safetensors"
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str, mtime_ns: int) -> tuple[torch.nn.Module, dict]:
+    return load_model(path, build_model, expected_task="segmentation")
+
+
+def load_segmentation_model(weights_path: str | Path = DEFAULT) -> tuple[torch.nn.Module, dict]:
+    """Verified network + card, loaded once per file version (Slicer re-runs reuse it)."""
+    path = Path(weights_path)
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    return _load_cached(str(path), mtime)
+
+
+def network_input(phases: Mapping[str, Image], spacing: tuple[float, float, float]) -> tuple[np.ndarray, Image]:
+    """DCE channels at the network spacing, and the resampled post1 grid they live on."""
+    resampled = {name: resample_to_spacing(image, spacing) for name, image in phases.items()}
+    return dce_channels(resampled), resampled[REFERENCE_PHASE]
+
+
+def predict_probability(model: torch.nn.Module, channels: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
+    """Tumour probability per voxel (sliding window, Gaussian blending at patch seams)."""
+    with torch.no_grad():
+        x = torch.from_numpy(channels[None]).float()
+        logits = sliding_window_inference(x, patch, sw_batch_size=2, predictor=model, overlap=0.25, mode="gaussian")
+        return torch.softmax(logits, 1)[0, 1].numpy()
+
+
+def postprocess(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """Threshold, keep the largest component, fill holes (a tumour is one solid object here)."""
+    mask = torch.from_numpy(probability[None] >= threshold)
+    mask = KeepLargestConnectedComponent(applied_labels=[1])(mask.to(torch.uint8))
+    mask = FillHoles(applied_labels=[1])(mask)
+    return np.asarray(mask[0], dtype=np.uint8)
+
+
+def segment_tumour(phases: Mapping[str, Image | None], weights_path: str | Path = DEFAULT) -> Image:
+    """Binary tumour mask (uint8) on the post1 grid of ``phases``."""
+    aligned = check_phases(phases)
+    model, card = load_segmentation_model(weights_path)
+    spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
+    channels, grid = network_input(aligned, spacing)
+    probability = predict_probability(model, channels, tuple(card["inputs"]["patch_size"]))
+    mask = postprocess(probability, float(card["threshold"]))
+    if not mask.any():
+        raise EmptyMaskError("no tumour found by the segmentation model; draw the tumour segment manually")
+    on_input = resample_to(grid.with_array(mask), aligned[REFERENCE_PHASE], is_label=True)
+    if not on_input.array.any():
+        raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
+    log.debug("segmented %d voxels", int(on_input.array.sum()))
+    return on_input.with_array(on_input.array.astype(np.uint8))
