@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ class SegCase:
 
 
 def load_case(row: pd.Series, root: Path) -> SegCase:
+    """Read one manifest row and bring it to the network spacing, exactly as inference does."""
     phases: dict[str, Image] = {name: read_image(root / row[name], name) for name in ("pre", "post1", "post2")}
     channels, _ = network_input(phases, SPACING_MM)
     label = resample_to_spacing(read_image(root / row["mask"], "mask"), SPACING_MM, is_label=True)
@@ -65,6 +67,7 @@ def load_case(row: pd.Series, root: Path) -> SegCase:
 
 
 def load_split(manifest: Path, split: str) -> list[SegCase]:
+    """All cases of one split, held in memory (200 phantom cases at network spacing ≈ 0.5 GB)."""
     frame = pd.read_csv(manifest)
     rows = frame[frame["split"] == split]
     return [load_case(row, manifest.parent) for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"loading {split}")]
@@ -89,7 +92,10 @@ def sample_patch(case: SegCase, patch: tuple[int, int, int], rng: np.random.Gene
     return np.pad(image, [(0, 0), *padding]), np.pad(label, padding)
 
 
-def make_batch(cases: list[SegCase], patch, batch_size: int, rng, device) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    cases: list[SegCase], patch: tuple[int, int, int], batch_size: int, rng: np.random.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of patches from random cases (cases drawn with replacement: epochs are step counts)."""
     picks = [sample_patch(cases[i], patch, rng) for i in rng.integers(0, len(cases), batch_size)]
     images = torch.from_numpy(np.stack([p[0] for p in picks]).copy()).to(device)
     labels = torch.from_numpy(np.stack([p[1] for p in picks])[:, None].astype(np.int64)).to(device)
@@ -97,11 +103,14 @@ def make_batch(cases: list[SegCase], patch, batch_size: int, rng, device) -> tup
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two binary masks (1.0 would need both non-empty; empty vs empty counts as 0)."""
     a, b = a > 0, b > 0
     return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
 
 
-def validation_dice(model: torch.nn.Module, cases: list[SegCase], patch, threshold: float = 0.5) -> float:
+def validation_dice(
+    model: torch.nn.Module, cases: list[SegCase], patch: tuple[int, int, int], threshold: float = 0.5
+) -> float:
     """Mean Dice over whole validation volumes, with inference's own post-processing."""
     model.eval()
     scores = []
@@ -112,7 +121,22 @@ def validation_dice(model: torch.nn.Module, cases: list[SegCase], patch, thresho
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def cohort_seed(manifest: Path) -> int | None:
+    """The phantom seed from ``cohort.json`` next to the manifest (None for a real cohort).
+
+    Stored in the card so an evaluation can refuse to report on the training seed.
+    """
+    meta = Path(manifest).parent / "cohort.json"
+    if not meta.exists():
+        return None
+    try:
+        return int(json.loads(meta.read_text(encoding="utf-8"))["seed"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def build_card(args: argparse.Namespace, n_train: int, n_val: int, best_dice: float, sites: list[str]) -> dict:
+    """The model card: everything inference needs (spacing, patch, threshold) and provenance."""
     digest = hashlib.sha256(Path(args.manifest).read_bytes()).hexdigest()[:16]
     return {
         "name": MODEL_NAME, "version": MODEL_VERSION, "task": "segmentation",
@@ -126,7 +150,9 @@ def build_card(args: argparse.Namespace, n_train: int, n_val: int, best_dice: fl
                           "postprocessing": "argmax > threshold, largest connected component, hole filling",
                           "output": "nearest-neighbour resampling back onto the input post1 grid"},
         "training_data": {"manifest": str(args.manifest), "manifest_sha256_16": digest, "n_train": n_train,
-                          "n_val": n_val, "sites": sites, "epochs": args.epochs, "seed": args.seed},
+                          "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(args.manifest),
+                          "epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size,
+                          "lr": args.lr, "seed": args.seed},
         "metrics": {"val_dice": round(best_dice, 4)},
     }
 
@@ -147,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train(args: argparse.Namespace) -> Path | None:
+    """Run (or resume) training; returns the written weights path on rank 0, None elsewhere."""
     info = init_distributed()
     seed_everything(args.seed)
     if args.threads:
@@ -172,7 +199,7 @@ def train(args: argparse.Namespace) -> Path | None:
             loss = loss_fn(model(images), labels)
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(float(loss.detach()))
         epoch_loss = all_reduce_mean(float(np.mean(losses)), info)
         val = validation_dice(unwrap(model), val_cases, patch) if info.is_main else 0.0
         if info.is_main and val > state["best_dice"]:
@@ -195,6 +222,7 @@ def train(args: argparse.Namespace) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``training.train seg`` dispatches here)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

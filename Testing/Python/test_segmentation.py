@@ -85,3 +85,39 @@ def test_bad_inputs_are_specific_errors(trained, tmp_path: Path):
     other.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(WeightsError, match="do not match"):
         segment_tumour(case.phases, other)
+
+
+def test_model_is_loaded_once_per_file_version(trained):
+    from responseai.inference.segmentation import load_segmentation_model
+
+    _, weights = trained
+    first, card = load_segmentation_model(weights)
+    second, _ = load_segmentation_model(str(weights))
+    assert first is second and card["inputs"]["spacing_mm"] == [1.5, 1.5, 2.0]
+
+
+def test_empty_prediction_is_an_error_not_an_empty_mask(trained, monkeypatch):
+    import responseai.inference.segmentation as seg
+    from responseai.errors import EmptyMaskError
+    from responseai.synthetic.breast import generate_case
+
+    _, weights = trained
+    monkeypatch.setattr(seg, "predict_probability", lambda model, channels, patch, device=None: np.zeros(channels.shape[1:]))
+    with pytest.raises(EmptyMaskError, match="no tumour"):
+        seg.segment_tumour(generate_case(21, 102).phases, weights, device="cpu")
+
+
+def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp_path: Path):
+    from responseai.evaluation.segmentation import evaluate_segmentation
+
+    root, weights = trained
+    manifest = root / "cohort" / "manifest.csv"
+    result = evaluate_segmentation(manifest, weights, split="val", n_boot=50)
+    dice = result["metrics"]["dice"]
+    assert result["n_cases"] == 2 and len(result["per_case"]) == 2
+    assert 0.0 <= dice["ci_low"] <= dice["value"] <= dice["ci_high"] <= 1.0
+    assert not list(tmp_path.iterdir())
+    evaluate_segmentation(manifest, weights, split="val", n_boot=50, out=tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "segmentation.json").read_text(encoding="utf-8"))
+    assert saved["metrics"]["dice"]["value"] == pytest.approx(dice["value"])
+    assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| split")

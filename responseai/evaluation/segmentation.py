@@ -15,50 +15,92 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.metrics import compute_hausdorff_distance
+from monai.metrics import compute_dice, compute_hausdorff_distance
 from tqdm import tqdm
 
 from responseai.inference.segmentation import DEFAULT, segment_tumour
+from responseai.errors import EmptyMaskError
 from responseai.io import read_image
 from responseai.metrics import bootstrap
+from responseai.weights import card_path
 
 log = logging.getLogger(__name__)
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+def _as_batch(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy((mask > 0)[None, None].astype(np.float32))
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """MONAI's Dice of one binary mask pair (foreground only)."""
+    return float(compute_dice(_as_batch(prediction), _as_batch(truth), include_background=True)[0, 0])
 
 
 def _hd95_mm(prediction: np.ndarray, truth: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
-    pred = torch.from_numpy((prediction > 0)[None, None].astype(np.float32))
-    true = torch.from_numpy((truth > 0)[None, None].astype(np.float32))
-    return float(compute_hausdorff_distance(pred, true, percentile=95, spacing=list(spacing_zyx))[0, 0])
+    """95th-percentile symmetric surface distance in millimetres (anisotropic voxels)."""
+    return float(compute_hausdorff_distance(_as_batch(prediction), _as_batch(truth), percentile=95,
+                                            spacing=list(spacing_zyx))[0, 0])
 
 
-def evaluate_segmentation(manifest: Path, weights: Path = DEFAULT, split: str = "external",
-                          n_boot: int = 1000) -> dict:
-    """Per-case Dice / HD95 on ``split`` rows, their means with 95 % bootstrap CIs."""
+def _warn_if_training_seed(manifest: Path, weights: Path) -> None:
+    """Phantom cohorts: evaluating on the training seed measures memorisation, not generalisation."""
+    try:
+        trained_on = json.loads(card_path(weights).read_text(encoding="utf-8"))["training_data"].get("cohort_seed")
+        evaluated = json.loads((manifest.parent / "cohort.json").read_text(encoding="utf-8"))["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if trained_on is not None and int(trained_on) == int(evaluated):
+        log.warning("%s is phantom seed %s, the seed the model was trained on: use another seed", manifest, evaluated)
+
+
+def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = DEFAULT, split: str = "external",
+                          n_boot: int = 1000, out: str | Path | None = None) -> dict:
+    """Per-case Dice / HD95 on ``split`` rows, their means with 95 % bootstrap CIs.
+
+    A case where the model finds no tumour scores Dice 0 (and no HD95) instead of being dropped:
+    dropping failures would flatter the mean. With ``out``, writes ``segmentation.md`` and
+    ``segmentation.json`` there; otherwise nothing is written.
+    """
+    manifest = Path(manifest_csv)
+    weights = Path(weights_path)
     frame = pd.read_csv(manifest)
     rows = frame[frame["split"] == split]
+    if rows.empty:
+        raise ValueError(f"{manifest}: no rows with split == {split!r}")
+    _warn_if_training_seed(manifest, weights)
     per_case, seconds = [], []
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
         phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2")}
         truth = read_image(manifest.parent / row["mask"], "mask")
         start = time.perf_counter()
-        mask = segment_tumour(phases, weights)
+        try:
+            mask = segment_tumour(phases, weights).array
+        except EmptyMaskError:
+            mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
-        per_case.append({"patient_id": row["patient_id"], "site": row["site"],
-                         "dice": _dice(mask.array, truth.array),
-                         "hd95_mm": _hd95_mm(mask.array, truth.array, truth.spacing[::-1])})
+        found = bool(mask.any())
+        per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
+                         "dice": _dice(mask, truth.array) if found else 0.0,
+                         "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
+                         "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
-    stats = bootstrap(lambda d, h: {"dice": float(np.mean(d)), "hd95_mm": float(np.mean(h))},
+    stats = bootstrap(lambda d, h: {"dice": float(np.mean(d)), "hd95_mm": float(np.nanmean(h))},
                       (table["dice"].to_numpy(), table["hd95_mm"].to_numpy()), n_boot)
-    return {"split": split, "n_cases": len(table), "weights": str(weights), "metrics": stats,
-            "seconds_per_case_mean": float(np.mean(seconds)), "per_case": per_case}
+    result = {"split": split, "n_cases": len(table), "n_not_found": int((~table["found"]).sum()),
+              "manifest": str(manifest), "weights": str(weights), "metrics": stats,
+              "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
+              "seconds_per_case_mean": float(np.mean(seconds)),
+              "seconds_per_case_median": float(np.median(seconds)), "per_case": per_case}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "segmentation.md").write_text(markdown(result), encoding="utf-8")
+        (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def markdown(result: dict) -> str:
+    """A one-row Markdown table of the result (what docs/segmentation.md quotes)."""
     d, h = result["metrics"]["dice"], result["metrics"]["hd95_mm"]
     return (f"| split | n | Dice (95 % CI) | HD95 mm (95 % CI) |\n| --- | --- | --- | --- |\n"
             f"| {result['split']} | {result['n_cases']} | {d['value']:.3f} ({d['ci_low']:.3f}–{d['ci_high']:.3f}) "
@@ -66,6 +108,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``responseai evaluate segmentation`` entry point."""
     parser = argparse.ArgumentParser(prog="responseai evaluate segmentation", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True, type=Path, help="cohort manifest.csv (not the training seed)")
     parser.add_argument("--weights", type=Path, default=DEFAULT)
@@ -74,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for segmentation.md / segmentation.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot)
+    result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot, args.out)
     log.info("\n%s", markdown(result))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "segmentation.md").write_text(markdown(result), encoding="utf-8")
-        (args.out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

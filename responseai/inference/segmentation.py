@@ -36,7 +36,12 @@ def _load_cached(path: str, mtime_ns: int) -> tuple[torch.nn.Module, dict]:
 
 
 def load_segmentation_model(weights_path: str | Path = DEFAULT) -> tuple[torch.nn.Module, dict]:
-    """Verified network + card, loaded once per file version (Slicer re-runs reuse it)."""
+    """Verified network + card, loaded once per file version (Slicer re-runs reuse it).
+
+    The cache key is the path *and* its modification time, so a retrained file at the same
+    path is picked up instead of a stale network being served. Raises WeightsError for a
+    missing, truncated or mismatching file.
+    """
     path = Path(weights_path)
     mtime = path.stat().st_mtime_ns if path.exists() else 0
     return _load_cached(str(path), mtime)
@@ -48,12 +53,22 @@ def network_input(phases: Mapping[str, Image], spacing: tuple[float, float, floa
     return dce_channels(resampled), resampled[REFERENCE_PHASE]
 
 
-def predict_probability(model: torch.nn.Module, channels: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
-    """Tumour probability per voxel (sliding window, Gaussian blending at patch seams)."""
+def predict_probability(
+    model: torch.nn.Module,
+    channels: np.ndarray,
+    patch: tuple[int, int, int],
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """Tumour probability per voxel (sliding window, Gaussian blending at patch seams).
+
+    Sliding windows of the training patch size keep the receptive-field context the network
+    was trained with and bound memory, whatever the size of the input volume.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     with torch.no_grad():
-        x = torch.from_numpy(channels[None]).float()
+        x = torch.from_numpy(np.ascontiguousarray(channels[None])).float().to(device)
         logits = sliding_window_inference(x, patch, sw_batch_size=2, predictor=model, overlap=0.25, mode="gaussian")
-        return torch.softmax(logits, 1)[0, 1].numpy()
+        return torch.softmax(logits, 1)[0, 1].cpu().numpy()
 
 
 def postprocess(probability: np.ndarray, threshold: float) -> np.ndarray:
@@ -64,16 +79,33 @@ def postprocess(probability: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(mask[0], dtype=np.uint8)
 
 
-def segment_tumour(phases: Mapping[str, Image | None], weights_path: str | Path = DEFAULT) -> Image:
-    """Binary tumour mask (uint8) on the post1 grid of ``phases``."""
+def segment_tumour(
+    phases: Mapping[str, Image | None],
+    weights_path: str | Path = DEFAULT,
+    device: torch.device | str | None = None,
+) -> Image:
+    """Binary tumour mask (uint8) on the post1 grid of ``phases``.
+
+    ``phases`` needs ``pre`` and ``post1`` (``post2`` optional, see the card), finite 3D volumes
+    on the post1 grid: a missing phase raises :class:`MissingPhaseError`, NaN/Inf voxels
+    :class:`InvalidImageError`, a different grid :class:`GeometryMismatchError` (checked before
+    the model is loaded, so a bad input fails fast). ``device`` defaults to the CPU; the cached
+    model is moved there. An empty prediction raises :class:`EmptyMaskError` rather than
+    returning an empty mask that would silently break the pCR step downstream.
+    """
     aligned = check_phases(phases)
     model, card = load_segmentation_model(weights_path)
+    model.to(torch.device(device) if device is not None else torch.device("cpu"))
     spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
     channels, grid = network_input(aligned, spacing)
     probability = predict_probability(model, channels, tuple(card["inputs"]["patch_size"]))
     mask = postprocess(probability, float(card["threshold"]))
     if not mask.any():
-        raise EmptyMaskError("no tumour found by the segmentation model; draw the tumour segment manually")
+        raise EmptyMaskError(
+            "the segmentation model found no tumour (no voxel above the card's threshold "
+            f"{float(card['threshold']):g}); check the phases are pre/post-contrast of the same study, "
+            "or draw the tumour segment manually"
+        )
     on_input = resample_to(grid.with_array(mask), aligned[REFERENCE_PHASE], is_label=True)
     if not on_input.array.any():
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
