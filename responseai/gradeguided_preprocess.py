@@ -136,15 +136,32 @@ def reference_grid(mask: Image, spec: RoiSpec) -> Image:
     return Image(np.zeros((spec.size,) * 3, np.float32), (spec.spacing_mm,) * 3, tuple(origin), mask.direction)
 
 
-def resample_case(images: Mapping[str, Image], mask: Image, spec: RoiSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Validate and resample every modality and the mask onto the reference ROI grid."""
-    missing = [m for m in spec.modalities if m not in images]
-    if missing:
-        raise MissingPhaseError(f"missing modality volume(s): {', '.join(missing)}; needed: {', '.join(spec.modalities)}")
+def missing_modalities(images: Mapping[str, Image | None], spec: RoiSpec, allow_missing: bool = False) -> list[str]:
+    """The model's modalities absent from ``images``; an error when none is present or not allowed.
+
+    ``allow_missing`` is true only for a model trained with modality dropout (its card says
+    ``missing_modalities: zero_channel``): only then is a zero channel a state it has seen.
+    """
+    unknown = sorted(set(images) - set(spec.modalities))
+    if unknown:
+        raise MissingPhaseError(f"unknown modality name(s) {', '.join(unknown)}; this model uses {', '.join(spec.modalities)}")
+    missing = [m for m in spec.modalities if images.get(m) is None]
+    if len(missing) == len(spec.modalities):
+        raise MissingPhaseError(f"no imaging volume given; give at least one of {', '.join(spec.modalities)}")
+    if missing and not allow_missing:
+        raise MissingPhaseError(f"missing modality volume(s): {', '.join(missing)}; this model needs all of "
+                                f"{', '.join(spec.modalities)} (it was not trained to run without some)")
+    return missing
+
+
+def resample_case(images: Mapping[str, Image | None], mask: Image, spec: RoiSpec,
+                  allow_missing: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Validate and resample every present modality and the mask onto the reference ROI grid."""
+    missing = missing_modalities(images, spec, allow_missing)
     validate_mask(mask)
     reference = reference_grid(mask, spec)
     arrays = {}
-    for name in spec.modalities:
+    for name in (m for m in spec.modalities if m not in missing):
         image = images[name]
         validate_volume(image, name)
         if name == "pet":
@@ -170,10 +187,17 @@ def tumour_statistics(cases: Sequence[tuple[dict[str, np.ndarray], np.ndarray]])
 
 
 def normalise_roi(arrays: Mapping[str, np.ndarray], roi: np.ndarray, spec: RoiSpec) -> np.ndarray:
-    """Z-score (training stats for CT/PET, per-image for MRI) and mask: (C, Z, Y, X) float32."""
+    """Z-score (training stats for CT/PET, per-image for MRI) and mask: (C, Z, Y, X) float32.
+
+    A modality absent from ``arrays`` becomes an all-zero channel (the tumour mean after
+    z-scoring: no evidence either way), which only a modality-dropout model should be fed.
+    """
     means, stds = dict(spec.tumour_mean), dict(spec.tumour_std)
     channels = []
     for name in spec.modalities:
+        if name not in arrays:
+            channels.append(np.zeros(roi.shape, np.float32))
+            continue
         values = arrays[name]
         if name in means:
             mean, std = means[name], stds[name]
@@ -183,9 +207,10 @@ def normalise_roi(arrays: Mapping[str, np.ndarray], roi: np.ndarray, spec: RoiSp
     return np.stack(channels).astype(np.float32)
 
 
-def preprocess_images(images: Mapping[str, Image], mask: Image, spec: RoiSpec) -> np.ndarray:
+def preprocess_images(images: Mapping[str, Image | None], mask: Image, spec: RoiSpec,
+                      allow_missing: bool = False) -> np.ndarray:
     """One case's model input (C, Z, Y, X): validate, resample, z-score, ROI = image ⊙ mask."""
-    arrays, roi = resample_case(images, mask, spec)
+    arrays, roi = resample_case(images, mask, spec, allow_missing)
     return normalise_roi(arrays, roi, spec)
 
 

@@ -4,9 +4,18 @@
         [--epochs N] [--ablation grade_guided|deep_fusion|early_fusion|imaging_only] [--permute-grade]
 
 Everything fitted on data — CT/PET tumour statistics, the clinical encoder, the variable
-graph, SMOTE — uses the ``train`` split only; the model kept is the epoch with the lowest
-validation loss and the response threshold is chosen (Youden) on ``val`` only, so ``test``
-and ``external`` stay untouched for evaluation. Output: ``DIR/gradeguided.safetensors`` and
+graph, SMOTE — uses the ``train`` split only; the model kept is the epoch with the highest
+validation response AUC (``--select-on loss`` restores the lowest total validation loss, which
+the grading term dominates) and the response threshold is chosen (Youden) on ``val`` only, so
+``test`` and ``external`` stay untouched for evaluation.
+
+Schedule (seed 003): after ``--freeze-grade-epoch`` epochs the grading head is frozen (it
+converges first) and the encoders + response / subtype branch are fine-tuned at
+``--finetune-lr-factor`` × the learning rate; the grade loss still flows into the encoders so
+they do not forget grade. ``--modality-dropout p`` zeroes each imaging channel of a training
+case with probability p (never all of them), so the shipped model can run when a CT phase, an
+MRI sequence or the PET is missing: a zero channel after tumour z-scoring says "no evidence",
+and the card records that the model was trained for it. Output: ``DIR/gradeguided.safetensors`` and
 its JSON model card (preprocessing statistics, encoder, adjacency, classes, threshold,
 validation metrics), written through :func:`responseai.weights.save_model`.
 
@@ -32,14 +41,13 @@ from responseai.gradeguided_preprocess import (
     samples_from_manifest, smote_oversample,
 )
 from responseai.metrics import youden_threshold
-from responseai.models.grade_guided import ABLATIONS, GradeGuidedNet, grade_guided_loss, predict_arrays
+from responseai.models.grade_guided import TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, predict_arrays
 from responseai.synthetic.gradeguided import GRADES, SUBTYPES
 from responseai.weights import save_model
 from training.engine import seed_everything
 
 log = logging.getLogger(__name__)
 
-TASK = "grade_response_subtype"
 WEIGHTS_NAME = "gradeguided.safetensors"
 
 
@@ -57,6 +65,10 @@ class TrainConfig:
     smote: bool = True
     roi_size: int = 32
     roi_spacing_mm: float = 1.5
+    select_on: str = "response_auc"  # or "loss"
+    freeze_grade_epoch: int = 0  # 0: never freeze the grading head
+    finetune_lr_factor: float = 0.3
+    modality_dropout: float = 0.0
 
 
 @dataclass
@@ -106,26 +118,57 @@ def _augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.flip(batch, dims) if dims else batch
 
 
-def _validation_loss(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray, response: np.ndarray,
-                     device: torch.device) -> float:
+def drop_modalities(batch: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
+    """Zero each channel of each case with probability ``p``, keeping at least one channel per case."""
+    if p <= 0:
+        return batch
+    keep = rng.random(batch.shape[:2]) >= p
+    empty = ~keep.any(1)
+    keep[empty, rng.integers(0, batch.shape[1], int(empty.sum()))] = True
+    return batch * torch.as_tensor(keep, dtype=batch.dtype)[:, :, None, None, None]
+
+
+def _validate(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray, response: np.ndarray,
+              device: torch.device) -> tuple[float, float]:
+    """Validation total loss and response AUC, the biopsy grade given (the model's intended use)."""
     model.eval()
     with torch.no_grad():
         grade = torch.as_tensor(inputs.grade[val], device=device)
         out = model(torch.as_tensor(inputs.image[val], device=device), torch.as_tensor(inputs.clinical[val], device=device), grade)
         loss, _ = grade_guided_loss(out, grade, torch.as_tensor(response, device=device))
-    return float(loss)
+        prob = torch.sigmoid(out["response_logit"]).cpu().numpy()
+    auc = float(roc_auc_score(response, prob)) if len(np.unique(response)) == 2 else float("nan")
+    return float(loss), auc
+
+
+def _freeze_grade_head(model: GradeGuidedNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """Freeze the grading head; a fresh Adam over the rest at the fine-tuning learning rate."""
+    for parameter in model.grade_head.parameters():
+        parameter.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log.info("grading head frozen; fine-tuning at lr %.2g", config.lr * config.finetune_lr_factor)
+    return torch.optim.Adam(trainable, lr=config.lr * config.finetune_lr_factor, weight_decay=config.weight_decay)
+
+
+def _score(val_loss: float, val_auc: float, select_on: str) -> float:
+    """Higher is better; a NaN AUC (one class in val) falls back to the loss."""
+    if select_on == "response_auc" and np.isfinite(val_auc):
+        return val_auc
+    return -val_loss
 
 
 def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingSet, val: np.ndarray,
                   val_response: np.ndarray, config: TrainConfig) -> tuple[GradeGuidedNet, list[dict]]:
-    """Mini-batch Adam; keeps the weights of the epoch with the lowest validation loss."""
+    """Mini-batch Adam (+ optional freeze-then-fine-tune); keeps the best validation epoch."""
     device = _device()
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=4)
     rng = np.random.default_rng([config.seed, 1])
-    best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
+    best, best_state, history = -np.inf, copy.deepcopy(model.state_dict()), []
     for epoch in range(config.epochs):
+        if config.freeze_grade_epoch and epoch == config.freeze_grade_epoch:
+            optimiser, scheduler = _freeze_grade_head(model, config), None
         model.train()
         order = rng.permutation(len(rows.image_index))
         losses = []
@@ -133,7 +176,8 @@ def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingS
             batch = order[start:start + config.batch_size]
             if len(batch) < 2:  # BatchNorm needs two cases
                 continue
-            image = _augment(torch.as_tensor(inputs.image[rows.image_index[batch]]), rng).to(device)
+            image = _augment(torch.as_tensor(inputs.image[rows.image_index[batch]]), rng)
+            image = drop_modalities(image, config.modality_dropout, rng).to(device)
             out = model(image, torch.as_tensor(rows.clinical[batch], device=device),
                         torch.as_tensor(rows.fusion_grade[batch], device=device))
             loss, _ = grade_guided_loss(out, torch.as_tensor(rows.grade[batch], device=device),
@@ -142,13 +186,20 @@ def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingS
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
-        val_loss = _validation_loss(model, inputs, val, val_response, device)
-        scheduler.step(val_loss)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
-        log.info("epoch %d/%d train %.3f val %.3f", epoch + 1, config.epochs, history[-1]["train_loss"], val_loss)
-        if val_loss < best:
-            best, best_state = val_loss, copy.deepcopy(model.state_dict())
+        val_loss, val_auc = _validate(model, inputs, val, val_response, device)
+        if scheduler is not None:
+            scheduler.step(val_loss)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                        "val_response_auc": None if np.isnan(val_auc) else val_auc})
+        log.info("epoch %d/%d train %.3f val %.3f val AUC %.3f", epoch + 1, config.epochs,
+                 history[-1]["train_loss"], val_loss, val_auc)
+        score = _score(val_loss, val_auc, config.select_on)
+        if score > best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+            history[-1]["kept"] = True
     model.load_state_dict(best_state)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     return model.eval(), history
 
 
@@ -161,7 +212,7 @@ def validation_metrics(model: GradeGuidedNet, inputs: PreparedInputs, val: np.nd
     threshold = youden_threshold(response, pred["response_prob"]) if both else 0.5
     metrics = {"val_grade_accuracy": float(accuracy_score(inputs.grade[val], grade_pred)),
                "val_grade_kappa": float(cohen_kappa_score(inputs.grade[val], grade_pred)),
-               "val_response_auc": float(roc_auc_score(response, pred["response_prob"])) if both else float("nan")}
+               "val_response_auc": float(roc_auc_score(response, pred["response_prob"])) if both else None}
     return threshold, metrics
 
 
@@ -197,6 +248,7 @@ def _card(model, spec, encoder, adjacency, threshold, metrics, history, samples,
         "task": TASK,
         "architecture": {"name": "GradeGuidedNet", "config": model.config, "sources": model.source_names},
         "inputs": {"modalities": list(spec.modalities), "clinical_features": encoder.feature_names,
+                   "missing_modalities": "zero_channel" if config.modality_dropout > 0 else "not_supported",
                    "clinical_variables": [v.name for v in encoder.variables],
                    "grade": "biopsy grade if known (else the predicted grade distribution is used)"},
         "classes": {"grade": list(GRADES), "response": ["non-responder", "responder"], "subtype": list(SUBTYPES)},
@@ -205,30 +257,46 @@ def _card(model, spec, encoder, adjacency, threshold, metrics, history, samples,
                           "adjacency": adjacency, "adjacency_threshold": 0.2,
                           "smote": "grade x response strata of the training clinical vectors, ROI of nearest real case"},
         "training_data": {"splits": splits, "config": asdict(config), "epochs_run": len(history),
-                          "best_val_loss": min(h["val_loss"] for h in history)},
+                          "best_val_loss": min(h["val_loss"] for h in history),
+                          "kept_epoch": max((h["epoch"] for h in history if h.get("kept")), default=len(history)),
+                          "history": history},
         "metrics": metrics,
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", required=True, type=Path)
+    parser.add_argument("--manifest", type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--ablation", choices=ABLATIONS, default="grade_guided")
     parser.add_argument("--permute-grade", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--select-on", choices=("response_auc", "loss"), default=TrainConfig.select_on)
+    parser.add_argument("--freeze-grade-epoch", type=int, default=0, help="freeze the grading head after N epochs (0: never)")
+    parser.add_argument("--modality-dropout", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--phantom", nargs=2, type=int, metavar=("N", "SEED"),
+                        help="train on the in-memory phantom cohort (train/val splits) instead of a manifest")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    samples = samples_from_manifest(args.manifest)
+    if args.phantom:
+        from responseai.evaluation.gradeguided import development_samples
+
+        samples = development_samples(*args.phantom)
+    elif args.manifest:
+        samples = samples_from_manifest(args.manifest)
+    else:
+        parser.error("give --manifest or --phantom N SEED")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         ablation=args.ablation, permute_grade=args.permute_grade)
+                         ablation=args.ablation, permute_grade=args.permute_grade, select_on=args.select_on,
+                         freeze_grade_epoch=args.freeze_grade_epoch, modality_dropout=args.modality_dropout)
     train_gradeguided(samples, args.out, config)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,12 +18,22 @@ model): Kaplan–Meier curves and log-rank p across predicted subtypes and withi
 subtype consistency = ARI between the prototype assignment and k-means (k = M) refitted on
 bootstrap resamples of the embedding. Response is reported with the biopsy grade given (the
 grade-guided model's intended use) and non-invasively (predicted grade).
+
+Every model is trained with the same :class:`training.gradeguided.TrainConfig` (epoch kept on
+validation response AUC, grading head frozen after ``freeze_grade_epoch`` epochs, modality
+dropout); the grade-guided model is the one shipped in ``Resources/Models``.
+
+    responseai evaluate gradeguided --out DIR [--n 800 --n-test 300 --n-external 200 --epochs 24 ...]
+
+NaN metrics (a cohort with one class) are written as JSON ``null``, never as bare ``NaN``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,6 +72,12 @@ def phantom_samples(seed: int, n: int, split: str | None = None, external_only: 
                               case_split, case.pfs_months, case.pfs_event, case.site.name))
         subtypes.append(case.truth["subtype"])
     return samples, np.asarray(subtypes)
+
+
+def development_samples(n: int, seed: int) -> list[Sample]:
+    """The development cohort a model is trained on: ``train`` and ``val`` splits of phantom ``seed``."""
+    samples, _ = phantom_samples(seed, n)
+    return [s for s in samples if s.split in ("train", "val")]
 
 
 def _grade_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -131,10 +147,9 @@ def _labels(samples: list[Sample]) -> dict[str, np.ndarray]:
             "pfs": np.array([s.pfs_months for s in samples], float), "event": np.array([s.pfs_event for s in samples])}
 
 
-def _train_all(dev: list[Sample], out_dir: Path, epochs: int, seed: int, ablations: tuple[str, ...]) -> dict:
+def _train_all(dev: list[Sample], out_dir: Path, base: TrainConfig, ablations: tuple[str, ...]) -> dict:
     """Train every ablation and the permutation-test model on the development cohort."""
     results = {}
-    base = TrainConfig(epochs=epochs, seed=seed)
     for name in (*ablations, PERMUTED):
         config = replace(base, ablation="grade_guided", permute_grade=True) if name == PERMUTED else replace(base, ablation=name)
         log.info("training %s", name)
@@ -144,14 +159,14 @@ def _train_all(dev: list[Sample], out_dir: Path, epochs: int, seed: int, ablatio
 
 def evaluate_gradeguided(out_dir: str | Path, n: int = 400, n_test: int = 200, n_external: int = 100, seed: int = 0,
                          epochs: int = 30, n_boot: int = N_BOOTSTRAP, threads: int = 1,
-                         ablations: tuple[str, ...] = ABLATIONS) -> dict:
+                         ablations: tuple[str, ...] = ABLATIONS, config: TrainConfig | None = None) -> dict:
     """Run the whole evaluation; writes ``gradeguided_evaluation.{md,json}`` and KM PNGs into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
-    dev, _ = phantom_samples(seed, n)
-    dev = [s for s in dev if s.split in ("train", "val")]
-    models = _train_all(dev, out_dir, epochs, seed, ablations)
+    dev = development_samples(n, seed)
+    config = replace(config or TrainConfig(), epochs=epochs, seed=seed)
+    models = _train_all(dev, out_dir, config, ablations)
     test, test_truth = phantom_samples(seed + 1000, n_test, split="test")
     external, ext_truth = phantom_samples(seed + 2000, n_external, external_only=True)
     held_out = test + external
@@ -166,7 +181,10 @@ def evaluate_gradeguided(out_dir: str | Path, n: int = 400, n_test: int = 200, n
                           predict_arrays(r.model, inputs.image, inputs.clinical, None)) for name, r in models.items()}
     report = {"protocol": {"seed_dev": seed, "seed_test": seed + 1000, "seed_external": seed + 2000,
                            "n_dev_train_val": len(dev), "n_test": int(cohorts["test"].sum()),
-                           "n_external": int(cohorts["external"].sum()), "epochs": epochs, "n_boot": n_boot},
+                           "n_external": int(cohorts["external"].sum()), "epochs": epochs, "n_boot": n_boot,
+                           "train_config": {k: v for k, v in vars(config).items() if k not in ("ablation", "permute_grade")},
+                           "kept_epoch": {k: r.card["training_data"]["kept_epoch"] for k, r in models.items()},
+                           "val_response_auc": {k: r.card["metrics"]["val_response_auc"] for k, r in models.items()}},
               "models": {}, "paired": {}, "subtypes": {}}
     for name, (pred, ni) in predictions.items():
         report["models"][name] = {"threshold": models[name].card["threshold"],
@@ -182,18 +200,36 @@ def evaluate_gradeguided(out_dir: str | Path, n: int = 400, n_test: int = 200, n
                 report["paired"][f"{cohort}: grade_guided - {other}"] = bootstrap(
                     _delta_auc, (y, guided, predictions[other][0]["response_prob"][mask]), n_boot)["delta_auc"]
     report["subtypes"] = subtype_analysis(predictions["grade_guided"][0], labels, truth, out_dir, min(n_boot, 200), seed)
-    (out_dir / "gradeguided_evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = json_safe(report)
+    (out_dir / "gradeguided_evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     (out_dir / "gradeguided_evaluation.md").write_text(markdown_report(report))
     log.info("wrote %s", out_dir / "gradeguided_evaluation.md")
     return report
+
+
+def json_safe(value: object) -> object:
+    """NaN / inf → None (JSON null) recursively: bare ``NaN`` is not JSON and breaks strict readers."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _take(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[mask] for k, v in arrays.items()}
 
 
+def _num(value: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
+
+
 def _ci(entry: dict) -> str:
-    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+    return f"{_num(entry['value'])} [{_num(entry['ci_low'])}, {_num(entry['ci_high'])}]"
 
 
 def markdown_report(report: dict) -> str:
@@ -216,7 +252,38 @@ def markdown_report(report: dict) -> str:
     s = report["subtypes"]
     lines += ["", "| subtypes (grade-guided, held-out) | value |", "|---|---|",
               f"| cases per predicted subtype | {s['counts']} |",
-              f"| log-rank p, all | {s['logrank_p']:.3g} |", f"| log-rank p, within G3 | {s['logrank_p_g3']:.3g} |",
+              f"| log-rank p, all | {_num(s['logrank_p'], '.3g')} |",
+              f"| log-rank p, within G3 | {_num(s['logrank_p_g3'], '.3g')} |",
               f"| ARI vs k-means on bootstrap resamples | {_ci(s['ari_bootstrap'])} |",
-              f"| ARI vs true latent subtype | {s['ari_vs_true_subtype']:.3f} |", ""]
+              f"| ARI vs true latent subtype | {_num(s['ari_vs_true_subtype'])} |", ""]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``responseai evaluate gradeguided``: train the ladder on phantom seed S, test on S+1000 / S+2000."""
+    parser = argparse.ArgumentParser(prog="responseai evaluate gradeguided", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--n", type=int, default=800, help="development cohort size (train/val splits used)")
+    parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--n-external", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--freeze-grade-epoch", type=int, default=12, help="0: never freeze the grading head")
+    parser.add_argument("--select-on", choices=("response_auc", "loss"), default="response_auc")
+    parser.add_argument("--modality-dropout", type=float, default=0.1)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ablations", nargs="+", choices=ABLATIONS, default=list(ABLATIONS))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if "grade_guided" not in args.ablations:
+        parser.error("--ablations must include grade_guided (the paired comparisons and subtypes need it)")
+    config = TrainConfig(select_on=args.select_on, freeze_grade_epoch=args.freeze_grade_epoch,
+                         modality_dropout=args.modality_dropout)
+    evaluate_gradeguided(args.out, args.n, args.n_test, args.n_external, args.seed, args.epochs, args.n_boot,
+                         args.threads, tuple(args.ablations), config)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,6 +48,7 @@ DEFAULT_CONFIG = {
 }
 LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "balance": 0.1, "entropy": 0.01}
 UNKNOWN_GRADE = -1
+TASK = "grade_response_subtype"  # the model card's task (checked when the weights are loaded)
 
 
 class ResNetStream(nn.Module):

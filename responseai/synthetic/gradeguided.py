@@ -40,6 +40,7 @@ byte-identical for a seed whatever the number of worker processes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
@@ -335,3 +336,23 @@ def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.Dat
     (out / "cohort.json").write_text(json.dumps(meta, indent=2) + "\n")
     log.info("wrote %d cases to %s (response rate %.1f%%)", n, out, 100 * manifest["response"].mean())
     return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``responseai synth gradeguided``-style entry: write a phantom cohort (``--n --seed --out``)."""
+    parser = argparse.ArgumentParser(prog="responseai synth-gradeguided", description="Write the grade-guided CT/MRI/PET phantom cohort")
+    parser.add_argument("--n", type=int, default=400, help="number of patients")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    write_cohort(args.out, args.n, args.seed, args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
