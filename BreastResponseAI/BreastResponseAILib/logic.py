@@ -9,24 +9,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import responseai
-from responseai.clinical import validate_clinical
+from responseai.clinical import BREAST_SCHEMA, validate_clinical
 
-from responseai.errors import MissingPhaseError
+from responseai.errors import MissingPhaseError, ResponseAIError
 from responseai.image import Image
-from responseai.io import read_image, validate_mask, write_image, write_segmentation
+from responseai.io import read_image, read_segmentation, validate_mask, write_image, write_segmentation
 from responseai.pipeline import OPTIONAL_PHASES, REFERENCE_PHASE, REQUIRED_PHASES, check_mask, check_phases
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
     add_volume_node,
     segment_to_mask,
+    set_segment_mask,
     volume_node_to_image,
 )
+from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
 
 TUMOUR_SEGMENT = "Tumour"
 CORE_PARENT = Path(responseai.__file__).resolve().parents[1]  # so the job process imports the same core
@@ -146,3 +149,88 @@ def _segment_name(segmentation_node) -> str:
     if segmentation.GetSegmentIdBySegmentName(TUMOUR_SEGMENT) or segmentation.GetNumberOfSegments() != 1:
         return TUMOUR_SEGMENT
     return segmentation.GetSegment(segmentation.GetNthSegmentID(0)).GetName()
+
+
+@dataclass
+class ResultNodes:
+    """The MRML outputs of one prediction; passed back in on re-run so nodes are reused."""
+
+    record: dict
+    segmentation: object
+    heatmap: object
+    table: object
+    gradcam: object | None = None
+    reference: object | None = None
+
+
+def import_results(scene, job: Job, reference_node, previous: ResultNodes | None = None,
+                   with_gradcam: bool = False) -> ResultNodes:
+    """Load a finished job's outputs as nodes: tumour segment, attention heatmap, table.
+
+    A user-supplied segmentation is left untouched (it *was* the input); otherwise the model's
+    mask becomes (or updates) the case's "Tumour (automatic)" segmentation.
+    """
+    record = json.loads((job.out / "result.json").read_text(encoding="utf-8"))
+    case_id = record["case_id"]
+    segmentation = job.user_segmentation
+    if segmentation is None:
+        mask = read_segmentation(job.out / "tumour.seg.nrrd", TUMOUR_SEGMENT)
+        segmentation = previous.segmentation if previous and scene.IsNodePresent(previous.segmentation) else None
+        if segmentation is not None and segmentation is not job.user_segmentation:
+            set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
+        else:
+            segmentation = add_segmentation_node(scene, mask, reference_node, f"{case_id} tumour (automatic)", TUMOUR_SEGMENT)
+    heatmap = set_heatmap(scene, read_image(job.out / "attention.nrrd", "attention"), f"{case_id} attention",
+                          previous.heatmap if previous else None)
+    gradcam = None
+    if with_gradcam:
+        gradcam = set_heatmap(scene, read_image(job.out / "gradcam.nrrd", "Grad-CAM"), f"{case_id} Grad-CAM",
+                              previous.gradcam if previous else None)
+    rows = {
+        "pCR probability": record["pcr_probability"],
+        "Predicted class": record["predicted_class"],
+        "Decision threshold": record["threshold"],
+        "Attention in tumour (fraction)": record["attention_in_mask"],
+        "Pointing game hit": "yes" if record["pointing_game_hit"] else "no",
+        "Tumour mask": record["mask_source"],
+        "Missing clinical": record["missing_clinical"],
+        "Model": f"{record['model']['name']} {record['model']['version']}",
+    }
+    table = set_results_table(scene, rows, f"{case_id} pCR results", previous.table if previous else None)
+    return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node)
+
+
+def run_job(job: Job) -> None:
+    """Run a prepared job to completion (tests, scripting); the widget uses a QProcess instead."""
+    completed = subprocess.run(job.command, env=job.env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        errors = [line.split(": ", 1)[-1] for line in completed.stderr.splitlines() if " ERROR " in line]
+        raise ResponseAIError(errors[-1] if errors else completed.stderr.strip().splitlines()[-1])
+
+
+PHASE_PARAMETERS = {"pre": "prePhase", "post1": "post1Phase", "post2": "post2Phase"}
+SEGMENTATION_PARAMETER = "tumourSegmentation"
+
+
+def write_form(parameter_node, phase_nodes: dict, clinical: dict, segmentation_node=None) -> None:
+    """Store inputs in a parameter node exactly as the module's parameterNodeWrapper does.
+
+    (str fields via SetParameter, node fields as a parameter plus a node reference of the same
+    name), so scripts, tests and the GUI share one on-disk format in saved scenes.
+    """
+    for phase, parameter in PHASE_PARAMETERS.items():
+        node = phase_nodes.get(phase)
+        parameter_node.SetParameter(parameter, "")
+        parameter_node.SetNodeReferenceID(parameter, node.GetID() if node is not None else None)
+    parameter_node.SetParameter(SEGMENTATION_PARAMETER, "")
+    parameter_node.SetNodeReferenceID(SEGMENTATION_PARAMETER, segmentation_node.GetID() if segmentation_node else None)
+    for name in BREAST_SCHEMA:
+        value = clinical.get(name)
+        parameter_node.SetParameter(name, "" if value is None else str(value))
+
+
+def read_form(parameter_node) -> tuple[dict, dict, object]:
+    """Phase nodes, clinical values and segmentation node from a (possibly reloaded) parameter node."""
+    phases = {phase: parameter_node.GetNodeReference(parameter) for phase, parameter in PHASE_PARAMETERS.items()}
+    clinical = {name: parameter_node.GetParameter(name) for name in BREAST_SCHEMA if parameter_node.HasParameter(name)}
+    return phases, clinical, parameter_node.GetNodeReference(SEGMENTATION_PARAMETER)

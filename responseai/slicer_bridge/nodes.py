@@ -91,17 +91,26 @@ def volume_node_to_image(node) -> Image:
     return Image.from_ijk_to_ras(array, matrix)
 
 
+def _node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
 @contextmanager
 def _temporary_labelmap(scene, image: Image) -> Iterator:
-    """A labelmap node that exists only for one import/export, leaving the scene as it was."""
+    """A labelmap node that exists only for one import/export.
+
+    Everything created meanwhile (the node, its display node, the colour table an export adds)
+    is removed afterwards, so the scene is left exactly as it was.
+    """
+    before = _node_ids(scene)
     node = add_volume_node(scene, image, "__responseai_temp__", "vtkMRMLLabelMapVolumeNode")
     try:
         yield node
     finally:
-        display = node.GetDisplayNode()
-        scene.RemoveNode(node)
-        if display is not None:
-            scene.RemoveNode(display)
+        for node_id in _node_ids(scene) - before:
+            created = scene.GetNodeByID(node_id)
+            if created is not None:
+                scene.RemoveNode(created)
 
 
 def add_segmentation_node(
