@@ -1,4 +1,4 @@
-"""``responseai`` command line: ``demo``, ``synth``, ``predict``, ``train``, ``evaluate``, ``bench``.
+"""``responseai`` command line: ``demo``, ``synth``, ``predict``, ``train``, ``evaluate``, ``bench``, ``predict-gradeguided``.
 
 Heavy libraries (torch, MONAI, SimpleITK) are imported inside each command so that
 ``responseai --help`` answers instantly and a bad argument fails before any import cost.
@@ -68,6 +68,8 @@ DELEGATES = {
     "train": ("training.train", "train a model from a manifest (pcr, seg, …)"),
     "evaluate": ("responseai.evaluation", "evaluate on an external cohort: pcr | segmentation | gradeguided"),
     "bench": ("responseai.bench", "per-case inference time and peak memory"),
+    "predict-gradeguided": ("responseai.inference.gradeguided",
+                            "grade, response probability, subtype and spatial map for one CT/MRI/PET case"),
 }
 
 
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=_cmd_predict)
 
     synth = sub.add_parser("synth", help="generate a phantom cohort (image files + CSV manifest)")
-    synth.add_argument("cohort", choices=["breast"], help="which phantom cohort")
+    synth.add_argument("cohort", choices=["breast", "gradeguided"],
+                       help="which phantom cohort (gradeguided has its own options: synth gradeguided --help)")
     synth.add_argument("--n", type=int, default=200, help="number of patients")
     synth.add_argument("--seed", type=int, default=1, help="cohort seed (same seed, same bytes)")
     synth.add_argument("--out", required=True, help="output folder")
@@ -121,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["synth", "gradeguided"]:
+        from responseai.synthetic.gradeguided import main as synth_gradeguided
+
+        return int(synth_gradeguided(argv[2:]) or 0)
     if argv and argv[0] in DELEGATES:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
