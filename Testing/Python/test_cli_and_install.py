@@ -13,15 +13,24 @@ from responseai.outputs import staged_output_dir
 from responseai.slicer_bridge import dependencies
 
 
-def test_demo_writes_the_demo_case_with_a_summary(tmp_path: Path):
+def test_demo_runs_the_full_case_with_the_shipped_weights(tmp_path: Path):
+    from responseai.io import read_segmentation
+
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text(encoding="utf-8"))
+    out = tmp_path / "demo"
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["case_id"] == "BR2026-0000" and summary["external_site"] is True
-    post1 = read_image(tmp_path / "demo" / summary["files"]["post1"])
-    mask = read_image(tmp_path / "demo" / summary["files"]["mask"])
-    assert not mask.grid_differences(post1) and mask.array.any()
-    assert summary["tumour_volume_ml"] > 0
-    assert not list(tmp_path.glob(".demo.partial-*"))
+    assert 0.0 <= summary["pcr_probability"] <= 1.0 and summary["mask_source"] == "model"
+    assert summary["predicted_class"] in ("pCR", "no pCR")
+    post1 = read_image(out / summary["files"]["post1"])
+    mask = read_segmentation(out / "tumour.seg.nrrd")
+    attention = read_image(out / "attention.nrrd")
+    assert not mask.grid_differences(post1) and not attention.grid_differences(post1)
+    assert 0.0 <= attention.array.min() and attention.array.max() <= 1.0
+    assert summary["dice_vs_phantom_truth"] > 0.7  # the shipped segmenter finds the demo tumour
+    result = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    assert result["pcr_probability"] == summary["pcr_probability"]
+    assert not list(tmp_path.glob(".*partial-*"))
 
 
 def test_synth_command_writes_manifest(tmp_path: Path):
