@@ -21,7 +21,7 @@ from responseai.slicer_bridge.nodes import add_volume_node, update_volume_node, 
 # the same 64 inferno samples (from matplotlib) as a procedural node under this name.
 SLICER_INFERNO_ID = "vtkMRMLColorTableNodeFileInferno.txt"
 HEATMAP_COLOR_NAME = "ResponseAI Inferno"
-HEATMAP_LOWER_THRESHOLD = 0.05  # near-zero attention is drawn transparent, so anatomy stays visible
+HEATMAP_LOWER_THRESHOLD = 0.2  # weak attention is transparent: inferno's dark low end would shade the anatomy
 HEATMAP_OPACITY = 0.4  # enough to read the map, little enough to read the anatomy under it
 HEATMAP_ROLE = "heatmap"
 
@@ -131,11 +131,11 @@ def set_results_table(scene, rows: Mapping[str, object], name: str, previous=Non
 
 
 def format_value(value: object) -> str:
-    """One readable text form for tables and reports: 3 decimals, yes/no, comma lists."""
+    """One readable text form for tables and reports: 3 decimals (1 from 10 up), yes/no, comma lists."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "none"
     if value is None:
