@@ -189,9 +189,11 @@ def train(args: argparse.Namespace) -> Path | None:
     state = {"epoch": 0, "best_dice": -1.0}
     if args.resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer)
-    rng = np.random.default_rng([args.seed, info.rank, state["epoch"]])
     patch = tuple(args.patch)
     for epoch in range(state["epoch"], args.epochs):
+        # Patch sampling depends only on (seed, rank, epoch): a resumed run draws the same
+        # patches as an uninterrupted one, so --resume does not change the shipped weights.
+        rng = np.random.default_rng([args.seed, info.rank, epoch])
         losses = []
         for _ in tqdm(range(args.steps), desc=f"epoch {epoch + 1}/{args.epochs}", disable=not info.is_main):
             images, labels = make_batch(train_cases, patch, args.batch_size, rng, info.device)

@@ -1,6 +1,6 @@
 """Tumour segmentation network: a compact MONAI 3D UNet over the DCE channels.
 
-Sized for CPU inference (≈ 0.3 M parameters; a 48×96×96 volume in well under a second on
+Sized for CPU inference (152 k parameters, 0.6 MB; a 48×96×96 volume in well under a second on
 two cores): the enhancing tumour is a high-contrast object in the subtraction channel, so
 depth matters more than width here.
 """
