@@ -1,23 +1,30 @@
-"""Train the grade-guided fusion model (seed 003) from a cohort manifest.
+"""Train the grade-guided fusion model (seed 003) from a cohort manifest or the in-memory phantom.
 
-    python -m training.gradeguided --manifest COHORT/manifest.csv --out DIR \
-        [--epochs N] [--ablation grade_guided|deep_fusion|early_fusion|imaging_only] [--permute-grade]
+    python -m training.gradeguided (--manifest COHORT/manifest.csv | --phantom N SEED) --out DIR \
+        [--epochs N] [--ablation grade_guided|deep_fusion|early_fusion|imaging_only] [--permute-grade] \
+        [--freeze-grade-epoch K] [--select-on loss|response_auc] [--modality-dropout P]
 
 Everything fitted on data — CT/PET tumour statistics, the clinical encoder, the variable
-graph, SMOTE — uses the ``train`` split only; the model kept is the epoch with the highest
-validation response AUC (``--select-on loss`` restores the lowest total validation loss, which
-the grading term dominates) and the response threshold is chosen (Youden) on ``val`` only, so
-``test`` and ``external`` stay untouched for evaluation.
+graph, SMOTE — uses the ``train`` split only; the response threshold is chosen (Youden) on
+``val`` only, so ``test`` and ``external`` stay untouched for evaluation. The model kept is the
+epoch with the lowest validation loss, or with ``--select-on response_auc`` the highest
+validation response AUC (the total loss is dominated by the grading term).
 
 Schedule (seed 003): after ``--freeze-grade-epoch`` epochs the grading head is frozen (it
 converges first) and the encoders + response / subtype branch are fine-tuned at
 ``--finetune-lr-factor`` × the learning rate; the grade loss still flows into the encoders so
-they do not forget grade. ``--modality-dropout p`` zeroes each imaging channel of a training
-case with probability p (never all of them), so the shipped model can run when a CT phase, an
-MRI sequence or the PET is missing: a zero channel after tumour z-scoring says "no evidence",
-and the card records that the model was trained for it. Output: ``DIR/gradeguided.safetensors`` and
-its JSON model card (preprocessing statistics, encoder, adjacency, classes, threshold,
-validation metrics), written through :func:`responseai.weights.save_model`.
+they do not forget grade. With a freeze, only fine-tuning epochs are candidates for the kept
+model: selecting on a noisy validation AUC over all epochs picked epoch 2 in a first run, a
+model that had not yet learned grade (validation grade accuracy 0.73 instead of ≈ 0.9).
+
+``--modality-dropout p`` zeroes each imaging channel of a training case with probability p
+(never all of them), so the model can run when a CT phase, an MRI sequence or the PET is
+missing: a zero channel after tumour z-scoring says "no evidence", and the card records
+(``inputs.missing_modalities``) that the model was trained for it.
+
+Output: ``DIR/gradeguided.safetensors`` and its JSON model card (preprocessing statistics,
+encoder, adjacency, classes, threshold, validation metrics, per-epoch history), written
+through :func:`responseai.weights.save_model`.
 
 ``--permute-grade`` is the permutation test: the grade *fed to the fusion* is shuffled across
 training cases (the grading head still learns the true grade); if the guidance carries
@@ -65,7 +72,7 @@ class TrainConfig:
     smote: bool = True
     roi_size: int = 32
     roi_spacing_mm: float = 1.5
-    select_on: str = "response_auc"  # or "loss"
+    select_on: str = "loss"  # or "response_auc" (use with freeze_grade_epoch, as the evaluation does)
     freeze_grade_epoch: int = 0  # 0: never freeze the grading head
     finetune_lr_factor: float = 0.3
     modality_dropout: float = 0.0
@@ -194,7 +201,7 @@ def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingS
         log.info("epoch %d/%d train %.3f val %.3f val AUC %.3f", epoch + 1, config.epochs,
                  history[-1]["train_loss"], val_loss, val_auc)
         score = _score(val_loss, val_auc, config.select_on)
-        if score > best:
+        if epoch >= config.freeze_grade_epoch and score > best:  # with a freeze: fine-tuning epochs only
             best, best_state = score, copy.deepcopy(model.state_dict())
             history[-1]["kept"] = True
     model.load_state_dict(best_state)

@@ -104,3 +104,37 @@ def test_saved_model_round_trip_with_card(trained):
     a = predict_arrays(result.model, x.image[:5], x.clinical[:5], x.grade[:5])
     b = predict_arrays(model, x.image[:5], x.clinical[:5], x.grade[:5])
     np.testing.assert_allclose(a["response_prob"], b["response_prob"], rtol=1e-5, atol=1e-6)
+
+
+def test_modality_dropout_keeps_at_least_one_channel():
+    from training.gradeguided import drop_modalities
+
+    batch = torch.ones(64, 6, 2, 2, 2)
+    rng = np.random.default_rng(0)
+    assert torch.equal(drop_modalities(batch, 0.0, rng), batch)
+    kept = drop_modalities(batch, 1.0, rng)[:, :, 0, 0, 0]
+    assert torch.all(kept.sum(1) == 1)  # everything dropped → exactly one channel restored
+    partial = drop_modalities(batch, 0.3, rng)[:, :, 0, 0, 0]
+    assert torch.all(partial.sum(1) >= 1) and 0.5 < float(partial.mean()) < 0.9
+
+
+def test_freezing_the_grade_head_leaves_the_rest_trainable():
+    from training.gradeguided import _freeze_grade_head
+
+    model = GradeGuidedNet({"ablation": "grade_guided"})
+    optimiser = _freeze_grade_head(model, TrainConfig(lr=1e-3, finetune_lr_factor=0.3))
+    frozen = {id(p) for p in model.grade_head.parameters()}
+    in_optimiser = {id(p) for group in optimiser.param_groups for p in group["params"]}
+    assert frozen and not frozen & in_optimiser
+    assert in_optimiser == {id(p) for p in model.parameters() if id(p) not in frozen}
+    assert optimiser.param_groups[0]["lr"] == pytest.approx(3e-4)
+
+
+def test_report_json_has_no_nan():
+    import json
+
+    from responseai.evaluation.gradeguided import json_safe
+
+    report = json_safe({"a": float("nan"), "b": [np.float32(1.5), np.inf], "c": {"d": np.int64(3)}})
+    assert report == {"a": None, "b": [1.5, None], "c": {"d": 3}}
+    json.dumps(report, allow_nan=False)

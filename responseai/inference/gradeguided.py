@@ -114,7 +114,6 @@ class LoadedGradeGuided:
 @lru_cache(maxsize=4)
 def _load_cached(path: str, mtime_ns: int) -> LoadedGradeGuided:
     """Load once per weights file version (the mtime in the key reloads a replaced file)."""
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     model, card = load_model(path, build_model, expected_task=TASK)
     pre = card["preprocessing"]
     return LoadedGradeGuided(model, card, RoiSpec.from_dict(pre["roi"]), clinical_encoder_from_card(pre["clinical_encoder"]))
