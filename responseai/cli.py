@@ -1,4 +1,4 @@
-"""``responseai`` command line: ``demo``, ``synth``, ``predict``, ``train``, ``evaluate``, ``bench``, ``predict-gradeguided``.
+"""``responseai`` command line: ``demo``, ``synth``, ``predict``, ``report``, ``train``, ``evaluate``, ``bench``, ``predict-gradeguided``.
 
 Heavy libraries (torch, MONAI, SimpleITK) are imported inside each command so that
 ``responseai --help`` answers instantly and a bad argument fails before any import cost.
@@ -47,6 +47,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     files = write_outputs(outputs, args.out)
     log.info("pCR probability %.3f (%s) -> %s", outputs.result.probability, outputs.result.predicted_class,
              ", ".join(sorted(p.name for p in files.values())))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from responseai.reports.export import report_from_prediction
+
+    files = report_from_prediction(args.prediction, args.out)
+    log.info("report written: %s", ", ".join(sorted(p.name for p in files.values())))
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -109,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="output folder")
     predict.set_defaults(func=_cmd_predict)
 
+    report = sub.add_parser("report", help="per-patient PDF + JSON report (+ .seg.nrrd, DICOM SEG) from a prediction")
+    report.add_argument("--prediction", required=True, help="folder written by `responseai predict`")
+    report.add_argument("--out", required=True, help="report folder")
+    report.set_defaults(func=_cmd_report)
+
     synth = sub.add_parser("synth", help="generate a phantom cohort (image files + CSV manifest)")
     synth.add_argument("cohort", choices=["breast", "gradeguided"],
                        help="which phantom cohort (gradeguided has its own options: synth gradeguided --help)")
@@ -140,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
     try:
         args.func(args)
     except ResponseAIError as exc:

@@ -62,7 +62,8 @@ def run_demo(out: Path) -> dict:
     """Write the demo case's inputs to ``out/input`` and run the full case into ``out``.
 
     The demo segments the tumour itself (the phantom's reference mask is written only for
-    comparison, as ``input/mask.nrrd``) and reports the Dice of its mask against it.
+    comparison, as ``input/mask.nrrd``), reports the Dice of its mask against it, and writes
+    the per-patient report into ``out/report``.
     """
     from responseai.pipeline import load_case, result_record, run_case, write_outputs
 
@@ -73,6 +74,9 @@ def run_demo(out: Path) -> dict:
     loaded = load_case(case.patient_id, {p: inputs / files[p] for p in case.phases}, case.clinical)
     outputs = run_case(loaded)
     write_outputs(outputs, out)
+    from responseai.reports.export import report_from_prediction
+
+    report_from_prediction(out, out / "report")
     summary = {**case_summary(case, {k: f"input/{v}" for k, v in files.items()}), **result_record(outputs),
                "dice_vs_phantom_truth": round(_dice(outputs.mask.array, case.mask.array), 4)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

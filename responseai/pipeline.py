@@ -26,6 +26,7 @@ from responseai.io import (
     write_segmentation,
 )
 from responseai.outputs import staged_output_dir
+from responseai.weights import read_card
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class BreastOutputs:
     mask: Image
     mask_source: str  # "user" or "model"
     result: object  # responseai.inference.pcr.PCRResult
+    card: dict = field(default_factory=dict)  # the pCR model card, for the report
 
 
 def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> dict[str, Image]:
@@ -134,7 +136,7 @@ def run_case(
     progress(55, "predicting pCR")
     result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
-    return BreastOutputs(case, mask, source, result)
+    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT))
 
 
 def result_record(outputs: BreastOutputs) -> dict:
@@ -157,7 +159,7 @@ def result_record(outputs: BreastOutputs) -> dict:
 
 
 def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
-    """Mask (.seg.nrrd), attention and Grad-CAM (.nrrd), result.json: all written or none."""
+    """Mask (.seg.nrrd), attention and Grad-CAM (.nrrd), result.json, model card: all or none."""
     out = Path(out)
     with staged_output_dir(out) as staging:
         write_segmentation(outputs.mask, staging / "tumour.seg.nrrd")
@@ -165,6 +167,7 @@ def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
         write_image(outputs.result.gradcam, staging / "gradcam.nrrd")
         record = result_record(outputs)
         (staging / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (staging / "model_card.json").write_text(json.dumps(outputs.card, indent=2) + "\n", encoding="utf-8")
         names = [p.name for p in staging.iterdir()]
     return {name: out / name for name in names}
 

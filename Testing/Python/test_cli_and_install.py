@@ -32,6 +32,15 @@ def test_demo_runs_the_full_case_with_the_shipped_weights(tmp_path: Path):
     assert result["pcr_probability"] == summary["pcr_probability"]
     assert not list(tmp_path.glob(".*partial-*"))
 
+    from pypdf import PdfReader
+
+    from responseai.reports.report import validate_report
+
+    text = " ".join(page.extract_text() for page in PdfReader(out / "report" / "report.pdf").pages)
+    assert "BR2026-0000" in text and f"{summary['pcr_probability']:.3f}" in text
+    validate_report(json.loads((out / "report" / "report.json").read_text(encoding="utf-8")))
+    assert read_segmentation(out / "report" / "tumour.seg.nrrd").array.sum() == mask.array.sum()
+
 
 def test_synth_command_writes_manifest(tmp_path: Path):
     assert main(["synth", "breast", "--n", "3", "--seed", "9", "--out", str(tmp_path / "c"), "--workers", "1"]) == 0

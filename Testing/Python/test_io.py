@@ -15,7 +15,9 @@ from responseai.errors import (
     InvalidImageError,
 )
 from responseai.image import Image
-from responseai.io import align_to_reference, read_image, to_sitk, validate_mask, write_image
+from responseai.io import align_to_reference, read_image, validate_mask, write_image
+
+from dicom_series import write_dicom_series as _write_dicom_series
 
 
 def _oblique_image(dtype=np.int16) -> Image:
@@ -38,31 +40,6 @@ def test_file_round_trip_preserves_geometry(tmp_path: Path, suffix: str):
     back = read_image(write_image(image, tmp_path / f"vol{suffix}"))
     assert np.array_equal(back.array, image.array)
     _assert_same_geometry(back, image)
-
-
-def _write_dicom_series(image: Image, folder: Path) -> None:
-    """A DICOM series written slice by slice with the geometry tags a scanner would set."""
-    folder.mkdir()
-    volume = to_sitk(image)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    direction = volume.GetDirection()
-    orientation = "\\".join(f"{v:.10f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7]))
-    series = "1.2.826.0.1.3680043.8.498.1"
-    for k in range(volume.GetDepth()):
-        slice_ = volume[:, :, k]
-        position = volume.TransformIndexToPhysicalPoint((0, 0, k))
-        for tag, value in {
-            "0008|0060": "MR", "0020|000e": series, "0020|000d": "1.2.826.0.1.3680043.8.498.2",
-            "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{series}.{k + 1}",
-            "0020|0037": orientation, "0020|0032": "\\".join(f"{p:.10f}" for p in position),
-            "0020|0013": str(k + 1), "0018|0050": f"{image.spacing[2]:.10f}",
-            "0020|0052": "1.2.826.0.1.3680043.8.498.3", "0010|0020": "PHANTOM-1", "0010|0010": "Phantom^One",
-            "0008|0020": "20261123", "0020|0010": "1", "0008|0050": "ACC1",
-        }.items():
-            slice_.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(slice_)
 
 
 def test_dicom_series_round_trip_preserves_geometry(tmp_path: Path):
