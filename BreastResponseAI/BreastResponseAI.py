@@ -245,7 +245,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay(_("Could not export the report."), waitCursor=True):
-            files = self.logic.core.export_report(self._results, folder)
+            files = self.logic.exportReport(self._results, folder, self._parameterNode.post1Phase)
             slicer.util.infoDisplay(_("Report written:\n") + "\n".join(str(f) for f in files.values()))
 
 
@@ -304,12 +304,57 @@ class BreastResponseAILogic(ScriptedLoadableModuleLogic):
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
 
+    def exportReport(self, results, folder: str, post1Node) -> dict:
+        """Snapshots from Slicer's own slice views through the tumour, then the core's report."""
+        import tempfile
+        from pathlib import Path
+
+        from BreastResponseAILib.logic import export_report
+        from responseai.reports.export import tumour_centre_ras
+
+        mask = self.core.read_mask(results.segmentation, results.reference)
+        work = Path(tempfile.mkdtemp(prefix="responseai-report-"))
+        try:
+            snapshots = captureSliceViews(tumour_centre_ras(mask), work)
+            return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
     def loadDemoCase(self):
         """Generate the embedded demo case; load its phases (the model will segment it)."""
         from responseai.demo import demo_case
 
         case = demo_case()
         return self.core.load_case(case.patient_id, case.phases), case.clinical
+
+
+def captureSliceViews(centreRas, folder) -> dict:
+    """Axial/sagittal/coronal PNGs of the Red/Yellow/Green views cut through ``centreRas``."""
+    layoutManager = slicer.app.layoutManager()
+    paths = {}
+    for key, viewName in (("axial", "Red"), ("sagittal", "Yellow"), ("coronal", "Green")):
+        sliceWidget = layoutManager.sliceWidget(viewName)
+        sliceWidget.sliceLogic().GetSliceNode().JumpSliceByOffsetting(*centreRas)
+        slicer.app.processEvents()
+        sliceWidget.sliceView().forceRender()
+        path = folder / f"{key}.png"
+        sliceWidget.sliceView().grab().save(str(path))
+        paths[key] = path
+    return paths
+
+
+def dicomSourceFolder(volumeNode, work):
+    """The volume's DICOM files (from Slicer's database) linked into one folder, or None."""
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if not uids or slicer.dicomDatabase is None:
+        return None
+    folder = work / "dicom"
+    folder.mkdir()
+    for index, uid in enumerate(uids):
+        source = slicer.dicomDatabase.fileForInstance(uid)
+        if source:
+            shutil.copy(source, folder / f"{index:05d}.dcm")
+    return folder
 
 
 def ensureDependencies() -> None:

@@ -161,6 +161,7 @@ class ResultNodes:
     table: object
     gradcam: object | None = None
     reference: object | None = None
+    card: dict = field(default_factory=dict)
 
 
 def import_results(scene, job: Job, reference_node, previous: ResultNodes | None = None,
@@ -171,6 +172,7 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
     mask becomes (or updates) the case's "Tumour (automatic)" segmentation.
     """
     record = json.loads((job.out / "result.json").read_text(encoding="utf-8"))
+    card = json.loads((job.out / "model_card.json").read_text(encoding="utf-8"))
     case_id = record["case_id"]
     segmentation = job.user_segmentation
     if segmentation is None:
@@ -197,7 +199,17 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Model": f"{record['model']['name']} {record['model']['version']}",
     }
     table = set_results_table(scene, rows, f"{case_id} pCR results", previous.table if previous else None)
-    return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node)
+    return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node, card)
+
+
+def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, dicom_source: str | Path | None = None) -> dict:
+    """The per-patient report of a result in the scene, with the segment as it is now (edits included)."""
+    from responseai.reports.export import export_breast_report
+
+    segmentation = results.segmentation
+    mask = segment_to_mask(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName(TUMOUR_SEGMENT)
+                           or segmentation.GetSegmentation().GetNthSegmentID(0), results.reference)
+    return export_breast_report(results.record, results.card, mask, snapshots, out_dir, dicom_source)
 
 
 def run_job(job: Job) -> None:

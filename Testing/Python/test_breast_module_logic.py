@@ -30,14 +30,15 @@ def demo(slicer_app):
     case = demo_case()
     logic = BreastLogic(slicer_app.scene)
     nodes = logic.load_case(case.patient_id, case.phases)
-    return slicer_app.scene, logic, BreastJobs(logic), nodes, case
+    return slicer_app, logic, BreastJobs(logic), nodes, case
 
 
 def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp_path: Path):
     from BreastResponseAILib.logic import import_results, run_job
     from responseai.slicer_bridge.outputs import table_rows
 
-    scene, logic, jobs, nodes, case = demo
+    app, logic, jobs, nodes, case = demo
+    scene = app.scene
     job = jobs.prepare(case.patient_id, nodes.phases, case.clinical, folder=tmp_path / "run1")
     run_job(job)
     results = import_results(scene, job, nodes.phases["post1"])
@@ -65,11 +66,27 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
     assert again.heatmap is results.heatmap and again.table is results.table
     assert np.array_equal(logic.read_mask(again.segmentation, nodes.phases["post1"]).array, trimmed)
 
+    # the report shows exactly the nodes the module made (edited segment included), drawn by
+    # Slicer's slice views; last, because headless views must not outlive later segment edits
+    from BreastResponseAILib.logic import export_report
+    from pypdf import PdfReader
+
+    from responseai.reports.export import tumour_centre_ras
+    from responseai.slicer_bridge.render import render_orthogonal_snapshots
+
+    centre = tumour_centre_ras(logic.read_mask(again.segmentation, nodes.phases["post1"]))
+    snapshots = render_orthogonal_snapshots(app, nodes.phases["post1"], again.heatmap,
+                                            again.segmentation, centre, tmp_path / "snapshots")
+    files = export_report(again, tmp_path / "report", snapshots)
+    text = PdfReader(files["report.pdf"]).pages[0].extract_text()
+    assert case.patient_id in text and f"{again.record['pcr_probability']:.3f}" in text
+
 
 def test_bad_input_leaves_the_scene_as_it_was(demo, tmp_path: Path):
     from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node
 
-    scene, logic, jobs, nodes, case = demo
+    app, logic, jobs, nodes, case = demo
+    scene = app.scene
     other_grid = add_volume_node(scene, Image(case.phases["pre"].array, (2.0, 2.0, 2.0), case.phases["pre"].origin), "pre 2mm")
     coarse = case.mask.with_array(case.mask.array)
     coarse_reference = add_volume_node(scene, Image(case.mask.array[::2, ::2, ::2].copy(), (3.2, 3.2, 4.0), case.mask.origin), "coarse")
@@ -94,7 +111,8 @@ def test_saved_scene_restores_the_form(demo, tmp_path: Path):
     from BreastResponseAILib.logic import read_form, write_form
     from responseai.slicer_bridge.headless import headless_app
 
-    scene, _, _, nodes, case = demo
+    app, _, _, nodes, case = demo
+    scene = app.scene
     parameter_node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "BreastResponseAI")
     clinical = {**case.clinical, "age": "61", "her2": "positive", "ki67": None}
     write_form(parameter_node, nodes.phases, clinical)
