@@ -99,6 +99,30 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     return result
 
 
+def time_inference(weights_path: str | Path = DEFAULT, n_cases: int = 10, seed: int = 3, threads: int = 2) -> dict:
+    """Wall-clock seconds of :func:`segment_tumour` per phantom case (a benchmark, not a test).
+
+    The first call (model load and warm-up) is reported separately; then the median, p95 and
+    mean of ``n_cases`` calls on freshly generated cases of every site (timings on a shared
+    machine vary, so the docs quote them with the machine and load).
+    """
+    from responseai.synthetic.breast import generate_case
+
+    torch.set_num_threads(threads)
+    cases = [generate_case(seed, i).phases for i in range(n_cases + 1)]
+    start = time.perf_counter()
+    segment_tumour(cases[0], weights_path)
+    first = time.perf_counter() - start
+    seconds = []
+    for phases in cases[1:]:
+        start = time.perf_counter()
+        segment_tumour(phases, weights_path)
+        seconds.append(time.perf_counter() - start)
+    return {"threads": threads, "n_cases": n_cases, "first_call_s": first,
+            "median_s": float(np.median(seconds)), "p95_s": float(np.quantile(seconds, 0.95)),
+            "mean_s": float(np.mean(seconds))}
+
+
 def markdown(result: dict) -> str:
     """A one-row Markdown table of the result (what docs/segmentation.md quotes)."""
     d, h = result["metrics"]["dice"], result["metrics"]["hd95_mm"]
@@ -110,13 +134,24 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``responseai evaluate segmentation`` entry point."""
     parser = argparse.ArgumentParser(prog="responseai evaluate segmentation", description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", required=True, type=Path, help="cohort manifest.csv (not the training seed)")
+    parser.add_argument("--manifest", type=Path, help="cohort manifest.csv (not the training seed)")
     parser.add_argument("--weights", type=Path, default=DEFAULT)
     parser.add_argument("--split", default="external")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--out", type=Path, help="folder for segmentation.md / segmentation.json")
+    parser.add_argument("--bench", type=int, metavar="N", help="only time inference on N phantom cases")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default; 1 is fastest on a shared, busy CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bench:
+        log.info("inference time: %s", json.dumps(time_inference(args.weights, args.bench,
+                                                                threads=args.threads or torch.get_num_threads())))
+        return 0
+    if args.manifest is None:
+        parser.error("--manifest is required (unless --bench)")
     result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot, args.out)
     log.info("\n%s", markdown(result))
     return 0
