@@ -32,7 +32,6 @@ from responseai.pipeline import REFERENCE_PHASE
 from responseai.preprocess import DCE_CHANNELS, resample_to_spacing
 from responseai.weights import save_model
 from training.engine import (
-    DistInfo,
     all_reduce_mean,
     init_distributed,
     load_checkpoint,
@@ -70,7 +69,8 @@ def load_split(manifest: Path, split: str) -> list[SegCase]:
     """All cases of one split, held in memory (200 phantom cases at network spacing ≈ 0.5 GB)."""
     frame = pd.read_csv(manifest)
     rows = frame[frame["split"] == split]
-    return [load_case(row, manifest.parent) for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"loading {split}")]
+    progress = tqdm(rows.iterrows(), total=len(rows), desc=f"loading {split}")
+    return [load_case(row, manifest.parent) for _, row in progress]
 
 
 def sample_patch(case: SegCase, patch: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +147,8 @@ def build_card(args: argparse.Namespace, n_train: int, n_val: int, best_dice: fl
         "classes": ["background", "tumour"], "threshold": 0.5,
         "preprocessing": {"resample": f"linear to {SPACING_MM} mm (x, y, z)",
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
-                          "postprocessing": "argmax > threshold, largest connected component, hole filling",
+                          "postprocessing": "tumour softmax probability >= threshold, largest connected "
+                                            "component, hole filling (MONAI)",
                           "output": "nearest-neighbour resampling back onto the input post1 grid"},
         "training_data": {"manifest": str(args.manifest), "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(args.manifest),

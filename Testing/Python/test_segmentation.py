@@ -74,7 +74,8 @@ def test_bad_inputs_are_specific_errors(trained, tmp_path: Path):
         segment_tumour({**case.phases, "pre": case.phases["pre"].with_array(broken)}, weights)
     truncated = tmp_path / "breast_seg.safetensors"
     truncated.write_bytes(weights.read_bytes()[:1000])
-    truncated.with_suffix(".json").write_text(weights.with_suffix(".json").read_text(encoding="utf-8"), encoding="utf-8")
+    card_text = weights.with_suffix(".json").read_text(encoding="utf-8")
+    truncated.with_suffix(".json").write_text(card_text, encoding="utf-8")
     with pytest.raises(WeightsError, match="sha256"):
         segment_tumour(case.phases, truncated)
     other = tmp_path / "other" / "breast_seg.safetensors"
@@ -102,7 +103,8 @@ def test_empty_prediction_is_an_error_not_an_empty_mask(trained, monkeypatch):
     from responseai.synthetic.breast import generate_case
 
     _, weights = trained
-    monkeypatch.setattr(seg, "predict_probability", lambda model, channels, patch, device=None: np.zeros(channels.shape[1:]))
+    monkeypatch.setattr(seg, "predict_probability",
+                        lambda model, channels, patch, device=None: np.zeros(channels.shape[1:]))
     with pytest.raises(EmptyMaskError, match="no tumour"):
         seg.segment_tumour(generate_case(21, 102).phases, weights, device="cpu")
 
