@@ -32,13 +32,11 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
-from responseai.errors import EmptyMaskError, GeometryMismatchError, MissingPhaseError
+from responseai.errors import EmptyMaskError
 from responseai.image import Image
-from responseai.io import align_to_reference, validate_mask, validate_volume
+from responseai.pipeline import REFERENCE_PHASE, check_mask
+from responseai.pipeline import check_phases as pipeline_check_phases
 from responseai.preprocess import DCE_CHANNELS, bounding_box_crop, dce_channels, mask_centre, resample_to_spacing
-
-REQUIRED_PHASES = ("pre", "post1")  # post2 may be missing (plateau assumption, see dce_channels)
-REFERENCE_PHASE = "post1"
 
 DEFAULT_CONFIG: dict = {
     "in_channels": len(DCE_CHANNELS),
@@ -198,17 +196,8 @@ class PreparedCase:
 
 def check_phases(phases: Mapping[str, Image | None], mask: Image) -> dict[str, Image]:
     """Validate the DCE phases and mask; everything on the post1 grid, no silent resampling."""
-    missing = [p for p in REQUIRED_PHASES if phases.get(p) is None]
-    if missing:
-        raise MissingPhaseError(f"DCE phase(s) {', '.join(missing)} missing; pCR needs pre and post1 (post2 optional)")
-    present = {name: image for name, image in phases.items() if image is not None}
-    for name, image in present.items():
-        validate_volume(image, f"{name} phase")
-    aligned = align_to_reference(present, REFERENCE_PHASE, resample=False)
-    validate_mask(mask)
-    diffs = mask.grid_differences(aligned[REFERENCE_PHASE])
-    if diffs:
-        raise GeometryMismatchError(f"tumour mask is not on the post1 grid: {'; '.join(diffs)}")
+    aligned = pipeline_check_phases(phases)
+    check_mask(mask, aligned[REFERENCE_PHASE])
     return aligned
 
 
