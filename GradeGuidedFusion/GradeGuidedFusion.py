@@ -281,8 +281,9 @@ class GradeGuidedFusionLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def errorFromLog(lines: list) -> str:
-        errors = [line.split(": ", 1)[-1] for line in lines if " ERROR " in line]
-        return errors[-1] if errors else _("The prediction process failed; see details.")
+        from responseai.slicer_bridge.jobs import error_from_log
+
+        return error_from_log(lines)
 
     @staticmethod
     def summaryText(results) -> str:

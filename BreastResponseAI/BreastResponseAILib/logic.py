@@ -7,18 +7,13 @@ Imports ``slicer`` (MRML) and the core only, so CI runs it on a real scene from 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import responseai
 from responseai.clinical import BREAST_SCHEMA, validate_clinical
 
-from responseai.errors import MissingPhaseError, ResponseAIError
+from responseai.errors import MissingPhaseError
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, validate_mask, write_image, write_segmentation
 from responseai.pipeline import OPTIONAL_PHASES, REFERENCE_PHASE, REQUIRED_PHASES, check_mask, check_phases
@@ -29,10 +24,10 @@ from responseai.slicer_bridge.nodes import (
     set_segment_mask,
     volume_node_to_image,
 )
+from responseai.slicer_bridge.jobs import job_environment, python_executable, run_command
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
 
 TUMOUR_SEGMENT = "Tumour"
-CORE_PARENT = Path(responseai.__file__).resolve().parents[1]  # so the job process imports the same core
 
 
 @dataclass
@@ -90,11 +85,6 @@ class BreastLogic:
         return mask
 
 
-def python_executable() -> str:
-    """The interpreter for background jobs: Slicer's ``PythonSlicer`` when present, else this one."""
-    return shutil.which("PythonSlicer") or sys.executable
-
-
 @dataclass
 class Job:
     """A prepared background prediction: inputs written to ``folder``, results expected in ``out``."""
@@ -139,8 +129,7 @@ class BreastJobs:
             command += [f"--{name}", str(path)]
         if mask is not None:
             command += ["--mask", str(write_segmentation(mask, inputs / "tumour.seg.nrrd"))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CORE_PARENT), os.environ.get("PYTHONPATH")]))}
-        return Job(folder, command, env, segmentation_node)
+        return Job(folder, command, job_environment(), segmentation_node)
 
 
 def _segment_name(segmentation_node) -> str:
@@ -214,10 +203,7 @@ def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, di
 
 def run_job(job: Job) -> None:
     """Run a prepared job to completion (tests, scripting); the widget uses a QProcess instead."""
-    completed = subprocess.run(job.command, env=job.env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        errors = [line.split(": ", 1)[-1] for line in completed.stderr.splitlines() if " ERROR " in line]
-        raise ResponseAIError(errors[-1] if errors else completed.stderr.strip().splitlines()[-1])
+    run_command(job.command, job.env)
 
 
 PHASE_PARAMETERS = {"pre": "prePhase", "post1": "post1Phase", "post2": "post2Phase"}

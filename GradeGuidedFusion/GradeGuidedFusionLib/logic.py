@@ -13,26 +13,21 @@ added to the scene until the job has succeeded: a bad input leaves the scene as 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-import responseai
 from responseai.clinical import field_errors, validate_clinical
-from responseai.errors import EmptyMaskError, GeometryMismatchError, MissingPhaseError, ResponseAIError
+from responseai.errors import EmptyMaskError, GeometryMismatchError, MissingPhaseError
 from responseai.gradeguided_preprocess import (
     CLINICAL_SCHEMA, RoiSpec, check_pet_suv, missing_modalities, parse_grade,
 )
 from responseai.image import Image
 from responseai.io import align_to_reference, read_image, validate_mask, volumes_overlap, write_image
 from responseai.pipeline import parse_progress
-from responseai.slicer_bridge.nodes import add_volume_node, segment_to_mask, update_volume_node, volume_node_to_image
+from responseai.slicer_bridge.jobs import error_from_log, job_environment, python_executable, run_command
+from responseai.slicer_bridge.nodes import segment_to_mask, volume_node_to_image
+from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
 from responseai.synthetic.gradeguided import MODALITIES
 from responseai.weights import read_card
 
@@ -41,11 +36,6 @@ MODALITY_LABELS = {"ct_nc": "CT non-contrast", "ct_art": "CT arterial", "ct_pv":
                    "mr_t1": "MRI T1", "mr_t2": "MRI T2", "pet": "PET"}
 CLINICAL_FIELDS = tuple(CLINICAL_SCHEMA)  # age, pdl1, egfr, afp, stage, treatment
 TUMOUR_SEGMENT = "Tumour"
-MAP_COLOR_NAME = "ResponseAI GradeGuided map"
-CORE_PARENT = Path(responseai.__file__).resolve().parents[1]  # so the job process imports the same core
-# a few samples of matplotlib's perceptually uniform "inferno" map (no matplotlib needed in Slicer)
-INFERNO = ((0.0, (0.0, 0.0, 0.016)), (0.25, (0.341, 0.063, 0.431)), (0.5, (0.735, 0.216, 0.330)),
-           (0.75, (0.978, 0.557, 0.035)), (1.0, (0.988, 1.0, 0.643)))
 
 
 def default_weights() -> Path:
@@ -53,11 +43,6 @@ def default_weights() -> Path:
     from responseai.inference.gradeguided import DEFAULT
 
     return DEFAULT
-
-
-def python_executable() -> str:
-    """The interpreter for background jobs: Slicer's ``PythonSlicer`` when present, else this one."""
-    return shutil.which("PythonSlicer") or sys.executable
 
 
 @dataclass
@@ -179,8 +164,7 @@ class GradeGuidedLogic:
         command += ["--clinical", str(clinical_path)]
         if grade is not None:
             command += ["--biopsy-grade", str(grade)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CORE_PARENT), os.environ.get("PYTHONPATH")]))}
-        return Job(folder, command, env, case_name, missing)
+        return Job(folder, command, job_environment(), case_name, missing)
 
     # ---------------------------------------------------------------- outputs
     def import_results(self, job: Job, previous: GradeGuidedOutputs | None = None) -> GradeGuidedOutputs:
@@ -189,65 +173,16 @@ class GradeGuidedLogic:
         heat = read_image(job.out / record.get("spatial_map", "subtype_map.nrrd"), "subtype map")
         previous_map = previous.spatial_map if previous else None
         previous_table = previous.table if previous else None
-        spatial_map = self._set_map(heat, f"{job.case_name} subtype map", previous_map)
-        table = self._set_table(result_rows(record), f"{job.case_name} grade-guided results", previous_table)
+        spatial_map = set_heatmap(self.scene, heat, f"{job.case_name} subtype map", previous_map)
+        table = set_results_table(self.scene, dict(result_rows(record)), f"{job.case_name} grade-guided results",
+                                  previous_table)
         return GradeGuidedOutputs(table, spatial_map, record)
 
     def run(self, job: Job, previous: GradeGuidedOutputs | None = None, timeout: float = 600) -> GradeGuidedOutputs:
         """Synchronous run of a prepared job (tests, scripting); raises with the job's ERROR line."""
-        done = subprocess.run(job.command, env=job.env, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise ResponseAIError(error_from_log((done.stdout + done.stderr).splitlines()))
+        run_command(job.command, job.env, timeout)
         return self.import_results(job, previous)
 
-    def _present(self, node) -> bool:
-        return node is not None and self.scene.IsNodePresent(node)
-
-    def map_color_node(self):
-        """The scene's inferno colour node over [0, 1] (created once, then found by name)."""
-        existing = self.scene.GetFirstNodeByName(MAP_COLOR_NAME)
-        if existing is not None:
-            return existing
-        node = self.scene.AddNewNodeByClass("vtkMRMLProceduralColorNode", MAP_COLOR_NAME)
-        function = node.GetColorTransferFunction()
-        for value, (r, g, b) in INFERNO:
-            function.AddRGBPoint(value, r, g, b)
-        return node
-
-    def _set_map(self, heat: Image, name: str, previous=None):
-        image = heat.with_array(np.clip(heat.array.astype(np.float32), 0.0, 1.0))
-        if self._present(previous):
-            update_volume_node(previous, image)
-            node = previous
-        else:
-            node = add_volume_node(self.scene, image, name)
-        display = node.GetDisplayNode()
-        display.SetAndObserveColorNodeID(self.map_color_node().GetID())
-        display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(0.0, 1.0)
-        display.ApplyThresholdOn()
-        display.SetLowerThreshold(0.05)  # near-zero sensitivity transparent: anatomy stays visible
-        display.SetUpperThreshold(1.0)
-        node.SetAttribute("ResponseAI.role", "gradeguided-map")
-        return node
-
-    def _set_table(self, rows: list[tuple[str, str]], name: str, previous=None):
-        import vtk
-
-        node = previous if self._present(previous) else self.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        table = node.GetTable()
-        table.Initialize()
-        for title in ("Quantity", "Value"):
-            column = vtk.vtkStringArray()
-            column.SetName(title)
-            table.AddColumn(column)
-        for key, value in rows:
-            row = table.InsertNextBlankRow()
-            table.SetValue(row, 0, vtk.vtkVariant(key))
-            table.SetValue(row, 1, vtk.vtkVariant(value))
-        node.SetUseColumnTitleAsColumnHeader(True)
-        node.Modified()
-        return node
 
 
 def _option(name: str) -> str:
@@ -275,14 +210,6 @@ def result_rows(record: dict) -> list[tuple[str, str]]:
              ("Model", f"{record['model']['name']} {record['model']['version']}"),
              ("Note", "α is per source stream (every stream sees all modalities); research use only")]
     return rows
-
-
-def error_from_log(lines: list[str]) -> str:
-    """The job's last ERROR message, else a generic one with the last line."""
-    errors = [line.split(": ", 1)[-1] for line in lines if " ERROR " in line]
-    if errors:
-        return errors[-1]
-    return "the prediction process failed" + (f": {lines[-1]}" if lines else "")
 
 
 __all__ = ["GradeGuidedLogic", "GradeGuidedOutputs", "Job", "error_from_log", "parse_progress", "result_rows"]

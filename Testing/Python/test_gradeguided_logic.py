@@ -83,7 +83,7 @@ def test_job_runs_in_a_subprocess_and_imports_table_and_map(slicer_app, tiny_wei
     heat = volume_node_to_image(outputs.spatial_map)
     assert not heat.grid_differences(volume_node_to_image(nodes["ct_nc"]))  # the reference grid
     assert 0.0 <= heat.array.min() and heat.array.max() <= 1.0
-    assert outputs.spatial_map.GetDisplayNode().GetColorNode().GetName() == "ResponseAI GradeGuided map"
+    assert outputs.spatial_map.GetDisplayNode().GetColorNode().GetName() == "ResponseAI Inferno"
     count = scene.GetNumberOfNodes()
     again = logic.import_results(job, outputs)  # a re-run updates the same nodes
     assert again.table is outputs.table and again.spatial_map is outputs.spatial_map
