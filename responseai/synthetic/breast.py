@@ -28,20 +28,17 @@ byte-identical for a seed whatever the number of worker processes.
 
 from __future__ import annotations
 
-import json
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from tqdm import tqdm
 
 from responseai.clinical import BREAST_VARIABLES
 from responseai.image import Image
-from responseai.io import write_image
+from responseai.synthetic.cohort import write_case_images, write_cohort_files
 
 log = logging.getLogger(__name__)
 
@@ -310,11 +307,7 @@ def _write_case(args: tuple[int, int, str]) -> dict:
     """Worker: generate one case, write its files, return its manifest row + truth."""
     seed, index, out = args
     case = generate_case(seed, index)
-    folder = Path(out) / "images" / case.patient_id
-    files = {}
-    for name, image in case.phases.items():
-        files[name] = str(write_image(image, folder / f"{name}.nrrd").relative_to(out))
-    files["mask"] = str(write_image(case.mask, folder / "mask.nrrd").relative_to(out))
+    files = write_case_images(out, case.patient_id, case.phases, case.mask)
     split = _assign_split(np.random.default_rng(np.random.SeedSequence([seed, index, 1])), case.site)
     row = {"patient_id": case.patient_id, "site": case.site.name, "external": int(case.site.external),
            "split": split, **files, **case.clinical, "pcr": case.pcr}
@@ -323,21 +316,10 @@ def _write_case(args: tuple[int, int, str]) -> dict:
 
 def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.DataFrame:
     """Generate ``n`` cases into ``out`` (images/, manifest.csv, truth.csv, cohort.json)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, str(out)) for i in range(n)]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(_write_case, jobs, chunksize=4), total=n, desc="phantom cases"))
-    else:
-        results = [_write_case(job) for job in tqdm(jobs, desc="phantom cases")]
-    manifest = pd.DataFrame([r["row"] for r in results], columns=list(MANIFEST_COLUMNS))
-    manifest.to_csv(out / "manifest.csv", index=False)
-    pd.DataFrame([r["truth"] for r in results]).to_csv(out / "truth.csv", index=False)
-    meta = {"generator": "responseai.synthetic.breast", "version": GENERATOR_VERSION, "seed": seed, "n": n,
+    meta = {"generator": "responseai.synthetic.breast", "version": GENERATOR_VERSION,
             "shape_zyx": SHAPE, "phases": PHASES, "label_rule": LABEL_RULE,
             "sites": [asdict(s) for s in SITES],
             "shortcut": "coil artefact outside the tumour; amplitude tracks pCR on training sites only"}
-    (out / "cohort.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    log.info("wrote %d cases to %s (pCR prevalence %.1f%%)", n, out, 100 * manifest["pcr"].mean())
+    manifest = write_cohort_files(out, n, seed, _write_case, MANIFEST_COLUMNS, meta, workers)
+    log.info("pCR prevalence %.1f%%", 100 * manifest["pcr"].mean())
     return manifest

@@ -41,19 +41,16 @@ byte-identical for a seed whatever the number of worker processes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from tqdm import tqdm
 
 from responseai.image import Image
-from responseai.io import write_image
+from responseai.synthetic.cohort import write_case_images, write_cohort_files
 
 log = logging.getLogger(__name__)
 
@@ -309,32 +306,18 @@ def _write_case(args: tuple[int, int, str]) -> dict:
     """Worker: generate one case, write its NRRD files, return its manifest row + truth."""
     seed, index, out = args
     case = generate_case(seed, index)
-    folder = Path(out) / "images" / case.patient_id
-    files = {name: str(write_image(image, folder / f"{name}.nrrd").relative_to(out))
-             for name, image in case.images.items()}
-    files["mask"] = str(write_image(case.mask, folder / "mask.nrrd").relative_to(out))
+    files = write_case_images(out, case.patient_id, case.images, case.mask)
     row = {**case_row(case, assign_split(seed, index, case.site)), **files}
     return {"row": row, "truth": {"patient_id": case.patient_id, **case.truth}}
 
 
 def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.DataFrame:
     """Generate ``n`` cases into ``out`` (images/, manifest.csv, truth.csv, cohort.json)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, str(out)) for i in range(n)]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(_write_case, jobs, chunksize=4), total=n, desc="phantom cases"))
-    else:
-        results = [_write_case(job) for job in tqdm(jobs, desc="phantom cases")]
-    manifest = pd.DataFrame([r["row"] for r in results], columns=list(MANIFEST_COLUMNS))
-    manifest.to_csv(out / "manifest.csv", index=False)
-    pd.DataFrame([r["truth"] for r in results]).to_csv(out / "truth.csv", index=False)
-    meta = {"generator": "responseai.synthetic.gradeguided", "version": GENERATOR_VERSION, "seed": seed, "n": n,
+    meta = {"generator": "responseai.synthetic.gradeguided", "version": GENERATOR_VERSION,
             "shape_zyx": SHAPE, "modalities": MODALITIES, "grades": GRADES, "subtypes": SUBTYPES,
             "label_rule": LABEL_RULE, "sites": [asdict(s) for s in SITES]}
-    (out / "cohort.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("wrote %d cases to %s (response rate %.1f%%)", n, out, 100 * manifest["response"].mean())
+    manifest = write_cohort_files(out, n, seed, _write_case, MANIFEST_COLUMNS, meta, workers)
+    log.info("response rate %.1f%%", 100 * manifest["response"].mean())
     return manifest
 
 

@@ -1,0 +1,52 @@
+"""Writing a phantom cohort to disk in the layout a real cohort uses, whatever the generator.
+
+``images/<patient>/<name>.nrrd`` + ``mask.nrrd``, ``manifest.csv`` (what a real cohort has),
+``truth.csv`` (latent phantom features, never a model input) and ``cohort.json`` (generator,
+seed, label rule). Cases are generated in worker processes, each from its own seed stream, so
+the bytes do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from responseai.image import Image
+from responseai.io import write_image
+
+log = logging.getLogger(__name__)
+
+
+def write_case_images(out: str | Path, patient_id: str, images: Mapping[str, Image], mask: Image) -> dict[str, str]:
+    """Write one case's volumes and mask; returns manifest-relative paths by column name."""
+    folder = Path(out) / "images" / patient_id
+    files = {name: str(write_image(image, folder / f"{name}.nrrd").relative_to(out)) for name, image in images.items()}
+    files["mask"] = str(write_image(mask, folder / "mask.nrrd").relative_to(out))
+    return files
+
+
+def write_cohort_files(
+    out: str | Path, n: int, seed: int, worker: Callable[[tuple[int, int, str]], dict],
+    columns: Sequence[str], meta: Mapping, workers: int = 2,
+) -> pd.DataFrame:
+    """Run ``worker((seed, index, out))`` for every case (→ ``{"row", "truth"}``) and write the tables."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, i, str(out)) for i in range(n)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(worker, jobs, chunksize=4), total=n, desc="phantom cases"))
+    else:
+        results = [worker(job) for job in tqdm(jobs, desc="phantom cases")]
+    manifest = pd.DataFrame([r["row"] for r in results], columns=list(columns))
+    manifest.to_csv(out / "manifest.csv", index=False)
+    pd.DataFrame([r["truth"] for r in results]).to_csv(out / "truth.csv", index=False)
+    (out / "cohort.json").write_text(json.dumps({**meta, "seed": seed, "n": n}, indent=2) + "\n", encoding="utf-8")
+    log.info("wrote %d cases to %s", n, out)
+    return manifest
