@@ -26,5 +26,10 @@ demo: $(VENV)/.core
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
+# per-case latency and peak memory of the shipped models (measurements, not tests)
+bench: $(VENV)/.core
+	$(BIN)/responseai bench pcr --n 10 --threads 2
+	$(BIN)/python -m responseai.evaluation.segmentation --bench 20 --threads 1
+
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
