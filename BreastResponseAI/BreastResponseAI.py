@@ -102,6 +102,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for w in uiWidget.findChildren(qt.QWidget)
             if w.property("SlicerParameterName") in CLINICAL_FIELDS
         }
+        self._fieldTips = {name: widget.toolTip for name, widget in self._fieldWidgets.items()}
         self.logic = BreastResponseAILogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -153,7 +154,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         errors = self.logic.clinicalErrors(self._clinicalValues())
         for name, widget in self._fieldWidgets.items():
             widget.setStyleSheet("background: #f9d6d5;" if name in errors else "")
-            widget.toolTip = errors.get(name, widget.toolTip)
+            widget.toolTip = errors.get(name, self._fieldTips[name])
         self.ui.clinicalErrorsLabel.text = "\n".join(errors.values())
         p = self._parameterNode
         ready = p.prePhase is not None and p.post1Phase is not None and not errors and self._process is None
@@ -191,7 +192,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         process.setProcessEnvironment(environment)
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
         process.connect("readyRead()", self._onProcessOutput)
-        process.connect("finished(int)", self._onProcessFinished)
+        process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
         self._process, self._log = process, []
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = _("Starting…")
@@ -200,7 +201,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         process.start(job.command[0], job.command[1:])
 
     def _onProcessOutput(self) -> None:
-        text = bytes(self._process.readAll()).decode("utf-8", "replace")
+        text = self._process.readAll().data().decode("utf-8", "replace")
         for line in text.splitlines():
             self._log.append(line)
             percent, message = self.logic.parseProgress(line)
@@ -208,7 +209,7 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressBar.value = percent
                 self.ui.statusLabel.text = message
 
-    def _onProcessFinished(self, exitCode) -> None:
+    def _onProcessFinished(self, exitCode, exitStatus=None) -> None:
         self._onProcessOutput()
         self._process = None
         self.ui.cancelButton.enabled = False
