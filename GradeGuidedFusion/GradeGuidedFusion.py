@@ -102,6 +102,7 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -207,6 +208,7 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 self._results = self.logic.core.import_results(self._job, self._results)
                 self.ui.progressBar.value = 100
                 self.ui.statusLabel.text = self.logic.summaryText(self._results)
+                self.ui.exportButton.enabled = True
                 background = self.logic.core.reference_name(self._volumeNodes())
                 slicer.util.setSliceViewerLayers(background=self._volumeNodes()[background],
                                                  foreground=self._results.spatial_map,
@@ -225,6 +227,17 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onOpacityChanged(self, value: float) -> None:
         if self._results is not None:
             slicer.util.setSliceViewerLayers(foregroundOpacity=value)
+
+    def onExport(self) -> None:
+        """PDF + JSON report of the last result, with the slice views as they are now."""
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export report to folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not export the report."), waitCursor=True):
+            nodes = self._volumeNodes()
+            reference = nodes[self.logic.core.reference_name(nodes)]
+            files = self.logic.exportReport(self._results, folder, self._parameterNode.tumourSegmentation, reference)
+            slicer.util.infoDisplay(_("Report written:\n") + "\n".join(str(f) for f in files.values()))
 
 
 class GradeGuidedFusionLogic(ScriptedLoadableModuleLogic):
@@ -297,6 +310,23 @@ class GradeGuidedFusionLogic(ScriptedLoadableModuleLogic):
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
+
+    def exportReport(self, results, folder: str, segmentationNode, referenceNode) -> dict:
+        """Snapshots of Slicer's own slice views through the tumour, then the core's report."""
+        import tempfile
+        from pathlib import Path
+
+        # Same extension: one slice-view grabber for both modules (BreastResponseAI's).
+        from BreastResponseAI import captureSliceViews
+        from GradeGuidedFusionLib.logic import export_report
+        from responseai.reports.export import tumour_centre_ras
+
+        mask = self.core.read_mask(segmentationNode, referenceNode)
+        work = Path(tempfile.mkdtemp(prefix="responseai-report-"))
+        try:
+            return export_report(results, folder, captureSliceViews(tumour_centre_ras(mask), work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class GradeGuidedFusionTest(ScriptedLoadableModuleTest):

@@ -50,8 +50,14 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from responseai.reports.export import report_from_prediction
+    """Report on a prediction folder; ``modality_importance`` is written by grade-guided predictions only."""
+    import json
 
+    record = json.loads((Path(args.prediction) / "result.json").read_text(encoding="utf-8"))
+    if "modality_importance" in record:
+        from responseai.reports.gradeguided import gradeguided_report_from_prediction as report_from_prediction
+    else:
+        from responseai.reports.export import report_from_prediction
     files = report_from_prediction(args.prediction, args.out)
     log.info("report written: %s", ", ".join(sorted(p.name for p in files.values())))
 

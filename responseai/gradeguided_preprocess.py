@@ -59,6 +59,9 @@ CLINICAL_VARIABLES: tuple[Variable, ...] = (
     Variable("treatment", "Treatment", categories=TREATMENTS),
 )
 CLINICAL_SCHEMA: dict[str, Variable] = {v.name: v for v in CLINICAL_VARIABLES}
+# How the Slicer table and the report name each channel (the code names stay in result.json).
+MODALITY_LABELS = {"ct_nc": "CT non-contrast", "ct_art": "CT arterial", "ct_pv": "CT portal-venous",
+                   "mr_t1": "MRI T1", "mr_t2": "MRI T2", "pet": "PET"}
 _GRADE_ALIASES = {alias: i for i, g in enumerate(GRADES)
                   for alias in (g, g[1], f"G{'I' * (i + 1)}", "I" * (i + 1), f"grade {i + 1}")}
 

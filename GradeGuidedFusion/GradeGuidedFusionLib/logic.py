@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from responseai.clinical import field_errors, validate_clinical
 from responseai.errors import EmptyMaskError, GeometryMismatchError, MissingPhaseError
 from responseai.gradeguided_preprocess import (
-    CLINICAL_SCHEMA, RoiSpec, check_pet_suv, missing_modalities, parse_grade,
+    CLINICAL_SCHEMA, MODALITY_LABELS, RoiSpec, check_pet_suv, missing_modalities, parse_grade,
 )
 from responseai.image import Image
 from responseai.io import align_to_reference, read_image, validate_mask, volumes_overlap, write_image
 from responseai.pipeline import parse_progress
+from responseai.reports.gradeguided import build_gradeguided_report, reference_modality
+from responseai.reports.report import write_report
 from responseai.slicer_bridge.jobs import error_from_log, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import segment_to_mask, volume_node_to_image
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
@@ -32,8 +34,6 @@ from responseai.synthetic.gradeguided import MODALITIES
 from responseai.weights import read_card
 
 MODALITY_ORDER = ("ct", "mr", "mri", "pet")
-MODALITY_LABELS = {"ct_nc": "CT non-contrast", "ct_art": "CT arterial", "ct_pv": "CT portal-venous",
-                   "mr_t1": "MRI T1", "mr_t2": "MRI T2", "pet": "PET"}
 CLINICAL_FIELDS = tuple(CLINICAL_SCHEMA)  # age, pdl1, egfr, afp, stage, treatment
 TUMOUR_SEGMENT = "Tumour"
 
@@ -62,11 +62,12 @@ class Job:
 
 @dataclass
 class GradeGuidedOutputs:
-    """The MRML nodes a run produced (reused on the next run) and the parsed ``result.json``."""
+    """The MRML nodes a run produced (reused on the next run), the parsed ``result.json`` and model card."""
 
     table: object  # vtkMRMLTableNode
     spatial_map: object  # vtkMRMLScalarVolumeNode
     record: dict
+    card: dict = field(default_factory=dict)
 
 
 class GradeGuidedLogic:
@@ -158,7 +159,7 @@ class GradeGuidedLogic:
         for name, image in images.items():
             command += [f"--{_option(name)}", str(write_image(image, inputs / f"{name}.nrrd"))]
         command += ["--mask", str(write_image(mask, inputs / "mask.nrrd")), "--weights", str(weights),
-                    "--out", str(folder / "out")]
+                    "--case-id", case_name, "--out", str(folder / "out")]
         clinical_path = inputs / "clinical.json"
         clinical_path.write_text(json.dumps({k: v for k, v in record.items() if v is not None}), encoding="utf-8")
         command += ["--clinical", str(clinical_path)]
@@ -176,13 +177,19 @@ class GradeGuidedLogic:
         spatial_map = set_heatmap(self.scene, heat, f"{job.case_name} subtype map", previous_map)
         table = set_results_table(self.scene, dict(result_rows(record)), f"{job.case_name} grade-guided results",
                                   previous_table)
-        return GradeGuidedOutputs(table, spatial_map, record)
+        card = json.loads((job.out / "model_card.json").read_text(encoding="utf-8"))
+        return GradeGuidedOutputs(table, spatial_map, record, card)
 
     def run(self, job: Job, previous: GradeGuidedOutputs | None = None, timeout: float = 600) -> GradeGuidedOutputs:
         """Synchronous run of a prepared job (tests, scripting); raises with the job's ERROR line."""
         run_command(job.command, job.env, timeout)
         return self.import_results(job, previous)
 
+
+def export_report(outputs: GradeGuidedOutputs, out_dir: str | Path, snapshots: dict[str, Path]) -> dict[str, Path]:
+    """The per-patient report (PDF + JSON + the given slice-view snapshots) of a result in the scene."""
+    report = build_gradeguided_report(outputs.record, outputs.card, reference_modality(outputs.record))
+    return write_report(report, snapshots, out_dir)
 
 
 def _option(name: str) -> str:
@@ -195,7 +202,7 @@ def _fmt(value) -> str:
 
 
 def result_rows(record: dict) -> list[tuple[str, str]]:
-    """(quantity, value) rows a clinician reads: grade, response, subtype, α, clinical drivers."""
+    """(quantity, value) rows a clinician reads: grade, response, subtype, modality importance, α, clinical drivers."""
     rows = [(f"P(grade {g})", _fmt(p)) for g, p in record["grade_probabilities"].items()]
     rows += [("Predicted grade", record["predicted_grade"]),
              ("Grade guiding the fusion", f"{record['grade_used']} ({record['grade_source']})"),
@@ -203,6 +210,8 @@ def result_rows(record: dict) -> list[tuple[str, str]]:
              ("Response class", f"{record['response_class']} (threshold {_fmt(record['threshold'])})"),
              ("Subtype", record["subtype"])]
     rows += [(f"P(subtype {s})", _fmt(p)) for s, p in record["subtype_probabilities"].items()]
+    rows += [(f"Modality importance: {MODALITY_LABELS.get(m, m)}", _fmt(w))
+             for m, w in record["modality_importance"].items()]
     rows += [(f"α {name} stream", _fmt(w)) for name, w in record["alpha"].items()]
     rows += [(f"Clinical contribution: {c['feature']}", f"{c['contribution']:+.3f}") for c in record["clinical_contributions"]]
     rows += [("Missing modalities", ", ".join(record["missing_modalities"]) or "none"),
@@ -212,4 +221,5 @@ def result_rows(record: dict) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["GradeGuidedLogic", "GradeGuidedOutputs", "Job", "error_from_log", "parse_progress", "result_rows"]
+__all__ = ["GradeGuidedLogic", "GradeGuidedOutputs", "Job", "error_from_log", "export_report", "parse_progress",
+           "result_rows"]

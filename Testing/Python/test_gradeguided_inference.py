@@ -115,3 +115,17 @@ def test_main_writes_result_and_map_and_logs_progress(tiny_weights, case, tmp_pa
     assert main([*args[:-2], "--out", str(tmp_path / "bad"), "--clinical", '{"ki67": 1}']) == 2
     assert not (tmp_path / "bad").exists()
     np.testing.assert_array_less(-1e-6, heat.array)
+
+
+def test_modality_importance_covers_the_present_modalities_and_sums_to_one(tiny_weights, case):
+    from responseai.inference.gradeguided import predict_gradeguided
+
+    images = {**case.images, "mr_t2": None}
+    result = predict_gradeguided(images, case.mask, case.clinical, None, tiny_weights)
+    importance = result.modality_importance
+    assert list(importance) == ["ct_nc", "ct_art", "ct_pv", "mr_t1", "pet"]
+    assert all(value >= 0.0 for value in importance.values())
+    assert sum(importance.values()) == pytest.approx(1.0, abs=1e-9)
+    assert result.record()["modality_importance"] == importance
+    single = predict_gradeguided({"pet": case.images["pet"]}, case.mask, {}, None, tiny_weights)
+    assert single.modality_importance == {"pet": pytest.approx(1.0)}

@@ -79,7 +79,7 @@ def test_job_runs_in_a_subprocess_and_imports_table_and_map(slicer_app, tiny_wei
     rows = {outputs.table.GetTable().GetValue(r, 0).ToString(): outputs.table.GetTable().GetValue(r, 1).ToString()
             for r in range(outputs.table.GetTable().GetNumberOfRows())}
     assert rows["Grade guiding the fusion"] == "G2 (biopsy)" and rows["Missing modalities"] == "mr_t2"
-    assert {"P(grade G1)", "Response probability", "Subtype", "α clinical stream"} <= set(rows)
+    assert {"P(grade G1)", "Response probability", "Subtype", "α clinical stream", "Modality importance: PET"} <= set(rows)
     heat = volume_node_to_image(outputs.spatial_map)
     assert not heat.grid_differences(volume_node_to_image(nodes["ct_nc"]))  # the reference grid
     assert 0.0 <= heat.array.min() and heat.array.max() <= 1.0

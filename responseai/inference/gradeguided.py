@@ -14,12 +14,18 @@ training refuses, naming the modalities it needs.
 The grade that guides the fusion is the biopsy grade when the user gives one, else the
 model's own predicted grade distribution (``grade_source`` says which). The α weights are per
 *source stream* (ResNet / Direct / Encoded / clinical), not per CT / MRI / PET modality,
-because every imaging stream sees every channel. The spatial map (subtype sensitivity) is
-returned on the tumour mask's grid — the reference volume's grid in Slicer — in [0, 1].
+because every imaging stream sees every channel; ``modality_importance`` answers the
+per-modality question instead: for each present modality, the absolute change of the response
+probability when its channel is zeroed (the model's trained "missing" state, see
+:func:`responseai.models.grade_guided.modality_importance`), normalised to sum to 1. The
+spatial map (subtype sensitivity) is returned on the tumour mask's grid — the reference
+volume's grid in Slicer — in [0, 1].
 
 Outputs of the command (written through a staging folder, so all or nothing): ``result.json``
-(NaN written as ``null``) and ``subtype_map.nrrd``; progress as ``PROGRESS <pct> <msg>`` log
-lines, as :func:`responseai.pipeline.log_progress` writes them for the Slicer job.
+(NaN written as ``null``; ``case_id``, and ``inputs`` naming the files used, which the report
+reads), ``subtype_map.nrrd`` and ``model_card.json`` (so the folder alone can be reported on);
+progress as ``PROGRESS <pct> <msg>`` log lines, as :func:`responseai.pipeline.log_progress`
+writes them for the Slicer job.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from responseai.gradeguided_preprocess import (
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, resample_to, write_image
 from responseai.models.grade_guided import (
-    TASK, GradeGuidedNet, build_model, clinical_contributions, predict_arrays, subtype_map,
+    TASK, GradeGuidedNet, build_model, clinical_contributions, modality_importance, predict_arrays, subtype_map,
 )
 from responseai.outputs import staged_output_dir
 from responseai.preprocess import ClinicalEncoder
@@ -57,6 +63,8 @@ DEFAULT = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "gradeg
 MODALITY_OPTIONS = {"ct_nc": "--ct-nc", "ct_art": "--ct-art", "ct_pv": "--ct-pv", "mr_t1": "--mri-t1",
                     "mr_t2": "--mri-t2", "pet": "--pet"}
 MAP_NAME = "subtype_map.nrrd"
+CARD_NAME = "model_card.json"
+IMPORTANCE_METHOD = "|change of the response probability| when the modality's channel is zeroed, normalised to sum 1"
 Progress = Callable[[int, str], None]
 
 
@@ -74,6 +82,7 @@ class GradeGuidedResult:
     subtype: str
     subtype_probabilities: dict[str, float]
     alpha: dict[str, float]  # per source stream (not per modality)
+    modality_importance: dict[str, float]  # per present modality, sums to 1
     clinical_contributions: list[tuple[str, float]]
     spatial_map: Image
     missing_modalities: list[str]
@@ -90,6 +99,7 @@ class GradeGuidedResult:
             "response_probability": self.response_probability, "response_class": self.response_class,
             "threshold": self.threshold, "subtype": self.subtype, "subtype_probabilities": self.subtype_probabilities,
             "alpha": self.alpha, "alpha_scope": "per source stream (resnet, direct, encoded, clinical), not per modality",
+            "modality_importance": self.modality_importance, "modality_importance_method": IMPORTANCE_METHOD,
             "clinical_contributions": [{"feature": f, "contribution": c} for f, c in self.clinical_contributions],
             "missing_modalities": self.missing_modalities, "missing_clinical": self.missing_clinical,
             "model": {"name": self.model_name, "version": self.model_version}, "notes": self.notes,
@@ -168,10 +178,12 @@ def predict_gradeguided(images: Mapping[str, Image | None], mask: Image, clinica
     progress(50, "running the grade-guided fusion")
     pred = predict_arrays(loaded.model, image, features, grade)
     image_t, features_t, grade_t = torch.as_tensor(image), torch.as_tensor(features), torch.as_tensor(grade)
-    progress(70, "explaining: clinical contributions and subtype map")
+    progress(70, "explaining: clinical contributions, modality importance and subtype map")
     contributions = clinical_contributions(loaded.model, image_t, features_t, grade_t,
                                            card["inputs"]["clinical_features"], top=5)[0]
     roi_map = subtype_map(loaded.model, image_t, features_t, grade_t)[0]
+    present = [m for m in spec.modalities if m not in missing]
+    importance = modality_importance(loaded.model, image, features, grade, spec.modalities, present)
     grade_probs = pred["grade_probs"][0]
     probability = float(pred["response_prob"][0])
     threshold = float(card["threshold"])
@@ -181,6 +193,9 @@ def predict_gradeguided(images: Mapping[str, Image | None], mask: Image, clinica
     if missing:
         notes.append(f"missing modalities {', '.join(missing)} were given as zero channels (the model was trained "
                      "with modality dropout); expect less reliable results")
+    if not loaded.allows_missing:
+        notes.append("modality importance zeroes channels this model was not trained without (no modality "
+                     "dropout): read it as indicative only")
     return GradeGuidedResult(
         grade_probabilities={g: float(p) for g, p in zip(classes["grade"], grade_probs)},
         predicted_grade=predicted_grade,
@@ -192,6 +207,7 @@ def predict_gradeguided(images: Mapping[str, Image | None], mask: Image, clinica
         subtype=classes["subtype"][int(subtype_probs.argmax())],
         subtype_probabilities={s: float(p) for s, p in zip(classes["subtype"], subtype_probs)},
         alpha=dict(zip(card["architecture"]["sources"], map(float, pred["alpha"][0]))),
+        modality_importance=importance,
         clinical_contributions=[(name, float(value)) for name, value in contributions],
         spatial_map=_map_on_mask_grid(roi_map, mask, spec),
         missing_modalities=missing,
@@ -200,12 +216,18 @@ def predict_gradeguided(images: Mapping[str, Image | None], mask: Image, clinica
     )
 
 
-def write_result(result: GradeGuidedResult, out: str | Path, inputs: Mapping[str, str] | None = None) -> dict[str, Path]:
-    """``result.json`` + ``subtype_map.nrrd`` into ``out``: all written or none."""
+def write_result(result: GradeGuidedResult, out: str | Path, inputs: Mapping[str, str] | None = None,
+                 card: Mapping | None = None, case_id: str | None = None) -> dict[str, Path]:
+    """``result.json`` + ``subtype_map.nrrd`` (+ ``model_card.json`` when given) into ``out``: all or none.
+
+    ``case_id`` (default: the output folder's name) is what the report is filed under.
+    """
     out = Path(out)
     with staged_output_dir(out) as staging:
         write_image(result.spatial_map, staging / MAP_NAME)
-        record = {**result.record(), "inputs": dict(inputs or {})}
+        if card is not None:
+            (staging / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        record = {"case_id": case_id or out.name, **result.record(), "inputs": dict(inputs or {})}
         (staging / "result.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         names = [p.name for p in staging.iterdir()]
     return {name: out / name for name in names}
@@ -225,7 +247,8 @@ def _read_clinical(value: str | None) -> dict:
     return data
 
 
-def _read_mask(path: str) -> Image:
+def read_mask(path: str | Path) -> Image:
+    """A label file or a .seg.nrrd (segment Tumour) → the tumour mask image."""
     return read_segmentation(path) if str(path).endswith(".seg.nrrd") else read_image(path, "tumour mask")
 
 
@@ -236,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask", required=True, help="tumour mask (.nrrd/.nii.gz or .seg.nrrd with a 'Tumour' segment)")
     parser.add_argument("--clinical", help="JSON file or object: age, pdl1, egfr, afp, stage, treatment")
     parser.add_argument("--biopsy-grade", help="G1/G2/G3 if known (else the predicted grade guides the fusion)")
+    parser.add_argument("--case-id", help="case identifier for result.json and the report (default: the --out folder name)")
     parser.add_argument("--weights", default=str(DEFAULT))
     parser.add_argument("--out", required=True, type=Path)
     return parser
@@ -252,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         log_progress(5, "reading the inputs")
         paths = {name: getattr(args, name) for name in MODALITY_OPTIONS if getattr(args, name)}
         images = {name: read_image(path, name) for name, path in paths.items()}
-        result = predict_gradeguided(images, _read_mask(args.mask), _read_clinical(args.clinical), args.biopsy_grade,
+        result = predict_gradeguided(images, read_mask(args.mask), _read_clinical(args.clinical), args.biopsy_grade,
                                      args.weights, log_progress)
         log_progress(90, "writing results")
-        write_result(result, args.out, {**paths, "mask": args.mask})
+        write_result(result, args.out, {**paths, "mask": args.mask}, load_gradeguided(args.weights).card, args.case_id)
     except ResponseAIError as exc:
         log.error("%s", exc)
         return 2

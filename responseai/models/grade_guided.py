@@ -305,3 +305,26 @@ def subtype_map(model: GradeGuidedNet, image: torch.Tensor, clinical: torch.Tens
         smoothed = ndimage.gaussian_filter(case, smooth_vox) * inside
         maps.append(smoothed / smoothed.max() if smoothed.max() > 0 else smoothed)
     return np.stack(maps).astype(np.float32)
+
+
+def modality_importance(model: GradeGuidedNet, image: np.ndarray, clinical: np.ndarray, grade: np.ndarray | None,
+                        channels: Sequence[str], present: Sequence[str]) -> dict[str, float]:
+    """One case: per present modality, |Δ response probability| when its channel is zeroed, summing to 1.
+
+    The α gate weighs source *streams*, each of which sees every channel, so it cannot say how
+    much CT, MRI or PET mattered; removing one modality and watching the response move can.
+    Zeroing is the model's own "missing" state (the tumour mean after z-scoring), which a model
+    trained with modality dropout has seen, so the perturbed input stays in its distribution.
+    ``image``/``clinical``/``grade`` carry a batch of one; all variants run in one batch. When no
+    modality moves the probability at all, each gets an equal share.
+    """
+    variants = np.repeat(image, len(present) + 1, axis=0)
+    for row, name in enumerate(present, start=1):
+        variants[row, list(channels).index(name)] = 0.0
+    n = len(variants)
+    probs = predict_arrays(model, variants, np.repeat(clinical, n, 0),
+                           None if grade is None else np.repeat(grade, n, 0))["response_prob"]
+    changes = np.abs(probs[1:] - probs[0]).astype(np.float64)
+    total = changes.sum()
+    shares = changes / total if total > 0 else np.full(len(present), 1.0 / len(present))
+    return {name: float(share) for name, share in zip(present, shares)}

@@ -37,14 +37,17 @@ class ReportError(ResponseAIError):
 
 def make_report(report_type: str, title: str, case_id: str, sections: Sequence[tuple[str, Sequence[tuple[str, object]]]],
                 headline: Mapping[str, str], data: Mapping[str, object], images: Mapping[str, str] | None = None,
-                created: str | None = None) -> dict:
+                created: str | None = None, image_legend: str | None = None) -> dict:
     """The generic report: ``sections`` as ``(title, [(quantity, value), ...])``, values as text.
 
     ``headline`` is the one result the reader must not miss (``label``, ``value``, ``detail``);
-    ``data`` keeps the machine-readable numbers; ``images`` maps snapshot keys to captions.
+    ``data`` keeps the machine-readable numbers; ``images`` maps snapshot keys to captions;
+    ``image_legend`` says what the overlay shows when it is not the breast attention map (the
+    default legend), so a figure is never described as something it is not.
     """
     from responseai.slicer_bridge.outputs import format_value
 
+    legend = {} if image_legend is None else {"image_legend": image_legend}
     return {
         "report_format": REPORT_FORMAT,
         "report_type": report_type,
@@ -56,6 +59,7 @@ def make_report(report_type: str, title: str, case_id: str, sections: Sequence[t
         "sections": [{"title": t, "rows": [[str(k), format_value(v)] for k, v in rows]} for t, rows in sections],
         "images": [{"key": key, "caption": caption} for key, caption in (images or SNAPSHOT_CAPTIONS).items()],
         "data": dict(data),
+        **legend,
     }
 
 
@@ -280,7 +284,8 @@ def _draw_images(figure, report: Mapping, folder: Path, y: float) -> float:
         figure.text(MARGIN + index * (width + gap), y - 0.005, image["caption"], fontsize=BODY_PT + 0.5,
                     weight="bold", va="top")
     legend_y = y - 0.03 - height
-    figure.text(MARGIN, legend_y, textwrap.fill(OVERLAY_LEGEND, 110), fontsize=SMALL_PT, va="top", color="0.25")
+    legend = textwrap.fill(report.get("image_legend", OVERLAY_LEGEND), 110)
+    figure.text(MARGIN, legend_y, legend, fontsize=SMALL_PT, va="top", color="0.25")
     return legend_y - 0.04
 
 
