@@ -15,7 +15,7 @@ from responseai.gradeguided_preprocess import (
 )
 from responseai.image import Image
 from responseai.io import read_image, write_image
-from responseai.synthetic.gradeguided import MODALITIES, assign_split, generate_case
+from responseai.synthetic.gradeguided import MODALITIES, generate_case
 from training.gradeguided import WEIGHTS_NAME, TrainConfig, train_gradeguided
 
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from responseai.errors import InvalidImageError, MissingPhaseError, WeightsError
-from responseai.image import Image
 from responseai.models.segmentation import DEFAULT_ARCHITECTURE, build_model
 
 
