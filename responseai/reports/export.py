@@ -47,6 +47,7 @@ def export_breast_report(
 
             write_dicom_seg(mask, dicom_source, staging / "tumour-seg.dcm")
         names = sorted(p.name for p in staging.iterdir())
+    log.info("report for %s written to %s", record["case_id"], out_dir)
     return {name: out_dir / name for name in names}
 
 

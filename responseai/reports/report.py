@@ -184,7 +184,7 @@ def write_report(report: Mapping, snapshots: Mapping[str, Path], out_dir: str | 
             shutil.copyfile(snapshots[image["key"]], staging / image["file"])
         (staging / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _write_pdf(report, staging, staging / "report.pdf")
-    log.info("report for %s written to %s", report["case_id"], out_dir)
+    log.debug("report for %s written to %s", report["case_id"], out_dir)
     return {"json": out_dir / "report.json", "pdf": out_dir / "report.pdf",
             **{image["key"]: out_dir / image["file"] for image in report["images"]}}
 
