@@ -156,6 +156,8 @@ def gradeguided_report_from_prediction(prediction_dir: str | Path, out_dir: str 
     try:
         snapshots = render_snapshots(background, spatial_map, mask, work)
         report = build_gradeguided_report(record, card, background_name)
-        return write_report(report, snapshots, out_dir)
+        files = write_report(report, snapshots, out_dir)
+        log.info("report for %s written to %s", report["case_id"], out_dir)
+        return files
     finally:
         shutil.rmtree(work, ignore_errors=True)
