@@ -185,41 +185,31 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startProcess(self._job)
 
     def _startProcess(self, job) -> None:
-        process = qt.QProcess()
-        environment = qt.QProcessEnvironment()
-        for key, value in job.env.items():
-            environment.insert(key, value)
-        process.setProcessEnvironment(environment)
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyRead()", self._onProcessOutput)
-        process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
-        self._process, self._log = process, []
+        from BreastResponseAILib.processjob import ProcessJob
+
+        self._process = ProcessJob(job, self.logic.parseProgress, self._onProgress, self._onFinished)
+        self._cancelled = False
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = _("Starting…")
         self.ui.cancelButton.enabled = True
         self._checkCanApply()
-        process.start(job.command[0], job.command[1:])
+        self._process.start()
 
-    def _onProcessOutput(self) -> None:
-        text = self._process.readAll().data().decode("utf-8", "replace")
-        for line in text.splitlines():
-            self._log.append(line)
-            percent, message = self.logic.parseProgress(line)
-            if percent is not None:
-                self.ui.progressBar.value = percent
-                self.ui.statusLabel.text = message
+    def _onProgress(self, percent: int, message: str) -> None:
+        self.ui.progressBar.value = percent
+        self.ui.statusLabel.text = message
 
-    def _onProcessFinished(self, exitCode, exitStatus=None) -> None:
-        self._onProcessOutput()
+    def _onFinished(self, succeeded: bool, log: list) -> None:
         self._process = None
         self.ui.cancelButton.enabled = False
-        if exitCode != 0:
+        if self._cancelled:
+            self.ui.statusLabel.text = _("Cancelled")
+        elif not succeeded:
             self.ui.statusLabel.text = _("Failed")
-            slicer.util.errorDisplay(self.logic.errorFromLog(self._log), detailedText="\n".join(self._log))
+            slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
         else:
             with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
-                self._results = self.logic.core.import_results(self._job, self._results,
-                                                               with_gradcam=self._parameterNode.showGradcam)
+                self._results = self.logic.importResults(self._job, self._results, self._parameterNode)
                 self.ui.progressBar.value = 100
                 self.ui.statusLabel.text = self.logic.summaryText(self._results)
                 self.ui.exportButton.enabled = True
@@ -233,9 +223,8 @@ class BreastResponseAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCancel(self) -> None:
         """Kill the background job; nothing was added to the scene yet."""
         if self._process is not None:
-            self._process.kill()
-            self._process.waitForFinished(3000)
-            self.ui.statusLabel.text = _("Cancelled")
+            self._cancelled = True
+            self._process.cancel()
 
     def onOpacityChanged(self, value: float) -> None:
         if self._results is not None:
@@ -322,6 +311,13 @@ class BreastResponseAILogic(ScriptedLoadableModuleLogic):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def importResults(self, job, previous, parameterNode):
+        """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""
+        from BreastResponseAILib.logic import import_results
+
+        return import_results(slicer.mrmlScene, job, parameterNode.post1Phase, previous,
+                              with_gradcam=parameterNode.showGradcam)
+
     def loadDemoCase(self):
         """Generate the embedded demo case; load its phases (the model will segment it)."""
         from responseai.demo import demo_case
@@ -383,8 +379,10 @@ class BreastResponseAITest(ScriptedLoadableModuleTest):
 
         logic = BreastResponseAILogic()
         nodes, clinical = logic.loadDemoCase()
+        from BreastResponseAILib.logic import import_results
+
         job = logic.core_jobs.prepare("demo", nodes.phases, clinical)
         subprocess.run(job.command, env=job.env, check=True)
-        results = logic.core.import_results(job, None)
+        results = import_results(slicer.mrmlScene, job, nodes.phases["post1"])
         self.assertTrue(0.0 <= results.record["pcr_probability"] <= 1.0)
         self.assertIsNotNone(results.heatmap.GetDisplayNode().GetColorNode())

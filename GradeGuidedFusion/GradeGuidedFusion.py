@@ -40,7 +40,7 @@ class GradeGuidedFusion(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("GradeGuidedFusion")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["BreastResponseAI"]  # shares its job runner and view capture
         self.parent.contributors = ["ResponseAI developers"]
         self.parent.helpText = _(
             "Non-invasive tumour grade, treatment-response probability and response subtype from "
@@ -83,7 +83,6 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._process = None
         self._job = None
         self._results = None
-        self._log = []
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -170,39 +169,28 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._startProcess(self._job)
 
     def _startProcess(self, job) -> None:
-        process = qt.QProcess()
-        environment = qt.QProcessEnvironment()
-        for key, value in job.env.items():
-            environment.insert(key, value)
-        process.setProcessEnvironment(environment)
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyRead()", self._onProcessOutput)
-        process.connect("finished(int)", self._onProcessFinished)
-        self._process, self._log = process, []
+        from BreastResponseAILib.processjob import ProcessJob
+
+        self._process = ProcessJob(job, self.logic.parseProgress, self._onProgress, self._onFinished)
+        self._cancelled = False
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = _("Starting…")
         self.ui.cancelButton.enabled = True
         self._checkCanApply()
-        process.start(job.command[0], job.command[1:])
+        self._process.start()
 
-    def _onProcessOutput(self) -> None:
-        if self._process is None:
-            return
-        text = bytes(self._process.readAll()).decode("utf-8", "replace")
-        for line in text.splitlines():
-            self._log.append(line)
-            percent, message = self.logic.parseProgress(line)
-            if percent is not None:
-                self.ui.progressBar.value = percent
-                self.ui.statusLabel.text = message
+    def _onProgress(self, percent: int, message: str) -> None:
+        self.ui.progressBar.value = percent
+        self.ui.statusLabel.text = message
 
-    def _onProcessFinished(self, exitCode) -> None:
-        self._onProcessOutput()
+    def _onFinished(self, succeeded: bool, log: list) -> None:
         self._process = None
         self.ui.cancelButton.enabled = False
-        if exitCode != 0:
+        if self._cancelled:
+            self.ui.statusLabel.text = _("Cancelled")
+        elif not succeeded:
             self.ui.statusLabel.text = _("Failed")
-            slicer.util.errorDisplay(self.logic.errorFromLog(self._log), detailedText="\n".join(self._log))
+            slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
         else:
             with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
                 self._results = self.logic.core.import_results(self._job, self._results)
@@ -220,9 +208,8 @@ class GradeGuidedFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onCancel(self) -> None:
         """Kill the background job; nothing was added to the scene yet."""
         if self._process is not None:
-            self._process.kill()
-            self._process.waitForFinished(3000)
-            self.ui.statusLabel.text = _("Cancelled")
+            self._cancelled = True
+            self._process.cancel()
 
     def onOpacityChanged(self, value: float) -> None:
         if self._results is not None:
