@@ -16,7 +16,7 @@ from responseai.clinical import BREAST_SCHEMA, validate_clinical
 from responseai.errors import MissingPhaseError
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, validate_mask, write_image, write_segmentation
-from responseai.pipeline import OPTIONAL_PHASES, REFERENCE_PHASE, REQUIRED_PHASES, check_mask, check_phases
+from responseai.pipeline import REFERENCE_PHASE, check_mask, check_phases
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
     add_volume_node,
@@ -24,7 +24,7 @@ from responseai.slicer_bridge.nodes import (
     set_segment_mask,
     volume_node_to_image,
 )
-from responseai.slicer_bridge.jobs import job_environment, python_executable, run_command
+from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
 
 TUMOUR_SEGMENT = "Tumour"
@@ -58,18 +58,6 @@ class BreastLogic:
             )
         return nodes
 
-    def load_case_folder(self, folder: str | Path, case_id: str | None = None) -> CaseNodes:
-        """Load ``pre/post1/post2.nrrd`` (+ ``mask.nrrd``) from a case folder, as the demo writes it."""
-        folder = Path(folder)
-        phases = {
-            name: read_image(folder / f"{name}.nrrd", name)
-            for name in REQUIRED_PHASES + OPTIONAL_PHASES
-            if name in REQUIRED_PHASES or (folder / f"{name}.nrrd").exists()
-        }
-        mask_path = folder / "mask.nrrd"
-        mask = read_image(mask_path, "tumour mask") if mask_path.exists() else None
-        return self.load_case(case_id or folder.name, phases, mask)
-
     def read_phases(self, phase_nodes: dict, resample: bool = False) -> dict[str, Image]:
         """Volume nodes → images on the reference (post1) grid; a missing required phase is an error."""
         images = {name: volume_node_to_image(node) for name, node in phase_nodes.items() if node is not None}
@@ -86,17 +74,10 @@ class BreastLogic:
 
 
 @dataclass
-class Job:
-    """A prepared background prediction: inputs written to ``folder``, results expected in ``out``."""
+class Job(PredictionJob):
+    """A breast prediction job; remembers the segmentation the user supplied, if any."""
 
-    folder: Path
-    command: list[str]
-    env: dict[str, str]
-    user_segmentation: object | None  # the segmentation node the user supplied, if any
-
-    @property
-    def out(self) -> Path:
-        return self.folder / "out"
+    user_segmentation: object | None = None
 
 
 class BreastJobs:

@@ -27,7 +27,7 @@ from responseai.io import align_to_reference, read_image, validate_mask, volumes
 from responseai.pipeline import parse_progress
 from responseai.reports.gradeguided import build_gradeguided_report, reference_modality
 from responseai.reports.report import write_report
-from responseai.slicer_bridge.jobs import error_from_log, job_environment, python_executable, run_command
+from responseai.slicer_bridge.jobs import PredictionJob, error_from_log, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import segment_to_mask, volume_node_to_image
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
 from responseai.synthetic.gradeguided import MODALITIES
@@ -46,18 +46,11 @@ def default_weights() -> Path:
 
 
 @dataclass
-class Job:
-    """A prepared background prediction: inputs written to ``folder``, results expected in ``out``."""
+class Job(PredictionJob):
+    """A grade-guided prediction job; knows its case name and the modalities it runs without."""
 
-    folder: Path
-    command: list[str]
-    env: dict[str, str]
-    case_name: str
-    missing: list[str]
-
-    @property
-    def out(self) -> Path:
-        return self.folder / "out"
+    case_name: str = ""
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -12,12 +12,26 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import responseai
 from responseai.errors import ResponseAIError
 
 CORE_PARENT = Path(responseai.__file__).resolve().parents[1]  # so the job process imports this same core
+
+
+@dataclass
+class PredictionJob:
+    """A prepared background prediction: inputs written to ``folder``, results expected in ``out``."""
+
+    folder: Path
+    command: list[str]
+    env: dict[str, str]
+
+    @property
+    def out(self) -> Path:
+        return self.folder / "out"
 
 
 def python_executable() -> str:
