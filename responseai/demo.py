@@ -14,6 +14,7 @@ import numpy as np
 
 from responseai.outputs import staged_output_dir
 from responseai.io import write_image
+from responseai.metrics import dice
 from responseai.synthetic.breast import SITES, Case, generate_case
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,6 @@ def case_summary(case: Case, files: dict[str, str]) -> dict:
     }
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
-
-
 def run_demo(out: Path) -> dict:
     """Write the demo case's inputs to ``out/input`` and run the full case into ``out``.
 
@@ -78,7 +74,7 @@ def run_demo(out: Path) -> dict:
 
     report_from_prediction(out, out / "report")
     summary = {**case_summary(case, {k: f"input/{v}" for k, v in files.items()}), **result_record(outputs),
-               "dice_vs_phantom_truth": round(_dice(outputs.mask.array, case.mask.array), 4)}
+               "dice_vs_phantom_truth": round(dice(outputs.mask.array, case.mask.array), 4)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for key in ("case_id", "site", "tumour_volume_ml", "pcr_probability", "predicted_class",
                 "attention_in_mask", "dice_vs_phantom_truth", "phantom_truth_pcr"):

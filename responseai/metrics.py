@@ -126,3 +126,15 @@ def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> 
     from lifelines.utils import concordance_index as lifelines_cindex
 
     return float(lifelines_cindex(time, -np.asarray(risk, float), event))
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice overlap of two binary masks (MONAI's ``compute_dice``; nan when both are empty)."""
+    import torch
+    from monai.metrics import compute_dice
+
+    def batch(mask: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((np.asarray(mask) > 0)[None, None].astype(np.float32))
+
+    return float(compute_dice(batch(prediction), batch(truth), include_background=True)[0, 0])
+

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from responseai.image import Image
 from responseai.inference.segmentation import network_input, postprocess, predict_probability
 from responseai.io import read_image
+from responseai.metrics import dice
 from responseai.models.segmentation import DEFAULT_ARCHITECTURE, SPACING_MM, build_model
 from responseai.pipeline import REFERENCE_PHASE
 from responseai.preprocess import DCE_CHANNELS, resample_to_spacing
@@ -100,12 +101,6 @@ def make_batch(
     images = torch.from_numpy(np.stack([p[0] for p in picks]).copy()).to(device)
     labels = torch.from_numpy(np.stack([p[1] for p in picks])[:, None].astype(np.int64)).to(device)
     return images, labels
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary masks (1.0 would need both non-empty; empty vs empty counts as 0)."""
-    a, b = a > 0, b > 0
-    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
 
 
 def validation_dice(

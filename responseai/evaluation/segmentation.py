@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.metrics import compute_hausdorff_distance
 from tqdm import tqdm
 
 from responseai.inference.segmentation import DEFAULT, segment_tumour
 from responseai.errors import EmptyMaskError
 from responseai.io import read_image
-from responseai.metrics import bootstrap
+from responseai.metrics import bootstrap, dice
 from responseai.weights import card_path
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 
 def _as_batch(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((mask > 0)[None, None].astype(np.float32))
-
-
-def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """MONAI's Dice of one binary mask pair (foreground only)."""
-    return float(compute_dice(_as_batch(prediction), _as_batch(truth), include_background=True)[0, 0])
 
 
 def _hd95_mm(prediction: np.ndarray, truth: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
@@ -80,7 +75,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         seconds.append(time.perf_counter() - start)
         found = bool(mask.any())
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
-                         "dice": _dice(mask, truth.array) if found else 0.0,
+                         "dice": dice(mask, truth.array) if found else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
