@@ -9,7 +9,12 @@ tumour mask — then z-scored with tumour-region statistics and multiplied by th
   enhancement level, which carry grade. They use the training set's tumour-region mean / std
   per modality (fitted once, stored in the model card).
 - MRI intensities have no absolute unit (gain and bias differ per scanner), so each MRI volume
-  is z-scored with its own tumour-region mean / std, as the paper writes it.
+  is centred on its own tumour-region mean. Its scale is *not* its own tumour std: dividing by
+  it would make every tumour's spread 1 and erase texture heterogeneity, which carries grade
+  and, in G3, response (in the phantom the T1 / T2 coefficient of variation in viable tumour
+  correlates 0.91 with the latent heterogeneity). The scale is ``cv · mean`` instead, with
+  ``cv`` the training set's pooled tumour coefficient of variation (in the card): invariant to
+  the scanner gain, and of unit spread on average, as a z-score.
 
 Clinical: :class:`responseai.preprocess.ClinicalEncoder` (training-set means, z-score with
 clipping, one-hot, missing flags) over :data:`CLINICAL_VARIABLES`; its ``to_dict`` goes into
@@ -48,6 +53,7 @@ from responseai.synthetic.gradeguided import GRADES, MODALITIES, STAGES, TREATME
 log = logging.getLogger(__name__)
 
 QUANTITATIVE = ("ct_nc", "ct_art", "ct_pv", "pet")
+MRI = ("mr_t1", "mr_t2")
 SUV_MAX_PLAUSIBLE = 100.0  # SUVs above this are counts or Bq/mL, not SUV
 SUV_MIN_PLAUSIBLE = -0.5  # small negatives come from reconstruction noise
 CLINICAL_VARIABLES: tuple[Variable, ...] = (
@@ -87,15 +93,18 @@ class RoiSpec:
     modalities: tuple[str, ...] = MODALITIES
     tumour_mean: tuple[tuple[str, float], ...] = ()
     tumour_std: tuple[tuple[str, float], ...] = ()
+    tumour_cv: tuple[tuple[str, float], ...] = ()  # MRI: pooled coefficient of variation
 
     def to_dict(self) -> dict:
         return {"spacing_mm": self.spacing_mm, "size": self.size, "modalities": list(self.modalities),
-                "tumour_mean": dict(self.tumour_mean), "tumour_std": dict(self.tumour_std)}
+                "tumour_mean": dict(self.tumour_mean), "tumour_std": dict(self.tumour_std),
+                "tumour_cv": dict(self.tumour_cv)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "RoiSpec":
         return cls(float(data["spacing_mm"]), int(data["size"]), tuple(data["modalities"]),
-                   tuple(data["tumour_mean"].items()), tuple(data["tumour_std"].items()))
+                   tuple(data["tumour_mean"].items()), tuple(data["tumour_std"].items()),
+                   tuple(data["tumour_cv"].items()))
 
 
 def parse_grade(value: object, classes: Sequence[str] = GRADES) -> int | None:
@@ -180,22 +189,31 @@ def resample_case(images: Mapping[str, Image | None], mask: Image, spec: RoiSpec
     return arrays, roi
 
 
-def tumour_statistics(cases: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> tuple[dict, dict]:
-    """Training-set tumour-region mean / std of the quantitative modalities (pooled voxels)."""
-    means, stds = {}, {}
+def tumour_statistics(cases: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> tuple[dict, dict, dict]:
+    """Training-set tumour statistics (pooled voxels): mean / std of the quantitative
+    modalities, and the coefficient of variation around each image's own mean for MRI."""
+    means, stds, cvs = {}, {}, {}
     for name in QUANTITATIVE:
         values = np.concatenate([arrays[name][roi] for arrays, roi in cases if name in arrays])
         means[name], stds[name] = float(values.mean()), float(max(values.std(), 1e-6))
-    return means, stds
+    for name in MRI:
+        ratios = np.concatenate([arrays[name][roi] / _positive_mean(arrays[name][roi]) for arrays, roi in cases if name in arrays])
+        cvs[name] = float(max(ratios.std(), 1e-6))
+    return means, stds, cvs
+
+
+def _positive_mean(values: np.ndarray) -> float:
+    """An MRI tumour mean to divide by (magnitude images are ≥ 0; guard an all-zero ROI)."""
+    return float(max(np.abs(values.mean()), 1e-6))
 
 
 def normalise_roi(arrays: Mapping[str, np.ndarray], roi: np.ndarray, spec: RoiSpec) -> np.ndarray:
-    """Z-score (training stats for CT/PET, per-image for MRI) and mask: (C, Z, Y, X) float32.
+    """Z-score (training stats for CT/PET; own mean and cv·mean for MRI) and mask: (C, Z, Y, X) float32.
 
     A modality absent from ``arrays`` becomes an all-zero channel (the tumour mean after
     z-scoring: no evidence either way), which only a modality-dropout model should be fed.
     """
-    means, stds = dict(spec.tumour_mean), dict(spec.tumour_std)
+    means, stds, cvs = dict(spec.tumour_mean), dict(spec.tumour_std), dict(spec.tumour_cv)
     channels = []
     for name in spec.modalities:
         if name not in arrays:
@@ -204,8 +222,11 @@ def normalise_roi(arrays: Mapping[str, np.ndarray], roi: np.ndarray, spec: RoiSp
         values = arrays[name]
         if name in means:
             mean, std = means[name], stds[name]
+        elif name in cvs:
+            mean = _positive_mean(values[roi])
+            std = cvs[name] * mean
         else:
-            mean, std = float(values[roi].mean()), float(max(values[roi].std(), 1e-6))
+            raise ValueError(f"the ROI spec has no intensity statistics for '{name}': fit it on training data (fit_roi_spec)")
         channels.append(np.clip((values - mean) / std, -6, 6) * roi)
     return np.stack(channels).astype(np.float32)
 
@@ -306,8 +327,9 @@ class PreparedInputs:
 def fit_roi_spec(samples: Sequence[Sample], spec: RoiSpec = RoiSpec()) -> tuple[RoiSpec, list]:
     """Resample every sample once; fit CT/PET tumour statistics on the ``train`` split only."""
     resampled = [resample_case(s.images, s.mask, spec) for s in samples]
-    means, stds = tumour_statistics([r for r, s in zip(resampled, samples) if s.split == "train"])
-    fitted = RoiSpec(spec.spacing_mm, spec.size, spec.modalities, tuple(means.items()), tuple(stds.items()))
+    means, stds, cvs = tumour_statistics([r for r, s in zip(resampled, samples) if s.split == "train"])
+    fitted = RoiSpec(spec.spacing_mm, spec.size, spec.modalities, tuple(means.items()), tuple(stds.items()),
+                     tuple(cvs.items()))
     return fitted, resampled
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from responseai.gradeguided_preprocess import Sample
+from responseai.evaluation.gradeguided_reference import design, grade_interactions, roi_statistics
 from responseai.models.grade_guided import (
-    ABLATIONS, GradeGuidedNet, build_model, clinical_contributions, predict_arrays, subtype_map,
+    ABLATIONS, GradeGuidedNet, build_model, clinical_contributions, predict_arrays, roi_moments, subtype_map,
 )
 from responseai.synthetic.gradeguided import assign_split, generate_case
 from responseai.weights import load_model
@@ -52,6 +53,42 @@ def test_biopsy_grade_overrides_the_predicted_grade():
     with torch.no_grad():
         a, b = (unguided(image, clinical, torch.tensor([g]))["response_logit"] for g in (0, 2))
     torch.testing.assert_close(a, b)
+
+
+def test_response_is_one_linear_model_per_grade_mixed_by_the_grade_weights():
+    torch.manual_seed(3)
+    model = GradeGuidedNet({"ablation": "grade_guided"}).eval()
+    features = torch.randn(2, model.response_head.in_features)
+    per_grade = model.response_head(features)
+    for g in range(3):
+        onehot = torch.nn.functional.one_hot(torch.tensor([g, g]), 3).float()
+        torch.testing.assert_close(model._response_logit(features, onehot), per_grade[:, g])
+    soft = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
+    torch.testing.assert_close(model._response_logit(features, soft), (per_grade * soft).sum(1))
+    assert GradeGuidedNet({"ablation": "deep_fusion"}).response_head.out_features == 1
+
+
+def test_roi_moments_match_numpy():
+    image = torch.zeros(1, 2, 8, 8, 8)
+    image[0, :, 2:6, 2:6, 2:6] = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(4))
+    moments = roi_moments(image)[0].numpy()
+    inside = image[0, :, 2:6, 2:6, 2:6].reshape(2, -1).numpy()
+    np.testing.assert_allclose(moments[:2], inside.mean(1), atol=1e-5)
+    np.testing.assert_allclose(moments[2:4], inside.std(1), atol=1e-3)
+    np.testing.assert_allclose(moments[4:6], np.clip(inside - 1, 0, None).mean(1), atol=1e-5)
+    np.testing.assert_allclose(moments[6:8], np.clip(-inside - 1, 0, None).mean(1), atol=1e-5)
+    assert moments[8] == pytest.approx(64 / 1000)
+    reference = roi_statistics(image.numpy())[0]
+    np.testing.assert_allclose(reference[:2], inside.mean(1), atol=1e-5)
+    assert reference[-1] == pytest.approx(64 / 1000)
+
+
+def test_reference_grade_interactions_need_known_grades():
+    x = grade_interactions(np.ones((3, 2)), np.array([0, 1, 2]), 3)
+    assert x.shape == (3, 3 + 3 * 2) and x[1].tolist() == [0, 1, 0, 0, 0, 1, 1, 0, 0]
+    with pytest.raises(ValueError, match="known grade"):
+        grade_interactions(np.ones((2, 2)), np.array([0, -1]), 3)
+    assert design(np.zeros((2, 6, 4, 4, 4)), np.ones((2, 5)), np.array([0, 2]), 3, False).shape == (2, 4 * 6 + 1 + 5)
 
 
 def test_interpretation_outputs():

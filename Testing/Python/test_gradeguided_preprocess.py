@@ -19,14 +19,34 @@ def case():
     return generate_case(31, 2)
 
 
+MRI_CV = (("mr_t1", 0.11), ("mr_t2", 0.18))
+QUANTITATIVE_STATS = {"tumour_mean": (("ct_nc", 50.0), ("ct_art", 100.0), ("ct_pv", 120.0), ("pet", 3.0)),
+                      "tumour_std": (("ct_nc", 15.0), ("ct_art", 40.0), ("ct_pv", 35.0), ("pet", 1.5))}
+
+
 def test_roi_is_masked_and_on_the_reference_grid(case):
-    spec = RoiSpec(size=24, spacing_mm=2.0)
+    spec = RoiSpec(size=24, spacing_mm=2.0, tumour_cv=MRI_CV, **QUANTITATIVE_STATS)
     x = preprocess_images(case.images, case.mask, spec)
     _, roi = resample_case(case.images, case.mask, spec)
     assert x.shape == (6, 24, 24, 24) and x.dtype == np.float32
     assert np.all(x[:, ~roi] == 0) and roi.sum() > 100
-    mri = x[3][roi]  # MRI: per-image tumour z-score
-    assert abs(mri.mean()) < 0.05 and abs(mri.std() - 1) < 0.1
+    assert abs(x[3][roi].mean()) < 1e-3  # MRI: centred on its own tumour mean
+
+
+def test_mri_scaling_ignores_scanner_gain_but_keeps_heterogeneity():
+    """A per-image z-score would give every tumour unit spread; cv · mean keeps the texture."""
+    spec = RoiSpec(tumour_cv=MRI_CV, **QUANTITATIVE_STATS)
+    solid = [c for c in (generate_case(33, i) for i in range(40)) if c.truth["necrotic_fraction"] == 0]
+    smooth = min(solid, key=lambda c: c.truth["heterogeneity"])
+    rough = max(solid, key=lambda c: c.truth["heterogeneity"])
+    spread = {}
+    for label, c in (("smooth", smooth), ("rough", rough)):
+        x = preprocess_images(c.images, c.mask, spec)
+        brighter = {**c.images, "mr_t1": c.images["mr_t1"].with_array(c.images["mr_t1"].array * 3.0)}
+        np.testing.assert_allclose(preprocess_images(brighter, c.mask, spec)[3], x[3], atol=1e-4)
+        spread[label] = x[3][x[3] != 0].std()
+    assert rough.truth["heterogeneity"] - smooth.truth["heterogeneity"] > 0.4
+    assert spread["rough"] > 1.5 * spread["smooth"]
 
 
 def test_pet_outside_suv_range_is_refused(case):

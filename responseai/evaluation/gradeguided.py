@@ -52,8 +52,9 @@ from responseai.gradeguided_preprocess import (  # noqa: E402
     RoiSpec, Sample, clinical_encoder_from_card, prepare_inputs,
 )
 from responseai.metrics import N_BOOTSTRAP, binary_report, bootstrap, concordance_index  # noqa: E402
+from responseai.evaluation.gradeguided_reference import design, fit_reference  # noqa: E402
 from responseai.models.grade_guided import ABLATIONS, predict_arrays  # noqa: E402
-from responseai.synthetic.gradeguided import SITES, SUBTYPES, assign_split, generate_case  # noqa: E402
+from responseai.synthetic.gradeguided import GRADES, SITES, SUBTYPES, assign_split, generate_case  # noqa: E402
 from training.gradeguided import TrainConfig, train_gradeguided  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,34 @@ def _delta_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     if len(np.unique(y)) < 2:
         return {"delta_auc": float("nan")}
     return {"delta_auc": float(roc_auc_score(y, a) - roc_auc_score(y, b))}
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}
+
+
+def reference_models(dev: list[Sample], dev_inputs, held_inputs, labels: dict, cohorts: dict, n_boot: int,
+                     seed: int) -> dict:
+    """Logistic regression on ROI statistics + clinical, without and with grade × feature interactions.
+
+    Fitted on the development ``train`` rows (C by 5-fold CV); held-out AUCs with the biopsy
+    grade, and the paired gain of the interactions. See :mod:`responseai.evaluation.gradeguided_reference`.
+    """
+    train = np.array([s.split == "train" for s in dev])
+    response = np.array([s.response for s in dev])[train]
+    probs = {}
+    for name, interactions in (("no_grade", False), ("grade_interactions", True)):
+        x = design(dev_inputs.image[train], dev_inputs.clinical[train], dev_inputs.grade[train], len(GRADES), interactions)
+        model = fit_reference(x, response, seed)
+        held = design(held_inputs.image, held_inputs.clinical, held_inputs.grade, len(GRADES), interactions)
+        probs[name] = model.predict_proba(held)[:, 1]
+    result = {}
+    for cohort, mask in cohorts.items():
+        y = labels["response"][mask]
+        result[cohort] = {name: bootstrap(_auc, (y, p[mask]), n_boot)["auc"] for name, p in probs.items()}
+        result[cohort]["delta_auc"] = bootstrap(
+            _delta_auc, (y, probs["grade_interactions"][mask], probs["no_grade"][mask]), n_boot)["delta_auc"]
+    return result
 
 
 def cohort_metrics(pred: dict, noninvasive: dict, labels: dict, threshold: float, n_boot: int) -> dict:
@@ -199,6 +228,7 @@ def evaluate_gradeguided(out_dir: str | Path, n: int = 400, n_test: int = 200, n
             if other in predictions:
                 report["paired"][f"{cohort}: grade_guided - {other}"] = bootstrap(
                     _delta_auc, (y, guided, predictions[other][0]["response_prob"][mask]), n_boot)["delta_auc"]
+    report["reference"] = reference_models(dev, models["grade_guided"].inputs, inputs, labels, cohorts, n_boot, seed)
     report["subtypes"] = subtype_analysis(predictions["grade_guided"][0], labels, truth, out_dir, min(n_boot, 200), seed)
     report = json_safe(report)
     (out_dir / "gradeguided_evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -249,6 +279,12 @@ def markdown_report(report: dict) -> str:
                          f"{_ci(m['c_index'])} |")
     lines += ["", "| paired ΔAUC (same cases) | value [95 % CI] |", "|---|---|"]
     lines += [f"| {k} | {_ci(v)} |" for k, v in report["paired"].items()]
+    r = report["reference"]
+    lines += ["", "| reference: logistic regression on ROI statistics + clinical | test AUC | external AUC |",
+              "|---|---|---|"]
+    for key, label in (("no_grade", "no grade"), ("grade_interactions", "grade × feature interactions"),
+                       ("delta_auc", "paired Δ (interactions − no grade)")):
+        lines.append(f"| {label} | {_ci(r['test'][key])} | {_ci(r['external'][key])} |")
     s = report["subtypes"]
     lines += ["", "| subtypes (grade-guided, held-out) | value |", "|---|---|",
               f"| cases per predicted subtype | {s['counts']} |",

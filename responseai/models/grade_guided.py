@@ -44,7 +44,7 @@ ABLATIONS = ("imaging_only", "early_fusion", "deep_fusion", "grade_guided")
 DEFAULT_CONFIG = {
     "ablation": "grade_guided", "in_channels": 6, "n_clinical": 18, "n_grades": 3, "n_subtypes": 3,
     "resnet_planes": [8, 16, 32, 64], "fusion_dim": 32, "grade_dim": 16, "node_dim": 8,
-    "clinical_dim": 32, "subtype_dim": 16, "tau": 0.5,
+    "clinical_dim": 32, "subtype_dim": 16, "tau": 0.5, "dropout": 0.2,
 }
 LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "balance": 0.1, "entropy": 0.01}
 UNKNOWN_GRADE = -1
@@ -89,19 +89,47 @@ class DirectStream(nn.Module):
         return self.head(self.features(x))
 
 
-class EncodedStream(nn.Module):
-    """Two strided convolutions and an adaptive average pool to 4 × 2³ = 32 values."""
+def roi_moments(x: torch.Tensor) -> torch.Tensor:
+    """First-order statistics of each channel inside the ROI (voxels where any channel is non-zero).
 
-    out_dim = 32
+    Per channel: mean, standard deviation, and the mean excess above +1 and below −1 (soft
+    upper / lower tail masses, differentiable stand-ins for percentiles); plus the ROI volume
+    in thousands of voxels. A zeroed (missing) channel gives zeros. ``x``: (B, C, Z, Y, X).
+    """
+    roi = (x.abs().sum(1, keepdim=True) > 0).to(x.dtype)
+    dims = (2, 3, 4)
+    count = roi.sum(dims).clamp_min(1.0)
+    mean = (x * roi).sum(dims) / count
+    var = (((x - mean[..., None, None, None]) ** 2) * roi).sum(dims) / count
+    upper = (F.relu(x - 1) * roi).sum(dims) / count
+    lower = (F.relu(-x - 1) * roi).sum(dims) / count
+    return torch.cat([mean, (var + 1e-6).sqrt(), upper, lower, count / 1000.0], 1)
+
+
+class EncodedStream(nn.Module):
+    """Two convolutions pooled inside the ROI (mean and std of 16 maps), plus the input's ROI moments.
+
+    The paper's adaptive average pool keeps 2³ spatial cells, which a response that does not
+    depend on where in the ROI a feature sits cannot use; pooling *inside the tumour* with
+    first and second moments gives texture (spread), necrosis (tail mass) and uptake level
+    directly. The input's own moments (:func:`roi_moments`) are appended, batch-normalised, so
+    the fusion always sees the classical first-order radiomics of every channel.
+    """
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv3d(in_channels, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                 nn.Conv3d(8, 4, 3, stride=2, padding=1), nn.ReLU(),
-                                 nn.AdaptiveAvgPool3d(2), nn.Flatten())
+        self.net = nn.Sequential(nn.Conv3d(in_channels, 16, 3, padding=1), nn.ReLU(),
+                                 nn.Conv3d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.out_dim = 32 + 4 * in_channels + 1
+        self.norm = nn.BatchNorm1d(self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        features = self.net(x)
+        roi = F.adaptive_max_pool3d((x.abs().sum(1, keepdim=True) > 0).to(x.dtype), features.shape[2:])
+        weight = roi / roi.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
+        mean = (features * weight).sum((2, 3, 4))
+        var = (((features - mean[..., None, None, None]) ** 2) * weight).sum((2, 3, 4))
+        return self.norm(torch.cat([mean, (var + 1e-6).sqrt(), roi_moments(x)], 1))
 
 
 class ClinicalGraphEncoder(nn.Module):
@@ -159,7 +187,7 @@ class GradeGuidedNet(nn.Module):
         self.resnet = ResNetStream(c["in_channels"], c["resnet_planes"])
         self.direct = DirectStream(c["in_channels"])
         self.encoded = EncodedStream(c["in_channels"])
-        dims = [self.resnet.out_dim, DirectStream.out_dim, EncodedStream.out_dim]
+        dims = [self.resnet.out_dim, DirectStream.out_dim, self.encoded.out_dim]
         if self.ablation in ("deep_fusion", "grade_guided"):
             self.clinical = ClinicalGraphEncoder(c["n_clinical"], c["node_dim"], c["clinical_dim"])
             dims.append(c["clinical_dim"])
@@ -173,7 +201,8 @@ class GradeGuidedNet(nn.Module):
         final = base + (0 if self.fusion is None else c["fusion_dim"]) + (c["grade_dim"] if guided else 0)
         self.grade_head = nn.Sequential(nn.Linear(base, 32), nn.ReLU(), nn.Linear(32, c["n_grades"]))
         self.subtype_projection = nn.Sequential(nn.Linear(final, 32), nn.ReLU(), nn.Linear(32, c["subtype_dim"]))
-        self.response_head = nn.Linear(c["subtype_dim"], 1)
+        self.dropout = nn.Dropout(c["dropout"])
+        self.response_head = nn.Linear(final + c["subtype_dim"], c["n_grades"] if guided else 1)
         self.prototypes = nn.Parameter(torch.randn(c["n_subtypes"], c["subtype_dim"]))
 
     def set_adjacency(self, adjacency: np.ndarray | torch.Tensor) -> None:
@@ -189,16 +218,19 @@ class GradeGuidedNet(nn.Module):
             sources.append(clinical)
         return sources
 
-    def _grade_context(self, grade: torch.Tensor | None, grade_probs: torch.Tensor) -> torch.Tensor | None:
-        """e_g from the given grade where known (≥ 0), else the soft embedding Σ p_g e_g."""
-        if self.grade_embedding is None:
-            return None
-        soft = grade_probs @ self.grade_embedding.weight
+    @staticmethod
+    def grade_weights(grade: torch.Tensor | None, grade_probs: torch.Tensor) -> torch.Tensor:
+        """One-hot of the given grade where known (≥ 0), else the predicted distribution."""
         if grade is None:
-            return soft
-        known = grade >= 0
-        hard = self.grade_embedding(grade.clamp_min(0))
-        return torch.where(known[:, None], hard, soft)
+            return grade_probs
+        hard = F.one_hot(grade.clamp_min(0), grade_probs.shape[1]).to(grade_probs.dtype)
+        return torch.where((grade >= 0)[:, None], hard, grade_probs)
+
+    def _response_logit(self, features: torch.Tensor, grade_weights: torch.Tensor) -> torch.Tensor:
+        """Grade-guided: one linear response model per grade, mixed by the grade weights
+        (Σ_g c_g (w_gᵀ f + b_g)); unguided ablations: a single linear model."""
+        logits = self.response_head(features)
+        return (logits * grade_weights).sum(1) if logits.shape[1] > 1 else logits.squeeze(1)
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor, grade: torch.Tensor | None = None) -> dict:
         """``grade``: class index per case, ``UNKNOWN_GRADE`` (−1) where no biopsy grade is known."""
@@ -206,7 +238,8 @@ class GradeGuidedNet(nn.Module):
         base = torch.cat(sources, 1)
         grade_logits = self.grade_head(base)
         grade_probs = torch.softmax(grade_logits, 1)
-        context = self._grade_context(grade, grade_probs)
+        weights = self.grade_weights(grade, grade_probs)
+        context = None if self.grade_embedding is None else weights @ self.grade_embedding.weight
         parts = [base]
         alpha = torch.zeros(image.shape[0], 0, device=image.device)
         if self.fusion is not None:
@@ -214,11 +247,13 @@ class GradeGuidedNet(nn.Module):
             parts.insert(0, fused)
         if context is not None:
             parts.append(context)
-        u = F.normalize(self.subtype_projection(torch.cat(parts, 1)), dim=1)
+        final = torch.cat(parts, 1)
+        u = F.normalize(self.subtype_projection(final), dim=1)
         prototypes = F.normalize(self.prototypes, dim=1)
         distance = ((u[:, None, :] - prototypes[None]) ** 2).sum(-1)
         return {"grade_logits": grade_logits, "grade_probs": grade_probs, "alpha": alpha,
-                "response_logit": self.response_head(u).squeeze(1), "subtype_probs": torch.softmax(-distance / self.config["tau"], 1),
+                "response_logit": self._response_logit(torch.cat([self.dropout(final), u], 1), weights),
+                "subtype_probs": torch.softmax(-distance / self.config["tau"], 1),
                 "subtype_distance": distance, "embedding": u}
 
 
