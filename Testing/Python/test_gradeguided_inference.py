@@ -79,6 +79,10 @@ def test_model_without_modality_dropout_refuses_missing_modalities(tmp_path, cas
     weights = train_tiny_model(tmp_path, modality_dropout=0.0)
     with pytest.raises(MissingPhaseError, match="missing modality volume.*pet.*needs all of"):
         predict_gradeguided({**case.images, "pet": None}, case.mask, {}, None, weights)
+    from responseai.evaluation.gradeguided_missing import missing_modality_auc
+
+    with pytest.raises(ValueError, match="without modality dropout"):
+        missing_modality_auc(weights, seed=7, n_test=4, n_external=4, n_boot=5)
 
 
 def test_input_errors_are_specific(tiny_weights, case):
@@ -129,3 +133,17 @@ def test_modality_importance_covers_the_present_modalities_and_sums_to_one(tiny_
     assert result.record()["modality_importance"] == importance
     single = predict_gradeguided({"pet": case.images["pet"]}, case.mask, {}, None, tiny_weights)
     assert single.modality_importance == {"pet": pytest.approx(1.0)}
+
+
+def test_missing_modality_cost_is_measured_per_channel_group(tiny_weights, tmp_path):
+    from responseai.evaluation.gradeguided_missing import MISSING_GROUPS, main, missing_modality_auc
+
+    report = missing_modality_auc(tiny_weights, seed=7, n_test=24, n_external=16, n_boot=20)
+    assert set(report["auc"]) == set(MISSING_GROUPS) and report["n_test"] + report["n_external"] == 40
+    for entry in report["auc"].values():
+        for cohort in ("test", "external"):
+            assert 0.0 <= entry[cohort]["value"] <= 1.0
+            assert entry[cohort]["ci_low"] <= entry[cohort]["value"] <= entry[cohort]["ci_high"]
+    assert main(["--weights", str(tiny_weights), "--out", str(tmp_path), "--n-test", "12", "--n-external", "8",
+                 "--n-boot", "10"]) == 0
+    assert "| PET |" in (tmp_path / "missing_modalities.md").read_text()

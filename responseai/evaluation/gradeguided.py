@@ -95,7 +95,7 @@ def _delta_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"delta_auc": float(roc_auc_score(y, a) - roc_auc_score(y, b))}
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def auc_metric(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}
 
 
@@ -117,7 +117,7 @@ def reference_models(dev: list[Sample], dev_inputs, held_inputs, labels: dict, c
     result = {}
     for cohort, mask in cohorts.items():
         y = labels["response"][mask]
-        result[cohort] = {name: bootstrap(_auc, (y, p[mask]), n_boot)["auc"] for name, p in probs.items()}
+        result[cohort] = {name: bootstrap(auc_metric, (y, p[mask]), n_boot)["auc"] for name, p in probs.items()}
         result[cohort]["delta_auc"] = bootstrap(
             _delta_auc, (y, probs["grade_interactions"][mask], probs["no_grade"][mask]), n_boot)["delta_auc"]
     return result
