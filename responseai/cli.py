@@ -79,7 +79,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 # Sub-tools with their own argument parsers: ``responseai evaluate pcr --help`` shows theirs.
 DELEGATES = {
     "train": ("training.train", "train a model from a manifest (pcr, seg, …)"),
-    "evaluate": ("responseai.evaluation", "evaluate on an external cohort: pcr | segmentation | gradeguided"),
+    "evaluate": ("responseai.evaluation", "evaluate on an external cohort: pcr | segmentation | gradeguided | gradeguided_missing"),
     "bench": ("responseai.bench", "per-case inference time and peak memory"),
     "predict-gradeguided": ("responseai.inference.gradeguided",
                             "grade, response probability, subtype and spatial map for one CT/MRI/PET case"),
@@ -93,7 +93,7 @@ def _delegate(command: str, argv: list[str]) -> int:
     module = DELEGATES[command][0]
     if command == "evaluate":
         if not argv or argv[0].startswith("-"):
-            raise SystemExit("usage: responseai evaluate {pcr,segmentation,gradeguided} [options]")
+            raise SystemExit("usage: responseai evaluate {pcr,segmentation,gradeguided,gradeguided_missing} [options]")
         module, argv = f"{module}.{argv[0]}", argv[1:]
     return int(importlib.import_module(module).main(argv) or 0)
 

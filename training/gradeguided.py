@@ -48,7 +48,9 @@ from responseai.gradeguided_preprocess import (
     samples_from_manifest, smote_oversample,
 )
 from responseai.metrics import youden_threshold
-from responseai.models.grade_guided import TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, predict_arrays
+from responseai.models.grade_guided import (
+    TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, order_subtypes, predict_arrays,
+)
 from responseai.synthetic.gradeguided import GRADES, SUBTYPES
 from responseai.weights import save_model
 from training.engine import seed_everything
@@ -210,6 +212,21 @@ def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingS
     return model.eval(), history
 
 
+def name_subtypes(model: GradeGuidedNet, inputs: PreparedInputs, train: np.ndarray, response: np.ndarray) -> list:
+    """Order the prototypes by the responder rate of the training cases assigned to them.
+
+    The card names subtype 0 ``sensitive`` and the last ``resistant``; without this the names
+    would be arbitrary. Returns the rates in the new order (``None`` for an empty prototype,
+    which goes last).
+    """
+    assigned = predict_arrays(model, inputs.image[train], inputs.clinical[train], inputs.grade[train])["subtype_probs"].argmax(1)
+    n = model.prototypes.shape[0]
+    rates = [float(response[assigned == m].mean()) if np.any(assigned == m) else None for m in range(n)]
+    order = sorted(range(n), key=lambda m: -1.0 if rates[m] is None else rates[m], reverse=True)
+    order_subtypes(model, order)
+    return [rates[m] for m in order]
+
+
 def validation_metrics(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray,
                        response: np.ndarray) -> tuple[float, dict]:
     """Youden threshold and grade / response metrics on validation (biopsy grade given)."""
@@ -240,7 +257,10 @@ def train_gradeguided(samples: list[Sample], out_dir: str | Path, config: TrainC
                             "n_clinical": inputs.clinical.shape[1], "n_grades": len(GRADES), "n_subtypes": len(SUBTYPES)})
     model.set_adjacency(adjacency)
     model, history = train_network(model, inputs, rows, val, val_response, config)
-    threshold, metrics = validation_metrics(model.cpu(), inputs, val, val_response)
+    train = np.array([i for i, s in enumerate(samples) if s.split == "train"])
+    rates = name_subtypes(model.cpu(), inputs, train, np.array([samples[i].response for i in train], int))
+    threshold, metrics = validation_metrics(model, inputs, val, val_response)
+    metrics["train_subtype_responder_rate"] = rates
     card = _card(model, spec, encoder, adjacency, threshold, metrics, history, samples, config)
     saved = save_model(model, card, Path(out_dir) / WEIGHTS_NAME)
     log.info("saved %s (%s): %s", config.ablation, out_dir, metrics)

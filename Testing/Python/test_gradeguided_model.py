@@ -9,7 +9,8 @@ import torch
 from responseai.gradeguided_preprocess import Sample
 from responseai.evaluation.gradeguided_reference import design, grade_interactions, roi_statistics
 from responseai.models.grade_guided import (
-    ABLATIONS, GradeGuidedNet, build_model, clinical_contributions, predict_arrays, roi_moments, subtype_map,
+    ABLATIONS, GradeGuidedNet, build_model, clinical_contributions, order_subtypes, predict_arrays,
+    roi_moments, subtype_map,
 )
 from responseai.synthetic.gradeguided import assign_split, generate_case
 from responseai.weights import load_model
@@ -66,6 +67,22 @@ def test_response_is_one_linear_model_per_grade_mixed_by_the_grade_weights():
     soft = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
     torch.testing.assert_close(model._response_logit(features, soft), (per_grade * soft).sum(1))
     assert GradeGuidedNet({"ablation": "deep_fusion"}).response_head.out_features == 1
+
+
+def test_renumbering_subtypes_changes_nothing_but_their_order():
+    """Index 0 is named 'sensitive' in the card; training renumbers the prototypes by responder rate."""
+    torch.manual_seed(5)
+    model = GradeGuidedNet({"ablation": "grade_guided"}).eval()
+    with torch.no_grad():
+        model.subtype_response.copy_(torch.tensor([-1.0, 2.0, 0.5]))
+    image, clinical = _inputs(batch=3)
+    with torch.no_grad():
+        before = model(image, clinical, torch.tensor([0, 1, 2]))
+        order_subtypes(model, [1, 2, 0])
+        after = model(image, clinical, torch.tensor([0, 1, 2]))
+    assert model.subtype_response.tolist() == [2.0, 0.5, -1.0]
+    torch.testing.assert_close(after["response_logit"], before["response_logit"])
+    torch.testing.assert_close(after["subtype_probs"], before["subtype_probs"][:, [1, 2, 0]])
 
 
 def test_roi_moments_match_numpy():
@@ -133,6 +150,8 @@ def test_saved_model_round_trip_with_card(trained):
     result, _, out = trained
     model, card = load_model(out / WEIGHTS_NAME, build_model, expected_task=TASK)
     assert card["classes"]["grade"] == ["G1", "G2", "G3"] and 0 <= card["threshold"] <= 1
+    rates = [r for r in card["metrics"]["train_subtype_responder_rate"] if r is not None]
+    assert rates == sorted(rates, reverse=True)  # subtype 0 ("sensitive") has the highest responder rate
     pre = card["preprocessing"]
     assert set(pre["roi"]["tumour_mean"]) == {"ct_nc", "ct_art", "ct_pv", "pet"}
     assert len(pre["adjacency"]) == len(card["inputs"]["clinical_features"])

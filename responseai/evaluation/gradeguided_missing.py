@@ -6,7 +6,7 @@ run without the PET needs the price of that in accuracy; this measures it on the
 phantom cohorts as :mod:`responseai.evaluation.gradeguided` (test seed + 1000, external site D
 seed + 2000), with the biopsy grade given, for every group of channels removed at once.
 
-    python -m responseai.evaluation.gradeguided_missing --weights MODEL.safetensors --out DIR \
+    responseai evaluate gradeguided_missing --weights MODEL.safetensors --out DIR \
         [--seed 0 --n-test 300 --n-external 200 --n-boot 1000]
 
 Writes ``missing_modalities.{md,json}`` into ``DIR``.

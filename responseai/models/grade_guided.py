@@ -6,7 +6,10 @@ Three imaging streams over the 6-channel tumour ROI (CT ×3, MRI ×2, PET):
   up to its last stage, then one transformer encoder layer over the 2³ patch tokens (the
   "CNN–Transformer" long-range step) and mean pooling;
 - **Direct** stream: 2× downsampled input, 3 × Conv-BN-ReLU-Pool (8→16→32), two FC → 16-d;
-- **Encoded** stream: two strided convolutions → adaptive average pool → 32-d.
+- **Encoded** stream: two convolutions pooled inside the ROI (mean and std of each map) plus
+  the input's first-order ROI moments (:func:`roi_moments`) → 57-d. The paper's adaptive
+  average pool keeps 2³ spatial cells; pooling inside the tumour gives the ROI-level
+  distributions (spread, necrotic tail, uptake) that grade and response depend on.
 
 Clinical: an MLP plus a graph convolution over variables (nodes = encoded clinical features,
 adjacency = thresholded |correlation| on the training set, kept as a buffer so it travels with
@@ -18,8 +21,14 @@ embedding ``e_g`` comes from the biopsy / pathological grade when given, else fr
 head's distribution (soft ``Σ p_g e_g``). The grading head reads the *unfused* stream vectors so
 that the grade estimate never depends on itself.
 
-Heads: grading (G logits), response (a logit read off the subtype embedding ``u``) and a
-prototype subtype head (``q_m ∝ exp(−‖u − μ_m‖²/τ)`` on the unit sphere, compactness loss).
+Heads: grading (G logits); prototype subtypes (``u`` = a projection of the final vector on
+the unit sphere, ``q_m ∝ exp(−‖u − μ_m‖²/τ)``, compactness loss); response logit
+``Σ_g c_g (w_gᵀ f + b_g) + Σ_m q_m ρ_m``: **one linear model per grade** over the final vector
+``f`` (``c`` = one-hot biopsy grade, else the predicted distribution) — where the grade enters
+as a structural prior: it chooses which features count — plus a learnt response shift ``ρ_m``
+per subtype, trained also alone (``subtype_response`` loss, weight 0.1) so that the subtypes are
+pushed towards response phenotypes. Subtypes are named by the responder rate of the training
+cases they hold (:func:`order_subtypes`). The unguided ablations have one linear model.
 Entropy regulariser on α weighted by grade confidence. Not built: the dictionary-
 reconstruction branch (λ2) and the response-status training context (it would need the label
 at inference), and the clinical–imaging alignment loss.
@@ -46,7 +55,7 @@ DEFAULT_CONFIG = {
     "resnet_planes": [8, 16, 32, 64], "fusion_dim": 32, "grade_dim": 16, "node_dim": 8,
     "clinical_dim": 32, "subtype_dim": 16, "tau": 0.5, "dropout": 0.2,
 }
-LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "balance": 0.1, "entropy": 0.01}
+LOSS_WEIGHTS = {"grade": 1.0, "response": 1.0, "compactness": 0.1, "balance": 0.1, "entropy": 0.01, "subtype_response": 0.1}
 UNKNOWN_GRADE = -1
 TASK = "grade_response_subtype"  # the model card's task (checked when the weights are loaded)
 
@@ -89,21 +98,31 @@ class DirectStream(nn.Module):
         return self.head(self.features(x))
 
 
+def _roi_mask(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, Z, Y, X) 1 where any channel is non-zero: the ROI, since inputs are image ⊙ mask."""
+    return (x.abs().sum(1, keepdim=True) > 0).to(x.dtype)
+
+
+def _masked_mean_std(x: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of ``x`` over the voxels where ``roi`` is 1."""
+    dims = (2, 3, 4)
+    weight = roi / roi.sum(dims, keepdim=True).clamp_min(1.0)
+    mean = (x * weight).sum(dims)
+    var = (((x - mean[..., None, None, None]) ** 2) * weight).sum(dims)
+    return mean, (var + 1e-6).sqrt()
+
+
 def roi_moments(x: torch.Tensor) -> torch.Tensor:
-    """First-order statistics of each channel inside the ROI (voxels where any channel is non-zero).
+    """First-order statistics of each channel inside the ROI.
 
     Per channel: mean, standard deviation, and the mean excess above +1 and below −1 (soft
     upper / lower tail masses, differentiable stand-ins for percentiles); plus the ROI volume
     in thousands of voxels. A zeroed (missing) channel gives zeros. ``x``: (B, C, Z, Y, X).
     """
-    roi = (x.abs().sum(1, keepdim=True) > 0).to(x.dtype)
-    dims = (2, 3, 4)
-    count = roi.sum(dims).clamp_min(1.0)
-    mean = (x * roi).sum(dims) / count
-    var = (((x - mean[..., None, None, None]) ** 2) * roi).sum(dims) / count
-    upper = (F.relu(x - 1) * roi).sum(dims) / count
-    lower = (F.relu(-x - 1) * roi).sum(dims) / count
-    return torch.cat([mean, (var + 1e-6).sqrt(), upper, lower, count / 1000.0], 1)
+    roi = _roi_mask(x)
+    mean, std = _masked_mean_std(x, roi)
+    tails, _ = _masked_mean_std(torch.cat([F.relu(x - 1), F.relu(-x - 1)], 1), roi)
+    return torch.cat([mean, std, tails, roi.sum((2, 3, 4)) / 1000.0], 1)
 
 
 class EncodedStream(nn.Module):
@@ -125,11 +144,8 @@ class EncodedStream(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.net(x)
-        roi = F.adaptive_max_pool3d((x.abs().sum(1, keepdim=True) > 0).to(x.dtype), features.shape[2:])
-        weight = roi / roi.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
-        mean = (features * weight).sum((2, 3, 4))
-        var = (((features - mean[..., None, None, None]) ** 2) * weight).sum((2, 3, 4))
-        return self.norm(torch.cat([mean, (var + 1e-6).sqrt(), roi_moments(x)], 1))
+        mean, std = _masked_mean_std(features, F.adaptive_max_pool3d(_roi_mask(x), features.shape[2:]))
+        return self.norm(torch.cat([mean, std, roi_moments(x)], 1))
 
 
 class ClinicalGraphEncoder(nn.Module):
@@ -202,8 +218,9 @@ class GradeGuidedNet(nn.Module):
         self.grade_head = nn.Sequential(nn.Linear(base, 32), nn.ReLU(), nn.Linear(32, c["n_grades"]))
         self.subtype_projection = nn.Sequential(nn.Linear(final, 32), nn.ReLU(), nn.Linear(32, c["subtype_dim"]))
         self.dropout = nn.Dropout(c["dropout"])
-        self.response_head = nn.Linear(final + c["subtype_dim"], c["n_grades"] if guided else 1)
+        self.response_head = nn.Linear(final, c["n_grades"] if guided else 1)
         self.prototypes = nn.Parameter(torch.randn(c["n_subtypes"], c["subtype_dim"]))
+        self.subtype_response = nn.Parameter(torch.zeros(c["n_subtypes"]))  # ρ_m: logit shift of subtype m
 
     def set_adjacency(self, adjacency: np.ndarray | torch.Tensor) -> None:
         """Install the training-set variable graph (no-op for ablations without the graph)."""
@@ -251,10 +268,25 @@ class GradeGuidedNet(nn.Module):
         u = F.normalize(self.subtype_projection(final), dim=1)
         prototypes = F.normalize(self.prototypes, dim=1)
         distance = ((u[:, None, :] - prototypes[None]) ** 2).sum(-1)
-        return {"grade_logits": grade_logits, "grade_probs": grade_probs, "alpha": alpha,
-                "response_logit": self._response_logit(torch.cat([self.dropout(final), u], 1), weights),
-                "subtype_probs": torch.softmax(-distance / self.config["tau"], 1),
-                "subtype_distance": distance, "embedding": u}
+        subtype_probs = torch.softmax(-distance / self.config["tau"], 1)
+        subtype_logit = subtype_probs @ self.subtype_response
+        response = self._response_logit(self.dropout(final), weights) + subtype_logit
+        return {"grade_logits": grade_logits, "grade_probs": grade_probs, "alpha": alpha, "response_logit": response,
+                "subtype_logit": subtype_logit, "subtype_probs": subtype_probs, "subtype_distance": distance,
+                "embedding": u}
+
+
+def order_subtypes(model: GradeGuidedNet, order: Sequence[int]) -> None:
+    """Renumber the prototypes (and their ρ) in place so that new index k is old prototype ``order[k]``.
+
+    Prototype indices are arbitrary after training, while the card names them ``sensitive``,
+    ``intermediate``, ``resistant`` in index order; training calls this with the prototypes
+    sorted by responder rate. Every output except the subtype order is unchanged.
+    """
+    order = torch.as_tensor(list(order), dtype=torch.long)
+    with torch.no_grad():
+        model.prototypes.copy_(model.prototypes[order])
+        model.subtype_response.copy_(model.subtype_response[order])
 
 
 def grade_guided_loss(outputs: Mapping[str, torch.Tensor], grade: torch.Tensor, response: torch.Tensor,
@@ -272,6 +304,7 @@ def grade_guided_loss(outputs: Mapping[str, torch.Tensor], grade: torch.Tensor, 
         "grade": F.cross_entropy(outputs["grade_logits"], grade),
         "response": F.binary_cross_entropy_with_logits(outputs["response_logit"], response.float()),
         "compactness": (outputs["subtype_probs"] * outputs["subtype_distance"]).sum(1).mean(),
+        "subtype_response": F.binary_cross_entropy_with_logits(outputs["subtype_logit"], response.float()),
     }
     usage = outputs["subtype_probs"].mean(0)
     terms["balance"] = np.log(usage.numel()) + (usage * usage.clamp_min(1e-8).log()).sum()
