@@ -143,7 +143,9 @@ def subtype_analysis(pred: dict, labels: dict, true_subtype: np.ndarray, out_dir
     result = {"counts": np.bincount(assigned, minlength=len(SUBTYPES)).tolist(),
               "logrank_p": _km_plot(labels, assigned, np.ones_like(g3), out_dir / "km_subtypes.png", "all held-out cases"),
               "logrank_p_g3": _km_plot(labels, assigned, g3, out_dir / "km_subtypes_g3.png", "G3 only"),
-              "ari_vs_true_subtype": float(adjusted_rand_score(true_subtype, assigned))}
+              "ari_vs_true_subtype": float(adjusted_rand_score(true_subtype, assigned)),
+              "by_grade": [np.bincount(assigned[labels["grade"] == g], minlength=len(SUBTYPES)).tolist()
+                           for g in range(len(GRADES))]}
     rng = np.random.default_rng(seed)
     embedding, aris = pred["embedding"], []
     for replicate in range(n_boot):
@@ -291,7 +293,8 @@ def markdown_report(report: dict) -> str:
               f"| log-rank p, all | {_num(s['logrank_p'], '.3g')} |",
               f"| log-rank p, within G3 | {_num(s['logrank_p_g3'], '.3g')} |",
               f"| ARI vs k-means on bootstrap resamples | {_ci(s['ari_bootstrap'])} |",
-              f"| ARI vs true latent subtype | {_num(s['ari_vs_true_subtype'])} |", ""]
+              f"| ARI vs true latent subtype | {_num(s['ari_vs_true_subtype'])} |",
+              f"| cases per predicted subtype within G1 / G2 / G3 | {' / '.join(map(str, s['by_grade']))} |", ""]
     return "\n".join(lines)
 
 
