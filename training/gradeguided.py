@@ -212,12 +212,18 @@ def train_network(model: GradeGuidedNet, inputs: PreparedInputs, rows: TrainingS
     return model.eval(), history
 
 
+def subtype_names(n: int) -> list[str]:
+    """Neutral names S1…Sn: the prototypes are learnt clusters, not validated response phenotypes
+    (on the phantom they reproduce the grade), so they are not called sensitive / resistant."""
+    return [f"S{k + 1}" for k in range(n)]
+
+
 def name_subtypes(model: GradeGuidedNet, inputs: PreparedInputs, train: np.ndarray, response: np.ndarray) -> list:
     """Order the prototypes by the responder rate of the training cases assigned to them.
 
-    The card names subtype 0 ``sensitive`` and the last ``resistant``; without this the names
-    would be arbitrary. Returns the rates in the new order (``None`` for an empty prototype,
-    which goes last).
+    The card names them S1, S2, … in this order, so S1 is the subtype whose training cases
+    responded most often; without this the numbering would be arbitrary. Returns the rates in
+    the new order (``None`` for an empty prototype, which goes last).
     """
     assigned = predict_arrays(model, inputs.image[train], inputs.clinical[train], inputs.grade[train])["subtype_probs"].argmax(1)
     n = model.prototypes.shape[0]
@@ -278,7 +284,7 @@ def _card(model, spec, encoder, adjacency, threshold, metrics, history, samples,
                    "missing_modalities": "zero_channel" if config.modality_dropout > 0 else "not_supported",
                    "clinical_variables": [v.name for v in encoder.variables],
                    "grade": "biopsy grade if known (else the predicted grade distribution is used)"},
-        "classes": {"grade": list(GRADES), "response": ["non-responder", "responder"], "subtype": list(SUBTYPES)},
+        "classes": {"grade": list(GRADES), "response": ["non-responder", "responder"], "subtype": subtype_names(len(SUBTYPES))},
         "threshold": threshold,
         "preprocessing": {"roi": spec.to_dict(), "clinical_encoder": encoder.to_dict(),
                           "adjacency": adjacency, "adjacency_threshold": 0.2,

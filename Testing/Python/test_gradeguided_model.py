@@ -70,7 +70,7 @@ def test_response_is_one_linear_model_per_grade_mixed_by_the_grade_weights():
 
 
 def test_renumbering_subtypes_changes_nothing_but_their_order():
-    """Index 0 is named 'sensitive' in the card; training renumbers the prototypes by responder rate."""
+    """Index 0 is S1 in the card; training renumbers the prototypes by responder rate."""
     torch.manual_seed(5)
     model = GradeGuidedNet({"ablation": "grade_guided"}).eval()
     with torch.no_grad():
@@ -151,7 +151,8 @@ def test_saved_model_round_trip_with_card(trained):
     model, card = load_model(out / WEIGHTS_NAME, build_model, expected_task=TASK)
     assert card["classes"]["grade"] == ["G1", "G2", "G3"] and 0 <= card["threshold"] <= 1
     rates = [r for r in card["metrics"]["train_subtype_responder_rate"] if r is not None]
-    assert rates == sorted(rates, reverse=True)  # subtype 0 ("sensitive") has the highest responder rate
+    assert rates == sorted(rates, reverse=True)  # S1 has the highest responder rate
+    assert card["classes"]["subtype"] == ["S1", "S2", "S3"]
     pre = card["preprocessing"]
     assert set(pre["roi"]["tumour_mean"]) == {"ct_nc", "ct_art", "ct_pv", "pet"}
     assert len(pre["adjacency"]) == len(card["inputs"]["clinical_features"])

@@ -279,9 +279,8 @@ class GradeGuidedNet(nn.Module):
 def order_subtypes(model: GradeGuidedNet, order: Sequence[int]) -> None:
     """Renumber the prototypes (and their ρ) in place so that new index k is old prototype ``order[k]``.
 
-    Prototype indices are arbitrary after training, while the card names them ``sensitive``,
-    ``intermediate``, ``resistant`` in index order; training calls this with the prototypes
-    sorted by responder rate. Every output except the subtype order is unchanged.
+    Prototype indices are arbitrary after training, while the card names them S1, S2, … in
+    index order; training calls this with the prototypes sorted by responder rate. Every output except the subtype order is unchanged.
     """
     order = torch.as_tensor(list(order), dtype=torch.long)
     with torch.no_grad():

@@ -64,10 +64,15 @@ def _response_rows(record: Mapping, card: Mapping) -> list[tuple[str, object]]:
     return rows + [("Calibration", _calibration_note(card))]
 
 
-def _subtype_rows(record: Mapping) -> list[tuple[str, object]]:
-    """The assigned subtype with its soft assignment: a near-tie should be visible, not hidden by argmax."""
+def _subtype_rows(record: Mapping, card: Mapping) -> list[tuple[str, object]]:
+    """The assigned subtype, its soft assignment (a near-tie should be visible, not hidden by argmax)
+    and, from the card, each subtype's responder rate in training: how much a subtype says about
+    response, which a reader cannot guess from a prototype's name."""
     rows: list[tuple[str, object]] = [("Assigned subtype", record["subtype"])]
-    return rows + [(f"Soft assignment: {s}", float(p)) for s, p in record["subtype_probabilities"].items()]
+    rows += [(f"Soft assignment: {s}", float(p)) for s, p in record["subtype_probabilities"].items()]
+    rates = card.get("metrics", {}).get("train_subtype_responder_rate") or []
+    return rows + [(f"Responder rate in training: {s}", "n/a" if r is None else float(r))
+                   for s, r in zip(record["subtype_probabilities"], rates)]
 
 
 def _contribution_rows(record: Mapping) -> list[tuple[str, object]]:
@@ -113,7 +118,7 @@ def build_gradeguided_report(record: Mapping, card: Mapping, background: str | N
         ("Inputs", _input_rows(record)),
         ("Grade", _grade_rows(record)),
         ("Response", _response_rows(record, card)),
-        ("Subtype", _subtype_rows(record)),
+        ("Subtype", _subtype_rows(record, card)),
         ("Modality importance and fusion weights", _contribution_rows(record)),
         ("Top clinical contributions", _clinical_rows(record)),
         ("Model card", _card_rows(card)),
