@@ -163,7 +163,7 @@ def _km_plot(labels: dict, groups: np.ndarray, keep: np.ndarray, path: Path, tit
     fig, ax = plt.subplots(figsize=(5, 4))
     for m in np.unique(groups):
         KaplanMeierFitter().fit(time[groups == m], event[groups == m],
-                                label=f"subtype {m} (n={int((groups == m).sum())})").plot_survival_function(ax=ax, ci_show=False)
+                                label=f"S{m + 1} (n={int((groups == m).sum())})").plot_survival_function(ax=ax, ci_show=False)
     p = float(multivariate_logrank_test(time, groups, event).p_value) if len(np.unique(groups)) > 1 else float("nan")
     ax.set(title=f"PFS by predicted subtype, {title} (log-rank p={p:.3g})", xlabel="months", ylabel="PFS")
     ax.title.set_fontsize(8)
