@@ -17,8 +17,11 @@ def slicer_app():
     """A fresh, real MRML scene (trame-slicer's SlicerApp over the slicer-core wheel)."""
     from responseai.slicer_bridge.headless import headless_app
 
+    from responseai.slicer_bridge.render import discard_snapshot_views
+
     app = headless_app()
     yield app
+    discard_snapshot_views(app)
     app.scene.Clear(True)
 
 

@@ -37,6 +37,9 @@ def rendered(tmp_path_factory):
     with_heat = render_orthogonal_snapshots(app, background, heatmap, segmentation, centre, out / "heat", SIZE)
     plain = render_orthogonal_snapshots(app, background, None, segmentation, centre, out / "plain", SIZE)
     yield app, case, segmentation, with_heat, plain
+    from responseai.slicer_bridge.render import discard_snapshot_views
+
+    discard_snapshot_views(app)
     app.scene.Clear(True)
 
 
@@ -106,5 +109,7 @@ def test_orientation_letters_follow_slicer_conventions(rendered):
 
 def test_user_segment_display_is_restored_after_rendering(rendered):
     app, _, segmentation, _, _ = rendered
-    assert segmentation.GetNumberOfDisplayNodes() == 1 and segmentation.GetDisplayNode().GetVisibility()
-    assert app.scene.GetFirstNodeByName("ResponseAI snapshot display") is None
+    assert segmentation.GetDisplayNode().GetVisibility()  # the user's own display node, shown again
+    snapshot = app.scene.GetFirstNodeByName("ResponseAI snapshot display")
+    assert segmentation.GetNumberOfDisplayNodes() == 2 and snapshot is segmentation.GetNthDisplayNode(1)
+    assert not snapshot.GetVisibility()  # kept (re-adding display nodes crashed VTK), but hidden

@@ -56,14 +56,18 @@ def render_snapshots(background: Image, attention: Image, mask: Image, work_dir:
     from responseai.slicer_bridge.headless import headless_app
     from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node
     from responseai.slicer_bridge.outputs import set_heatmap
-    from responseai.slicer_bridge.render import render_orthogonal_snapshots
+    from responseai.slicer_bridge.render import discard_snapshot_views, render_orthogonal_snapshots
 
     app = headless_app()
     scene = app.scene
     reference = add_volume_node(scene, background, "post1")
     heatmap = set_heatmap(scene, attention, "attention", reference_node=reference)
     segmentation = add_segmentation_node(scene, mask, reference, "tumour")
-    return render_orthogonal_snapshots(app, reference, heatmap, segmentation, tumour_centre_ras(mask), work_dir)
+    try:
+        return render_orthogonal_snapshots(app, reference, heatmap, segmentation, tumour_centre_ras(mask), work_dir)
+    finally:
+        discard_snapshot_views(app)
+        scene.Clear(True)
 
 
 def report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:

@@ -79,6 +79,25 @@ def _view_factory(app):
     return factory
 
 
+def discard_snapshot_views(app) -> None:
+    """Finalize and drop the app's snapshot views (call before clearing or abandoning its scene).
+
+    Views left alive over a cleared scene, in a process that goes on to build other apps and
+    views, were the likely cause of a rare segfault in CI (one full test run in several, always
+    while a later test added a segmentation display node). Dropping them when their scene is
+    done with removes that state; the next snapshot builds fresh views.
+    """
+    factory = _factories.pop(app, None)
+    if factory is None:
+        return
+    for name in VIEWS.values():
+        tag = f"{VIEW_TAG_PREFIX}{name}"
+        view = factory.get_view(tag)
+        if view is not None:
+            view.finalize()
+            factory.remove_view(tag)
+
+
 def _direction_letter(vector: np.ndarray) -> str:
     """Anatomical letter (R/L, A/P, S/I) of the RAS axis a screen direction mostly follows."""
     axis = int(np.argmax(np.abs(vector)))
@@ -130,10 +149,34 @@ def _snapshot_view(app, key: str, size: Sequence[int]):
     return view
 
 
+SNAPSHOT_DISPLAY_NAME = "ResponseAI snapshot display"
+
+
+def _snapshot_display_node(segmentation_node, view_node_ids: list[str]):
+    """The segmentation's snapshot display node: created on first use, then reused.
+
+    Adding a display node, removing it and adding another crashed VTK now and then (the slice
+    views' displayable managers still referred to the removed one's pipeline), so the node is
+    kept between snapshots, hidden, and shown only in the snapshot views.
+    """
+    for index in range(segmentation_node.GetNumberOfDisplayNodes()):
+        node = segmentation_node.GetNthDisplayNode(index)
+        if node is not None and node.GetName() == SNAPSHOT_DISPLAY_NAME:
+            node.SetViewNodeIDs(view_node_ids)
+            return node
+    snapshot = segmentation_node.GetScene().AddNewNodeByClass("vtkMRMLSegmentationDisplayNode", SNAPSHOT_DISPLAY_NAME)
+    snapshot.SetViewNodeIDs(view_node_ids)
+    snapshot.SetOpacity2DFill(FILL_OPACITY)
+    snapshot.SetOpacity2DOutline(OUTLINE_OPACITY)
+    snapshot.SetSliceIntersectionThickness(OUTLINE_WIDTH_PX)
+    segmentation_node.AddAndObserveDisplayNodeID(snapshot.GetID())
+    return snapshot
+
+
 @contextmanager
 def _snapshot_segment_display(segmentation_node, view_node_ids: list[str],
                               color: tuple[float, float, float] | None) -> Iterator[None]:
-    """Draw the segments in the snapshot views through a temporary display node.
+    """Draw the segments in the snapshot views through a display node of their own.
 
     Slicer draws a segment's fill over black when its display pipeline was built before the
     view had a background volume, and the snapshot views get theirs only now. A display node
@@ -145,24 +188,21 @@ def _snapshot_segment_display(segmentation_node, view_node_ids: list[str],
     if display is None:
         yield
         return
-    scene = segmentation_node.GetScene()
-    snapshot = scene.AddNewNodeByClass("vtkMRMLSegmentationDisplayNode", "ResponseAI snapshot display")
-    snapshot.SetViewNodeIDs(view_node_ids)
-    snapshot.SetOpacity2DFill(FILL_OPACITY)
-    snapshot.SetOpacity2DOutline(OUTLINE_OPACITY)
-    snapshot.SetSliceIntersectionThickness(OUTLINE_WIDTH_PX)
+    snapshot = _snapshot_display_node(segmentation_node, view_node_ids)
     was_visible = display.GetVisibility()
     display.SetVisibility(False)
-    segmentation_node.AddAndObserveDisplayNodeID(snapshot.GetID())
+    snapshot.SetVisibility(True)
     segmentation = segmentation_node.GetSegmentation()
-    if color is not None:
-        for index in range(segmentation.GetNumberOfSegments()):
-            snapshot.SetSegmentOverrideColor(segmentation.GetNthSegmentID(index), *color)
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        if color is not None:
+            snapshot.SetSegmentOverrideColor(segment_id, *color)
+        else:
+            snapshot.UnsetSegmentOverrideColor(segment_id)
     try:
         yield
     finally:
-        segmentation_node.RemoveNthDisplayNodeID(segmentation_node.GetNumberOfDisplayNodes() - 1)
-        scene.RemoveNode(snapshot)
+        snapshot.SetVisibility(False)
         display.SetVisibility(was_visible)
 
 
