@@ -29,6 +29,11 @@ def sensitivity_specificity(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[flo
     return float(sens), float(spec)
 
 
+def auc_or_nan(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """ROC AUC, or NaN when only one class is present (a small cohort or a bootstrap resample)."""
+    return float(roc_auc_score(y_true, y_prob)) if len(np.unique(y_true)) == 2 else float("nan")
+
+
 def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> dict[str, float]:
     """AUC and the threshold-dependent metrics of a binary classifier."""
     y_true, y_prob = np.asarray(y_true).astype(int), np.asarray(y_prob, float)
@@ -37,7 +42,7 @@ def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> 
     both = len(np.unique(y_true)) == 2
     tp = int(((y_pred == 1) & (y_true == 1)).sum())
     return {
-        "auc": float(roc_auc_score(y_true, y_prob)) if both else float("nan"),
+        "auc": auc_or_nan(y_true, y_prob),
         "sensitivity": sens,
         "specificity": spec,
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if both else float("nan"),

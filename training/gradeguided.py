@@ -47,7 +47,7 @@ from responseai.gradeguided_preprocess import (
     PreparedInputs, RoiSpec, Sample, clinical_adjacency, fit_clinical_encoder, fit_roi_spec, prepare_inputs,
     samples_from_manifest, smote_oversample,
 )
-from responseai.metrics import youden_threshold
+from responseai.metrics import auc_or_nan, youden_threshold
 from responseai.models.grade_guided import (
     TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, order_subtypes, predict_arrays,
 )
@@ -146,8 +146,7 @@ def _validate(model: GradeGuidedNet, inputs: PreparedInputs, val: np.ndarray, re
         out = model(torch.as_tensor(inputs.image[val], device=device), torch.as_tensor(inputs.clinical[val], device=device), grade)
         loss, _ = grade_guided_loss(out, grade, torch.as_tensor(response, device=device))
         prob = torch.sigmoid(out["response_logit"]).cpu().numpy()
-    auc = float(roc_auc_score(response, prob)) if len(np.unique(response)) == 2 else float("nan")
-    return float(loss), auc
+    return float(loss), auc_or_nan(response, prob)
 
 
 def _freeze_grade_head(model: GradeGuidedNet, config: TrainConfig) -> torch.optim.Optimizer:

@@ -46,12 +46,12 @@ import torch  # noqa: E402
 from lifelines import KaplanMeierFitter  # noqa: E402
 from lifelines.statistics import multivariate_logrank_test  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.metrics import accuracy_score, adjusted_rand_score, cohen_kappa_score, roc_auc_score  # noqa: E402
+from sklearn.metrics import accuracy_score, adjusted_rand_score, cohen_kappa_score  # noqa: E402
 
 from responseai.gradeguided_preprocess import (  # noqa: E402
     RoiSpec, Sample, clinical_encoder_from_card, prepare_inputs,
 )
-from responseai.metrics import N_BOOTSTRAP, binary_report, bootstrap, concordance_index  # noqa: E402
+from responseai.metrics import N_BOOTSTRAP, auc_or_nan, binary_report, bootstrap, concordance_index  # noqa: E402
 from responseai.evaluation.gradeguided_reference import design, fit_reference  # noqa: E402
 from responseai.models.grade_guided import ABLATIONS, predict_arrays  # noqa: E402
 from responseai.synthetic.gradeguided import GRADES, SITES, SUBTYPES, assign_split, generate_case  # noqa: E402
@@ -90,13 +90,12 @@ def _cindex(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> dict[str, 
 
 
 def _delta_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    if len(np.unique(y)) < 2:
-        return {"delta_auc": float("nan")}
-    return {"delta_auc": float(roc_auc_score(y, a) - roc_auc_score(y, b))}
+    return {"delta_auc": auc_or_nan(y, a) - auc_or_nan(y, b)}
 
 
 def auc_metric(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {"auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}
+    """AUC as a :func:`responseai.metrics.bootstrap` metric."""
+    return {"auc": auc_or_nan(y, p)}
 
 
 def reference_models(dev: list[Sample], dev_inputs, held_inputs, labels: dict, cohorts: dict, n_boot: int,
