@@ -29,7 +29,7 @@ test: $(VENV)/.test
 # per-case latency and peak memory of the shipped models (measurements, not tests)
 bench: $(VENV)/.core
 	$(BIN)/responseai bench pcr --n 10 --threads 2
-	$(BIN)/python -m responseai.evaluation.segmentation --bench 20 --threads 1
+	$(BIN)/python -m responseai.breast.segmentation.evaluation --bench 20 --threads 1
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,15 +1,22 @@
-"""The breast clinical variables: names, units, allowed values and validation.
+"""Clinical-variable machinery: a variable's name, units, allowed values, validation and encoding.
 
-One schema serves the phantom generator, the CSV manifests, the models' encoders, the Slicer
-form and the report, so a variable can never mean two things in two places. ``None`` (or an
-empty CSV cell) means *unknown*; models see it through a missing-value indicator.
+Each family declares its own schema (``<family>.constants``) and passes it in; nothing here
+knows which variables a family uses. One schema serves the family's phantom, its CSV
+manifests, its model's encoder, the Slicer form and the report, so a variable can never mean
+two things in two places. ``None`` (or an empty CSV cell) means *unknown*; models see it
+through a missing-value indicator.
+
+Validation is stdlib only: the Slicer form checks entries before the core's heavy
+dependencies are installed. The encoder needs numpy, which Slicer bundles.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from responseai.errors import ClinicalValueError
 
@@ -60,28 +67,7 @@ def _is_missing(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("", "unknown", "nan", "na")
 
 
-BREAST_VARIABLES: tuple[Variable, ...] = (
-    Variable("age", "Age", "years", 18, 100),
-    Variable("menopausal_status", "Menopausal status", categories=("pre", "post")),
-    Variable("er", "Oestrogen receptor (ER)", categories=("negative", "positive")),
-    Variable("pr", "Progesterone receptor (PR)", categories=("negative", "positive")),
-    Variable("her2", "HER2", categories=("negative", "positive")),
-    Variable("ki67", "Ki-67", "%", 0, 100),
-    Variable(
-        "molecular_subtype",
-        "Molecular subtype",
-        categories=("luminal_a", "luminal_b", "her2_enriched", "triple_negative"),
-    ),
-    Variable("histological_type", "Histological type", categories=("ductal", "lobular", "other")),
-    Variable("histological_grade", "Histological grade", categories=("1", "2", "3")),
-    Variable("ct_stage", "Clinical T stage", categories=("T1", "T2", "T3", "T4")),
-    Variable("cn_stage", "Clinical N stage", categories=("N0", "N1", "N2", "N3")),
-    Variable("tumour_size_mm", "Tumour size", "mm", 1, 200),
-)
-BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}
-
-
-def validate_clinical(values: Mapping[str, object], schema: Mapping[str, Variable] = BREAST_SCHEMA) -> dict:
+def validate_clinical(values: Mapping[str, object], schema: Mapping[str, Variable]) -> dict:
     """Validate a record against a schema; unknown variable names are an error, absent ones unknown."""
     unknown = sorted(set(values) - set(schema))
     if unknown:
@@ -89,13 +75,13 @@ def validate_clinical(values: Mapping[str, object], schema: Mapping[str, Variabl
     return {name: var.validate(values.get(name)) for name, var in schema.items()}
 
 
-def records_from_frame(frame, schema: Mapping[str, Variable] = BREAST_SCHEMA) -> list[dict]:
+def records_from_frame(frame, schema: Mapping[str, Variable]) -> list[dict]:
     """Clinical records (schema columns only) from a manifest DataFrame; absent columns are unknown."""
     columns = [name for name in schema if name in frame.columns]
     return [{name: row[name] for name in columns} for _, row in frame.iterrows()]
 
 
-def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable] = BREAST_SCHEMA) -> dict[str, str]:
+def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable]) -> dict[str, str]:
     """Per-field messages for a form (empty when every entry is valid or unknown).
 
     The Slicer form shows these next to each field *before* the user presses Apply.
@@ -107,3 +93,84 @@ def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable] = 
         except ClinicalValueError as exc:
             errors[name] = str(exc)
     return errors
+
+
+@dataclass
+class ClinicalEncoder:
+    """Mean/mode imputation, z-scoring, one-hot, missing indicators: fitted on training rows only.
+
+    Features per numeric variable: z-score (clipped to ±4 SD), missing flag. Per categorical
+    variable: one column per level, missing flag. A missing value is imputed by the training
+    mean (numeric) or left as all-zero one-hot, and its flag set: the model sees *that* a value
+    was unknown, which is itself informative in real cohorts.
+    """
+
+    variables: tuple[Variable, ...]
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+
+    def fit(self, records: Iterable[Mapping[str, object]]) -> "ClinicalEncoder":
+        rows = [validate_clinical(r, self._schema) for r in records]
+        for var in self.variables:
+            if var.is_categorical:
+                continue
+            values = np.array([r[var.name] for r in rows if r[var.name] is not None], float)
+            self.means[var.name] = float(values.mean()) if len(values) else 0.0
+            self.stds[var.name] = float(values.std()) if len(values) > 1 and values.std() > 0 else 1.0
+        return self
+
+    @property
+    def _schema(self) -> dict[str, Variable]:
+        return {v.name: v for v in self.variables}
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for var in self.variables:
+            names += [f"{var.name}={c}" for c in var.categories] if var.is_categorical else [var.name]
+            names.append(f"{var.name}:missing")
+        return names
+
+    def transform_one(self, record: Mapping[str, object]) -> np.ndarray:
+        """Encode one validated record (raises ClinicalValueError on bad values)."""
+        values = validate_clinical(record, self._schema)
+        features: list[float] = []
+        for var in self.variables:
+            value = values[var.name]
+            if var.is_categorical:
+                features += [float(value == c) for c in var.categories]
+            else:
+                z = 0.0 if value is None else (value - self.means[var.name]) / self.stds[var.name]
+                features.append(float(np.clip(z, -4, 4)))
+            features.append(float(value is None))
+        return np.asarray(features, np.float32)
+
+    def transform(self, records: Iterable[Mapping[str, object]]) -> np.ndarray:
+        return np.stack([self.transform_one(r) for r in records])
+
+    def to_dict(self) -> dict:
+        return {"variables": [v.name for v in self.variables], "means": self.means, "stds": self.stds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, schema: Mapping[str, Variable]) -> "ClinicalEncoder":
+        return cls(tuple(schema[n] for n in data["variables"]), dict(data["means"]), dict(data["stds"]))
+
+
+def read_clinical_record(value: str | None) -> dict:
+    """A clinical record from a JSON file path or an inline JSON object; absent means all unknown.
+
+    One reader for every family's ``predict`` command, so ``--clinical`` means the same everywhere.
+    """
+    import json
+    from pathlib import Path
+
+    if not value:
+        return {}
+    try:
+        text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+        record = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ClinicalValueError(f"--clinical {value}: neither a readable JSON file nor a JSON object ({exc})") from exc
+    if not isinstance(record, dict):
+        raise ClinicalValueError(f"--clinical {value}: expected a JSON object of variable: value")
+    return record

@@ -32,6 +32,10 @@ class EmptyMaskError(ResponseAIError):
     """A tumour mask has no foreground voxel (or covers everything)."""
 
 
+class MissingSegmentError(ResponseAIError):
+    """No tumour segment was given, or none can be told apart from the others (say which to name)."""
+
+
 class ClinicalValueError(ResponseAIError):
     """A clinical variable is out of range or an unknown category."""
 

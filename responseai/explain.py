@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from responseai.image import Image
 from responseai.io import resample_to
-from responseai.preprocess import paste_crop
+from responseai.spatial import paste_crop
 
 
 def upsample_to_crop(grid_map: np.ndarray, crop_shape: tuple[int, int, int]) -> np.ndarray:

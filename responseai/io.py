@@ -25,6 +25,7 @@ from responseai.image import Image
 
 log = logging.getLogger(__name__)
 
+TUMOUR_SEGMENT = "Tumour"  # the segment name every family reads and writes
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
@@ -179,7 +180,7 @@ def _ijk_to_lps(image: Image) -> np.ndarray:
 
 
 def write_segmentation(
-    mask: Image, path: str | Path, name: str = "Tumour", color: tuple[float, float, float] = (0.95, 0.84, 0.16)
+    mask: Image, path: str | Path, name: str = TUMOUR_SEGMENT, color: tuple[float, float, float] = (0.95, 0.84, 0.16)
 ) -> Path:
     """Write a binary mask as a Slicer ``.seg.nrrd`` with one named, coloured segment (slicerio)."""
     import slicerio
@@ -193,7 +194,7 @@ def write_segmentation(
     return path
 
 
-def read_segmentation(path: str | Path, name: str = "Tumour") -> Image:
+def read_segmentation(path: str | Path, name: str = TUMOUR_SEGMENT) -> Image:
     """Read one named segment of a ``.seg.nrrd`` as a uint8 mask with its geometry."""
     import slicerio
 
@@ -210,3 +211,7 @@ def read_segmentation(path: str | Path, name: str = "Tumour") -> Image:
     array = np.transpose(np.asarray(voxels) > 0, (2, 1, 0)).astype(np.uint8)
     return Image(array, tuple(spacing), tuple(lps[:3, 3]), lps[:3, :3] / spacing)
 
+
+def read_mask(path: str | Path) -> Image:
+    """A label file or a .seg.nrrd (segment Tumour) → the tumour mask image."""
+    return read_segmentation(path) if str(path).endswith(".seg.nrrd") else read_image(path, "tumour mask")

@@ -34,6 +34,11 @@ def auc_or_nan(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return float(roc_auc_score(y_true, y_prob)) if len(np.unique(y_true)) == 2 else float("nan")
 
 
+def auc_metric(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC as a :func:`responseai.metrics.bootstrap` metric."""
+    return {"auc": auc_or_nan(y, p)}
+
+
 def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> dict[str, float]:
     """AUC and the threshold-dependent metrics of a binary classifier."""
     y_true, y_prob = np.asarray(y_true).astype(int), np.asarray(y_prob, float)

@@ -14,7 +14,9 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -119,3 +121,23 @@ def load_model(
     model.eval()
     log.debug("loaded %s %s (%s)", card["name"], card["version"], weights_path)
     return model, card
+
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=8)
+def _load_version(loader: Callable[[Path], T], path: str, mtime_ns: int) -> T:
+    return loader(Path(path))
+
+
+def load_once(weights_path: str | Path, loader: Callable[[Path], T]) -> T:
+    """``loader(path)`` once per weights *file version*: Slicer re-runs and cohorts reuse the model.
+
+    The cache key is the resolved path *and* its modification time, so a retrained file at the
+    same path is picked up instead of a stale network being served. ``loader`` must be a
+    module-level function (it is part of the key) and should raise WeightsError on a bad file.
+    """
+    path = Path(weights_path).resolve()
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    return _load_version(loader, str(path), mtime)

@@ -26,17 +26,17 @@ export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
     --freeze-grade-epoch "$FREEZE" --modality-dropout "$DROPOUT" --select-on response_auc --threads "$THREADS"
 
 if [ "${EVALUATE:-0}" = 1 ]; then
-    "$PY" -m responseai.evaluation.gradeguided --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --n "$N" --seed "$SEED" \
+    "$PY" -m training.gradeguided_ablation --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --n "$N" --seed "$SEED" \
         --n-test 300 --n-external 200 --epochs "$EPOCHS" --freeze-grade-epoch "$FREEZE" \
         --modality-dropout "$DROPOUT" --n-boot 1000 --threads "$THREADS"
-    "$PY" -m responseai.evaluation.gradeguided_missing --weights "$MODELS_DIR/gradeguided.safetensors" \
+    "$PY" -m responseai.gradeguided.evaluation --weights "$MODELS_DIR/gradeguided.safetensors" \
         --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --seed "$SEED" --n-boot 1000 --threads "$THREADS"
 fi
 # a smoke prediction with the new weights on a fresh phantom case (fails loudly if the card is unusable)
 "$PY" - <<'PY'
 import logging
-from responseai.inference.gradeguided import predict_gradeguided
-from responseai.synthetic.gradeguided import generate_case
+from responseai.gradeguided.inference import predict_gradeguided
+from responseai.gradeguided.phantom import generate_case
 
 logging.basicConfig(level=logging.INFO)
 case = generate_case(4242, 0)

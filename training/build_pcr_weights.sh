@@ -30,6 +30,6 @@ wait "$SINGLE"
 mkdir -p "$MODELS_DIR"
 cp "$WORK/runs/stepwise/breast_pcr.safetensors" "$WORK/runs/stepwise/breast_pcr.json" "$MODELS_DIR"/
 
-"$PY" -m responseai.evaluation.pcr --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
+"$PY" -m responseai.breast.pcr.evaluation --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
     --runs "$WORK/runs" --out "$EVAL_OUT" --epochs $EPOCHS
-"$PY" -m responseai.bench pcr --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"
+"$PY" -m responseai.breast.bench pcr --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"

@@ -1,4 +1,4 @@
-"""Training plumbing shared by every model: device, DDP, seeding, checkpoints.
+"""Training plumbing shared by every model: device, DDP, seeding, checkpoints, dataclass configs.
 
 One code path serves a laptop CPU, a single GPU and ``torchrun --nproc_per_node N``:
 ``init_distributed`` reads torchrun's environment (gloo on CPU, NCCL on CUDA) and is a no-op
@@ -7,9 +7,12 @@ when the script is started plainly.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import random
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +114,57 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         optimizer.load_state_dict(payload["optimizer"])
     log.info("resumed from %s (%s)", path, payload["state"])
     return payload["state"]
+
+
+# ---------------------------------------------------------------------------------------------
+# One configuration style for every training entry: a dataclass is the config *and* its CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _argument_type(hint) -> tuple[type, bool]:
+    """(element type, is a list) of a field annotation such as ``int``, ``Path | None``, ``list[int]``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        return args[0], True
+    if args:  # Optional[...] / X | None
+        return _argument_type(args[0])
+    return hint, False
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> argparse.ArgumentParser:
+    """One ``--option`` per dataclass field (``batch_size`` → ``--batch-size``).
+
+    Field metadata carries what argparse needs beyond the type: ``help``, ``choices``,
+    ``nargs``, ``metavar``; a field without a default is required; a ``bool`` is a flag
+    (``--no-<flag>`` turns off one that defaults to on).
+    """
+    hints = typing.get_type_hints(config_cls)
+    for item in dataclasses.fields(config_cls):
+        meta = dict(item.metadata)
+        option = "--" + item.name.replace("_", "-")
+        required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        default = None if required else (item.default if item.default is not dataclasses.MISSING else item.default_factory())
+        kind, is_list = _argument_type(hints[item.name])
+        if kind is bool:  # --flag, or --flag / --no-flag when it is on by default
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(option, action=action, default=bool(default), help=meta.get("help"))
+            continue
+        extra = {"nargs": meta.get("nargs", "+")} if is_list else {}
+        for key in ("choices", "metavar"):
+            if key in meta:
+                extra[key] = meta[key]
+        parser.add_argument(option, type=kind, required=required, default=default, help=meta.get("help"), **extra)
+    return parser
+
+
+def config_from_args(config_cls: type, namespace: argparse.Namespace):
+    """The dataclass instance from parsed arguments (lists become tuples for frozen configs)."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def parse_config(config_cls: type, argv: list[str] | None, prog: str, description: str):
+    """Parse ``argv`` into ``config_cls``: the one way every training entry reads its options."""
+    parser = add_config_arguments(argparse.ArgumentParser(prog=prog, description=description), config_cls)
+    return config_from_args(config_cls, parser.parse_args(argv))

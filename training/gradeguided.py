@@ -36,24 +36,24 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
 
-from responseai.gradeguided_preprocess import (
+from responseai.gradeguided.preprocess import (
     PreparedInputs, RoiSpec, Sample, clinical_adjacency, fit_clinical_encoder, fit_roi_spec, prepare_inputs,
     samples_from_manifest, smote_oversample,
 )
 from responseai.metrics import auc_or_nan, youden_threshold
-from responseai.models.grade_guided import (
+from responseai.gradeguided.model import (
     TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, order_subtypes, predict_arrays,
 )
-from responseai.synthetic.gradeguided import GRADES, SUBTYPES
+from responseai.gradeguided.constants import GRADES, SUBTYPES
 from responseai.weights import save_model
-from training.engine import seed_everything
+from training.engine import add_config_arguments, config_from_args, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,14 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    ablation: str = "grade_guided"
+    ablation: str = field(default="grade_guided", metadata={"choices": list(ABLATIONS)})
     permute_grade: bool = False
     smote: bool = True
     roi_size: int = 32
     roi_spacing_mm: float = 1.5
-    select_on: str = "loss"  # or "response_auc" (use with freeze_grade_epoch, as the evaluation does)
-    freeze_grade_epoch: int = 0  # 0: never freeze the grading head
+    select_on: str = field(default="loss", metadata={
+        "choices": ["loss", "response_auc"], "help": "epoch kept: lowest val loss, or best val response AUC"})
+    freeze_grade_epoch: int = field(default=0, metadata={"help": "freeze the grading head after N epochs (0: never)"})
     finetune_lr_factor: float = 0.3
     modality_dropout: float = 0.0
 
@@ -296,37 +297,34 @@ def _card(model, spec, encoder, adjacency, threshold, metrics, history, samples,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--ablation", choices=ABLATIONS, default="grade_guided")
-    parser.add_argument("--permute-grade", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--select-on", choices=("response_auc", "loss"), default=TrainConfig.select_on)
-    parser.add_argument("--freeze-grade-epoch", type=int, default=0, help="freeze the grading head after N epochs (0: never)")
-    parser.add_argument("--modality-dropout", type=float, default=0.0)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--phantom", nargs=2, type=int, metavar=("N", "SEED"),
-                        help="train on the in-memory phantom cohort (train/val splits) instead of a manifest")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.phantom:
-        from responseai.evaluation.gradeguided import development_samples
+@dataclass(frozen=True)
+class RunConfig:
+    """Where a grade-guided run reads its cases and writes its model (the optimisation is :class:`TrainConfig`)."""
 
-        samples = development_samples(*args.phantom)
-    elif args.manifest:
-        samples = samples_from_manifest(args.manifest)
+    out: Path = field(metadata={"help": "output folder for weights + card"})
+    manifest: Path | None = field(default=None, metadata={"help": "cohort manifest.csv (train / val splits)"})
+    phantom: tuple[int, ...] | None = field(default=None, metadata={
+        "nargs": 2, "metavar": ("N", "SEED"),
+        "help": "train on the in-memory phantom cohort (train/val splits) instead of a manifest"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.train gradeguided``: options are the fields of RunConfig and TrainConfig."""
+    parser = argparse.ArgumentParser(prog="python -m training.train gradeguided", description=__doc__.split("\n\n")[0])
+    args = add_config_arguments(add_config_arguments(parser, RunConfig), TrainConfig).parse_args(argv)
+    run, config = config_from_args(RunConfig, args), config_from_args(TrainConfig, args)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    if run.phantom:
+        from training.gradeguided_ablation import development_samples
+
+        samples = development_samples(*run.phantom)
+    elif run.manifest:
+        samples = samples_from_manifest(run.manifest)
     else:
         parser.error("give --manifest or --phantom N SEED")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         ablation=args.ablation, permute_grade=args.permute_grade, select_on=args.select_on,
-                         freeze_grade_epoch=args.freeze_grade_epoch, modality_dropout=args.modality_dropout)
-    train_gradeguided(samples, args.out, config)
+    train_gradeguided(samples, run.out, config)
     return 0
 
 

@@ -11,23 +11,24 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responseai.clinical import BREAST_SCHEMA, validate_clinical
-
-from responseai.errors import MissingPhaseError
+from responseai.breast.constants import BREAST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.preprocess import check_mask, check_phases
+from responseai.clinical import validate_clinical
 from responseai.image import Image
-from responseai.io import read_image, read_segmentation, validate_mask, write_image, write_segmentation
-from responseai.pipeline import REFERENCE_PHASE, check_mask, check_phases
+from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
     add_volume_node,
+    read_tumour_segment,
     segment_to_mask,
     set_segment_mask,
+    tumour_segment_id,
     volume_node_to_image,
 )
 from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
+from responseai.breast.report import export_breast_report
 
-TUMOUR_SEGMENT = "Tumour"
 
 
 @dataclass
@@ -63,14 +64,9 @@ class BreastLogic:
         images = {name: volume_node_to_image(node) for name, node in phase_nodes.items() if node is not None}
         return check_phases(images, resample)
 
-    def read_mask(self, segmentation_node, reference_node, segment_name: str = TUMOUR_SEGMENT) -> Image:
-        """The named segment on the reference grid, including any edit made in Segment Editor."""
-        segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(segment_name)
-        if not segment_id:
-            raise MissingPhaseError(f"segmentation '{segmentation_node.GetName()}' has no segment named {segment_name}")
-        mask = segment_to_mask(segmentation_node, segment_id, reference_node)
-        validate_mask(mask, f"segment {segment_name}")
-        return mask
+    def read_mask(self, segmentation_node, reference_node) -> Image:
+        """The tumour segment (named Tumour, or the only one) on the reference grid, Segment Editor edits included."""
+        return read_tumour_segment(segmentation_node, reference_node)
 
 
 @dataclass
@@ -83,7 +79,7 @@ class Job(PredictionJob):
 class BreastJobs:
     """Prepare a prediction job from MRML nodes; nothing is added to the scene until it succeeds.
 
-    The models run in a separate process (``responseai predict``) so Slicer's GUI stays
+    The models run in a separate process (``responseai predict breast``) so Slicer's GUI stays
     responsive and Cancel can kill the work; all checks happen here first, so a bad input
     is reported before anything starts and the scene is left as it was.
     """
@@ -94,31 +90,22 @@ class BreastJobs:
     def prepare(self, case_id: str, phase_nodes: dict, clinical: dict, segmentation_node=None,
                 folder: Path | None = None, resample: bool = False) -> Job:
         images = self.logic.read_phases(phase_nodes, resample)
-        record = validate_clinical(clinical)
+        record = validate_clinical(clinical, BREAST_SCHEMA)
         mask = None
         if segmentation_node is not None:
-            mask = self.logic.read_mask(segmentation_node, phase_nodes[REFERENCE_PHASE],
-                                        _segment_name(segmentation_node))
+            mask = self.logic.read_mask(segmentation_node, phase_nodes[REFERENCE_PHASE])
         folder = Path(folder or tempfile.mkdtemp(prefix="responseai-job-"))
         inputs = folder / "input"
         paths = {name: write_image(image, inputs / f"{name}.nrrd") for name, image in images.items()}
         (inputs / "clinical.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}),
                                               encoding="utf-8")
-        command = [python_executable(), "-m", "responseai.cli", "predict", "--case-id", case_id,
+        command = [python_executable(), "-m", "responseai.cli", "predict", "breast", "--case-id", case_id,
                    "--clinical", str(inputs / "clinical.json"), "--out", str(folder / "out")]
         for name, path in paths.items():
             command += [f"--{name}", str(path)]
         if mask is not None:
             command += ["--mask", str(write_segmentation(mask, inputs / "tumour.seg.nrrd"))]
         return Job(folder, command, job_environment(), segmentation_node)
-
-
-def _segment_name(segmentation_node) -> str:
-    """The segment to use: one named Tumour, else the only segment."""
-    segmentation = segmentation_node.GetSegmentation()
-    if segmentation.GetSegmentIdBySegmentName(TUMOUR_SEGMENT) or segmentation.GetNumberOfSegments() != 1:
-        return TUMOUR_SEGMENT
-    return segmentation.GetSegment(segmentation.GetNthSegmentID(0)).GetName()
 
 
 @dataclass
@@ -174,11 +161,8 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
 
 def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, dicom_source: str | Path | None = None) -> dict:
     """The per-patient report of a result in the scene, with the segment as it is now (edits included)."""
-    from responseai.reports.export import export_breast_report
-
     segmentation = results.segmentation
-    mask = segment_to_mask(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName(TUMOUR_SEGMENT)
-                           or segmentation.GetSegmentation().GetNthSegmentID(0), results.reference)
+    mask = segment_to_mask(segmentation, tumour_segment_id(segmentation), results.reference)
     return export_breast_report(results.record, results.card, mask, snapshots, out_dir, dicom_source)
 
 

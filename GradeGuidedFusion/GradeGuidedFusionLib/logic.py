@@ -3,7 +3,7 @@
 Imports ``slicer`` (MRML) and the core only, so CI runs it on a real scene from the
 ``slicer-core`` wheel and Slicer runs the very same code.
 
-The network runs in a separate process (``python -m responseai.inference.gradeguided``) so
+The network runs in a separate process (``responseai predict gradeguided``) so
 Slicer's GUI stays responsive and Cancel can kill it. :meth:`GradeGuidedLogic.prepare_job`
 checks everything first — modalities (overlap, PET in SUV, which ones the model can do
 without), segment, clinical values, biopsy grade — before it writes anything, and nothing is
@@ -18,31 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from responseai.clinical import field_errors, validate_clinical
-from responseai.errors import EmptyMaskError, GeometryMismatchError, MissingPhaseError
-from responseai.gradeguided_preprocess import (
-    CLINICAL_SCHEMA, MODALITY_LABELS, RoiSpec, check_pet_suv, missing_modalities, parse_grade,
-)
+from responseai.errors import GeometryMismatchError, MissingPhaseError
+from responseai.gradeguided.constants import CLINICAL_SCHEMA, MODALITIES, MODALITY_LABELS
+from responseai.gradeguided.inference import DEFAULT as DEFAULT_WEIGHTS
+from responseai.gradeguided.preprocess import RoiSpec, check_pet_suv, missing_modalities, parse_grade
+from responseai.gradeguided.report import build_gradeguided_report, reference_modality
 from responseai.image import Image
-from responseai.io import align_to_reference, read_image, validate_mask, volumes_overlap, write_image
-from responseai.pipeline import parse_progress
-from responseai.reports.gradeguided import build_gradeguided_report, reference_modality
-from responseai.reports.report import write_report
+from responseai.io import align_to_reference, read_image, volumes_overlap, write_image
+from responseai.progress import parse_progress
+from responseai.reports.writer import write_report
 from responseai.slicer_bridge.jobs import PredictionJob, error_from_log, job_environment, python_executable, run_command
-from responseai.slicer_bridge.nodes import segment_to_mask, volume_node_to_image
+from responseai.slicer_bridge.nodes import read_tumour_segment, volume_node_to_image
 from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
-from responseai.synthetic.gradeguided import MODALITIES
 from responseai.weights import read_card
 
 MODALITY_ORDER = ("ct", "mr", "mri", "pet")
 CLINICAL_FIELDS = tuple(CLINICAL_SCHEMA)  # age, pdl1, egfr, afp, stage, treatment
-TUMOUR_SEGMENT = "Tumour"
-
-
-def default_weights() -> Path:
-    """The shipped model (``Resources/Models/gradeguided.safetensors``)."""
-    from responseai.inference.gradeguided import DEFAULT
-
-    return DEFAULT
 
 
 @dataclass
@@ -91,35 +82,13 @@ class GradeGuidedLogic:
         return next((n for n in present if n.split("_")[0] in MODALITY_ORDER), present[0])
 
     @staticmethod
-    def modality_status(nodes: dict) -> str:
-        """One line for the status label: which of the model's channels are given / missing."""
-        given = [MODALITY_LABELS[m] for m in MODALITIES if nodes.get(m) is not None]
-        missing = [MODALITY_LABELS[m] for m in MODALITIES if nodes.get(m) is None]
-        if not given:
-            return "No imaging volume selected: choose at least one of CT, MRI or PET."
-        if not missing:
-            return "All six channels given."
-        return f"Given: {', '.join(given)}. Missing (zero channel, less reliable): {', '.join(missing)}."
-
-    @staticmethod
     def clinical_errors(values: dict) -> dict[str, str]:
         """Per-field messages for the form (empty when each entry is valid or unknown)."""
         return field_errors(values, CLINICAL_SCHEMA)
 
     def read_mask(self, segmentation_node, reference_node) -> Image:
         """The tumour segment (named Tumour, or the only one) on the reference grid, user edits included."""
-        if segmentation_node is None:
-            raise EmptyMaskError("select a tumour segmentation (segment named Tumour, or a single segment)")
-        segmentation = segmentation_node.GetSegmentation()
-        segment_id = segmentation.GetSegmentIdBySegmentName(TUMOUR_SEGMENT)
-        if not segment_id and segmentation.GetNumberOfSegments() == 1:
-            segment_id = segmentation.GetNthSegmentID(0)
-        if not segment_id:
-            raise MissingPhaseError(f"segmentation '{segmentation_node.GetName()}' has no segment named "
-                                    f"{TUMOUR_SEGMENT} (and more than one segment)")
-        mask = segment_to_mask(segmentation_node, segment_id, reference_node)
-        validate_mask(mask, "tumour segment")
-        return mask
+        return read_tumour_segment(segmentation_node, reference_node)
 
     def _check_against_model(self, images: dict[str, Image], mask: Image, weights: Path) -> list[str]:
         """What the model card allows: missing channels, PET in SUV, every volume overlapping the tumour."""
@@ -138,7 +107,7 @@ class GradeGuidedLogic:
                     biopsy_grade: str | None = None, weights: str | Path | None = None,
                     folder: Path | None = None) -> Job:
         """Validate everything, write the inputs to a temporary folder, return the job's command."""
-        weights = Path(weights or default_weights())
+        weights = Path(weights or DEFAULT_WEIGHTS)
         reference = self.reference_name(nodes)
         images = self.read_modalities(nodes, reference)
         mask = self.read_mask(segmentation_node, nodes[reference])
@@ -148,7 +117,7 @@ class GradeGuidedLogic:
         missing = self._check_against_model(images, mask, weights)
         folder = Path(folder or tempfile.mkdtemp(prefix="responseai-gg-job-"))
         inputs = folder / "input"
-        command = [python_executable(), "-m", "responseai.inference.gradeguided"]
+        command = [python_executable(), "-m", "responseai.cli", "predict", "gradeguided"]
         for name, image in images.items():
             command += [f"--{_option(name)}", str(write_image(image, inputs / f"{name}.nrrd"))]
         command += ["--mask", str(write_image(mask, inputs / "mask.nrrd")), "--weights", str(weights),

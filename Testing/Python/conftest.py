@@ -1,4 +1,8 @@
-"""Shared fixtures: module Lib folders on sys.path, a headless Slicer scene, phantom cases."""
+"""Shared fixtures: module and helper folders on sys.path, a headless Slicer scene, phantom cases.
+
+The folders mirror the core: ``shared/`` for the base, one folder per family; ``helpers/`` holds
+test-only utilities (a DICOM series writer, a stub attention map).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-for module in ("BreastResponseAI", "GradeGuidedFusion"):
-    sys.path.insert(0, str(ROOT / module))
+for folder in (ROOT / "BreastResponseAI", ROOT / "GradeGuidedFusion", ROOT / "ResponseAICommon",
+               Path(__file__).resolve().parent / "helpers"):
+    sys.path.insert(0, str(folder))
 
 
 @pytest.fixture()
@@ -28,6 +33,6 @@ def slicer_app():
 @pytest.fixture(scope="session")
 def phantom_case():
     """One deterministic phantom case (site A)."""
-    from responseai.synthetic.breast import SITES, generate_case
+    from responseai.breast.phantom import SITES, generate_case
 
     return generate_case(11, 3, site=SITES[0])

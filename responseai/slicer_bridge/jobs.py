@@ -2,14 +2,16 @@
 
 A job is a command line running the core in a separate Python process, so the models never
 block Slicer's GUI and Cancel can kill them. This module decides *how* such a process is
-started (which interpreter, which import path) and how its failure is turned into the one
-message a user should read.
+started (which interpreter, which import path), how it is stopped (the whole process tree),
+and how its failure is turned into the one message a user should read. Stdlib only: the
+Slicer widget uses it before the core's dependencies are installed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -58,3 +60,50 @@ def run_command(command: list[str], env: dict[str, str], timeout: float = 600) -
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise ResponseAIError(error_from_log((done.stdout + done.stderr).splitlines()))
+
+
+def _children_linux(pid: int) -> list[int]:
+    """Direct children of ``pid`` from ``/proc`` (stdlib: psutil is not bundled with Slicer)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _children_pgrep(pid: int) -> list[int]:
+    """Direct children of ``pid`` on macOS / BSD (no /proc)."""
+    done = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(line) for line in done.stdout.split()]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents first."""
+    children = _children_linux if Path("/proc/self/stat").exists() else _children_pgrep
+    tree, frontier = [pid], [pid]
+    while frontier:
+        found = [child for parent in frontier for child in children(parent) if child not in tree]
+        tree += found
+        frontier = found
+    return tree
+
+
+def kill_process_tree(pid: int) -> None:
+    """Kill a job and everything it started.
+
+    Slicer's ``PythonSlicer`` is a launcher that runs the real Python as its child: killing the
+    launcher alone leaves the model running. The tree is collected first (children are
+    re-parented once their parent dies), then every process is killed, children first.
+    """
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
+        return
+    for member in reversed(process_tree(pid)):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -16,8 +16,9 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from responseai.errors import EmptyMaskError, GeometryMismatchError, InvalidImageError
+from responseai.errors import EmptyMaskError, GeometryMismatchError, InvalidImageError, MissingSegmentError
 from responseai.image import Image
+from responseai.io import TUMOUR_SEGMENT, validate_mask
 
 TUMOUR_COLOR = (0.95, 0.84, 0.16)
 
@@ -114,7 +115,7 @@ def _temporary_labelmap(scene, image: Image) -> Iterator:
 
 
 def add_segmentation_node(
-    scene, mask: Image, reference_node, name: str = "Tumour", segment_name: str = "Tumour",
+    scene, mask: Image, reference_node, name: str = TUMOUR_SEGMENT, segment_name: str = TUMOUR_SEGMENT,
     color: tuple[float, float, float] = TUMOUR_COLOR,
 ):
     """A segmentation node with one segment from a binary mask on ``reference_node``'s grid."""
@@ -125,7 +126,7 @@ def add_segmentation_node(
     return node
 
 
-def set_segment_mask(node, mask: Image, segment_name: str = "Tumour",
+def set_segment_mask(node, mask: Image, segment_name: str = TUMOUR_SEGMENT,
                      color: tuple[float, float, float] = TUMOUR_COLOR) -> str:
     """Create or replace the named segment from a binary mask; returns the segment id."""
     if not np.any(mask.array):
@@ -161,3 +162,25 @@ def segment_to_mask(node, segment_id: str, reference_node) -> Image:
     if diffs:
         raise GeometryMismatchError(f"exported segment is not on the reference grid: {'; '.join(diffs)}")
     return reference.with_array((exported.array > 0).astype(np.uint8))
+
+
+def tumour_segment_id(node, name: str = TUMOUR_SEGMENT) -> str:
+    """The segment called ``name``, else the only segment; otherwise say which one to name."""
+    segmentation = node.GetSegmentation()
+    segment_id = segmentation.GetSegmentIdBySegmentName(name)
+    if not segment_id and segmentation.GetNumberOfSegments() == 1:
+        segment_id = segmentation.GetNthSegmentID(0)
+    if not segment_id:
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        raise MissingSegmentError(f"segmentation '{node.GetName()}' has no segment named {name}; rename the tumour "
+                                  f"segment to {name} (segments: {', '.join(names) or 'none'})")
+    return segment_id
+
+
+def read_tumour_segment(node, reference_node, name: str = TUMOUR_SEGMENT) -> Image:
+    """The tumour segment on the reference grid, the user's edits included, checked non-empty."""
+    if node is None:
+        raise MissingSegmentError(f"select a tumour segmentation (a segment named {name}, or a single segment)")
+    mask = segment_to_mask(node, tumour_segment_id(node, name), reference_node)
+    validate_mask(mask, f"segment {name}")
+    return mask

@@ -15,6 +15,7 @@ import vtk
 
 from responseai.errors import GeometryMismatchError
 from responseai.image import Image
+from responseai.reports.formatting import format_value
 from responseai.slicer_bridge.nodes import add_volume_node, update_volume_node, volume_node_to_image
 
 # Slicer ships Inferno as a colour file; the slicer-core wheel does not, so headless scenes get
@@ -128,19 +129,6 @@ def set_results_table(scene, rows: Mapping[str, object], name: str, previous=Non
     if _in_scene(scene, previous):
         return update_results_table(previous, rows)
     return add_results_table(scene, rows, name)
-
-
-def format_value(value: object) -> str:
-    """One readable text form for tables and reports: 3 decimals (1 from 10 up), yes/no, comma lists."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) or "none"
-    if value is None:
-        return "—"
-    return str(value)
 
 
 def table_rows(node) -> dict[str, str]:

@@ -8,6 +8,7 @@ the bytes do not depend on the number of workers.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -50,3 +51,21 @@ def write_cohort_files(
     (out / "cohort.json").write_text(json.dumps({**meta, "seed": seed, "n": n}, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %d cases to %s", n, out)
     return manifest
+
+
+def cohort_parser(family: str, description: str, default_n: int, default_seed: int) -> argparse.ArgumentParser:
+    """The options every ``responseai synth <family>`` shares (``--n --seed --out --workers``)."""
+    parser = argparse.ArgumentParser(prog=f"responseai synth {family}", description=description)
+    parser.add_argument("--n", type=int, default=default_n, help=f"number of patients (default {default_n})")
+    parser.add_argument("--seed", type=int, default=default_seed, help="cohort seed (same seed, same bytes)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (the bytes do not depend on it)")
+    return parser
+
+
+def parse_cohort_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the shared options (a cohort needs at least one patient and one worker)."""
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.workers < 1:
+        parser.error("--n and --workers must be at least 1")
+    return args

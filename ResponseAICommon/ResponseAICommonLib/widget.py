@@ -1,0 +1,275 @@
+"""What both ResponseAI module widgets and logics do the same way, written once.
+
+``ResponseAIWidgetMixin`` binds a module's ``.ui`` to its parameter node, marks invalid clinical
+entries, enables Apply only when the inputs are runnable, runs the prediction in a background
+``ProcessJob`` with progress and Cancel, and imports the results. A module widget supplies its
+own form logic through five hooks: :meth:`readiness`, :meth:`prepareJob`, :meth:`importResults`,
+:meth:`showResults` and :meth:`writeReport`.
+
+``ResponseAILogicMixin`` creates the module's MRML + core logic on first use, *after* the
+consent-based dependency install, so the panel loads in a Slicer without torch.
+
+Nothing here imports the core at module load; what it calls before the dependency check
+(form validation, progress parsing, error messages) is stdlib + numpy.
+"""
+
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import qt
+import slicer
+import vtk
+from slicer.i18n import tr as _
+
+from ResponseAICommonLib.processjob import ProcessJob
+
+INVALID_FIELD_STYLE = "background: #f9d6d5;"
+SLICE_VIEWS = (("axial", "Red"), ("sagittal", "Yellow"), ("coronal", "Green"))
+
+
+class ResponseAIWidgetMixin:
+    """Shared widget behaviour; list it *before* ScriptedLoadableModuleWidget in the bases."""
+
+    clinicalFields: tuple = ()
+
+    def initResponseAI(self) -> None:
+        """Call from ``__init__``: the state every hook may read."""
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._process = None
+        self._job = None
+        self._results = None
+        self._cancelled = False
+
+    def setupResponseAI(self, uiFile: str, logic) -> None:
+        """Call from ``setup``: load the .ui, find the clinical fields, connect the shared buttons."""
+        uiWidget = slicer.util.loadUI(self.resourcePath(uiFile))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        # the clinical widgets, found by the parameter they are bound to (no name mangling)
+        self._fieldWidgets = {w.property("SlicerParameterName"): w for w in uiWidget.findChildren(qt.QWidget)
+                              if w.property("SlicerParameterName") in self.clinicalFields}
+        self._fieldTips = {name: widget.toolTip for name, widget in self._fieldWidgets.items()}
+        self.logic = logic
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
+        self.ui.applyButton.enabled = False  # until the inputs are checked
+        self.initializeParameterNode()
+
+    # --- parameter node (Slicer's template, once) ------------------------------------------------
+    def cleanup(self) -> None:
+        self.onCancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.onCancel()  # a job must not import its results into the next scene
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        self._results = None
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    # --- form -----------------------------------------------------------------------------------
+    def clinicalValues(self) -> dict:
+        return {name: getattr(self._parameterNode, name) for name in self.clinicalFields}
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Mark invalid clinical entries next to their field; enable Apply only when runnable."""
+        errors = self.logic.clinicalErrors(self.clinicalValues())
+        for name, widget in self._fieldWidgets.items():
+            widget.setStyleSheet(INVALID_FIELD_STYLE if name in errors else "")
+            widget.toolTip = errors.get(name, self._fieldTips[name])
+        self.ui.clinicalErrorsLabel.text = "\n".join(errors.values())
+        ready, tip = self.readiness()
+        ready = ready and not errors and self._process is None
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = _("Fix the clinical entries in red") if errors else tip
+
+    # --- job ------------------------------------------------------------------------------------
+    def onApply(self) -> None:
+        """Validate and write the inputs, then run the model in a background process."""
+        with slicer.util.tryWithErrorDisplay(_("Cannot start the prediction."), waitCursor=True):
+            self._job = self.prepareJob()
+            self._process = ProcessJob(self._job, self.logic.parseProgress, self._onProgress, self._onFinished)
+            self._cancelled = False
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = _("Starting…")
+            self.ui.cancelButton.enabled = True
+            self._checkCanApply()
+            self._process.start()
+
+    def _onProgress(self, percent: int, message: str) -> None:
+        self.ui.progressBar.value = percent
+        self.ui.statusLabel.text = message
+
+    def _onFinished(self, succeeded: bool, log: list) -> None:
+        """Import the results (or say why not); the job folder goes and Apply comes back, always."""
+        self._process = None
+        self.ui.cancelButton.enabled = False
+        try:
+            if self._cancelled:
+                self.ui.statusLabel.text = _("Cancelled")
+            elif not succeeded:
+                self.ui.statusLabel.text = _("Failed")
+                slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
+            else:
+                with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
+                    self._results = self.importResults(self._job, self._results)
+                    self.ui.progressBar.value = 100
+                    self.ui.statusLabel.text = self.logic.summaryText(self._results)
+                    self.ui.exportButton.enabled = True
+                    self.showResults(self._results)
+        finally:
+            shutil.rmtree(self._job.folder, ignore_errors=True)
+            self._checkCanApply()
+
+    def onCancel(self) -> None:
+        """Kill the background job's process tree; nothing was added to the scene yet."""
+        if self._process is not None:
+            self._cancelled = True
+            self._process.cancel()
+
+    def onOpacityChanged(self, value: float) -> None:
+        if self._results is not None:
+            slicer.util.setSliceViewerLayers(foregroundOpacity=value)
+
+    def onExport(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export report to folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not export the report."), waitCursor=True):
+            files = self.writeReport(folder)
+            slicer.util.infoDisplay(_("Report written:\n") + "\n".join(str(f) for f in files.values()))
+
+    # --- hooks each module implements -------------------------------------------------------------
+    def readiness(self) -> tuple:
+        """(inputs selected, tooltip for Apply)."""
+        raise NotImplementedError
+
+    def prepareJob(self):
+        """Check the inputs and write them for the background job (raises with a user message)."""
+        raise NotImplementedError
+
+    def importResults(self, job, previous):
+        """The finished job's outputs as MRML nodes (reusing ``previous``'s)."""
+        raise NotImplementedError
+
+    def showResults(self, results) -> None:
+        """Put the results in the views."""
+        raise NotImplementedError
+
+    def writeReport(self, folder: str) -> dict:
+        """Write the per-patient report of the shown results into ``folder``."""
+        raise NotImplementedError
+
+
+class ResponseAILogicMixin:
+    """Shared logic behaviour; the MRML + core logic is created on first use, after the install."""
+
+    moduleTitle = "ResponseAI"
+
+    def createCore(self, scene):
+        """The module's MRML + core logic (imports the core: called after the dependency check)."""
+        raise NotImplementedError
+
+    @property
+    def core(self):
+        if getattr(self, "_core", None) is None:
+            ensureDependencies(self.moduleTitle)
+            self._core = self.createCore(slicer.mrmlScene)
+        return self._core
+
+    @staticmethod
+    def parseProgress(line: str):
+        from responseai.progress import parse_progress
+
+        return parse_progress(line)
+
+    @staticmethod
+    def errorFromLog(lines: list) -> str:
+        from responseai.slicer_bridge.jobs import error_from_log
+
+        return error_from_log(lines)
+
+    @staticmethod
+    def showTable(tableNode) -> None:
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+
+
+
+@contextmanager
+def sliceSnapshots(mask):
+    """Yield (snapshot paths, scratch folder): the three slice views captured through the tumour centre."""
+    from responseai.reports.snapshots import tumour_centre_ras
+
+    work = Path(tempfile.mkdtemp(prefix="responseai-report-"))
+    try:
+        yield captureSliceViews(tumour_centre_ras(mask), work), work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def captureSliceViews(centreRas, folder) -> dict:
+    """Axial/sagittal/coronal PNGs of the Red/Yellow/Green views cut through ``centreRas``.
+
+    The views are put back where the user had them afterwards.
+    """
+    layoutManager = slicer.app.layoutManager()
+    paths = {}
+    for key, viewName in SLICE_VIEWS:
+        sliceWidget = layoutManager.sliceWidget(viewName)
+        sliceNode = sliceWidget.sliceLogic().GetSliceNode()
+        offset = sliceNode.GetSliceOffset()
+        try:
+            sliceNode.JumpSliceByOffsetting(*centreRas)
+            slicer.app.processEvents()
+            sliceWidget.sliceView().forceRender()
+            path = Path(folder) / f"{key}.png"
+            sliceWidget.sliceView().grab().save(str(path))
+            paths[key] = path
+        finally:
+            sliceNode.SetSliceOffset(offset)
+    return paths
+
+
+def ensureDependencies(who: str) -> None:
+    """Install missing third-party packages into Slicer's Python, only with the user's consent."""
+    from responseai.slicer_bridge.dependencies import ensure_installed
+
+    installed = ensure_installed(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, who)
+    if installed:
+        logging.info("installed %s", ", ".join(installed))

@@ -1,0 +1,129 @@
+"""BreastResponseAI Logic end to end on a real MRML scene: job → nodes, re-run, bad input, saved scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vtk
+
+from responseai.errors import ClinicalValueError, GeometryMismatchError, MissingPhaseError
+from responseai.image import Image
+
+
+def _node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def _ijk_to_ras(node) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+@pytest.fixture()
+def demo(slicer_app):
+    from BreastResponseAILib.logic import BreastJobs, BreastLogic
+    from responseai.breast.demo import demo_case
+
+    case = demo_case()
+    logic = BreastLogic(slicer_app.scene)
+    nodes = logic.load_case(case.patient_id, case.phases)
+    return slicer_app, logic, BreastJobs(logic), nodes, case
+
+
+def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp_path: Path):
+    from BreastResponseAILib.logic import import_results, run_job
+    from responseai.slicer_bridge.outputs import table_rows
+
+    app, logic, jobs, nodes, case = demo
+    scene = app.scene
+    job = jobs.prepare(case.patient_id, nodes.phases, case.clinical, folder=tmp_path / "run1")
+    run_job(job)
+    results = import_results(scene, job, nodes.phases["post1"])
+
+    assert results.segmentation.IsA("vtkMRMLSegmentationNode") and results.record["mask_source"] == "model"
+    np.testing.assert_allclose(_ijk_to_ras(results.heatmap), _ijk_to_ras(nodes.phases["post1"]), atol=1e-9)
+    heat = logic.read_phases({"pre": nodes.phases["pre"], "post1": results.heatmap})["post1"].array
+    assert heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0.5
+    assert results.heatmap.GetDisplayNode().GetColorNode().GetName() == "ResponseAI Inferno"
+    rows = table_rows(results.table)
+    assert float(rows["pCR probability"]) == pytest.approx(results.record["pcr_probability"], abs=1e-3)
+    assert rows["Model"].startswith("breast_pcr")
+
+    # the radiologist trims the automatic segment; the re-run must use the edited one
+    edited_mask = logic.read_mask(results.segmentation, nodes.phases["post1"])
+    trimmed = edited_mask.array.copy()
+    trimmed[: int(np.argwhere(trimmed)[:, 0].mean())] = 0
+    from responseai.slicer_bridge.nodes import set_segment_mask
+
+    set_segment_mask(results.segmentation, edited_mask.with_array(trimmed))
+    job2 = jobs.prepare(case.patient_id, nodes.phases, case.clinical, results.segmentation, folder=tmp_path / "run2")
+    run_job(job2)
+    again = import_results(scene, job2, nodes.phases["post1"], previous=results)
+    assert again.record["mask_source"] == "user"
+    assert again.heatmap is results.heatmap and again.table is results.table
+    assert np.array_equal(logic.read_mask(again.segmentation, nodes.phases["post1"]).array, trimmed)
+
+    # the report shows exactly the nodes the module made (edited segment included), drawn by
+    # Slicer's slice views; last, because headless views must not outlive later segment edits
+    from BreastResponseAILib.logic import export_report
+    from pypdf import PdfReader
+
+    from responseai.reports.snapshots import tumour_centre_ras
+    from responseai.slicer_bridge.render import render_orthogonal_snapshots
+
+    centre = tumour_centre_ras(logic.read_mask(again.segmentation, nodes.phases["post1"]))
+    snapshots = render_orthogonal_snapshots(app, nodes.phases["post1"], again.heatmap,
+                                            again.segmentation, centre, tmp_path / "snapshots")
+    files = export_report(again, tmp_path / "report", snapshots)
+    text = PdfReader(files["report.pdf"]).pages[0].extract_text()
+    assert case.patient_id in text and f"{again.record['pcr_probability']:.3f}" in text
+
+
+def test_bad_input_leaves_the_scene_as_it_was(demo, tmp_path: Path):
+    from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node
+
+    app, logic, jobs, nodes, case = demo
+    scene = app.scene
+    other_grid = add_volume_node(scene, Image(case.phases["pre"].array, (2.0, 2.0, 2.0), case.phases["pre"].origin), "pre 2mm")
+    coarse = case.mask.with_array(case.mask.array)
+    coarse_reference = add_volume_node(scene, Image(case.mask.array[::2, ::2, ::2].copy(), (3.2, 3.2, 4.0), case.mask.origin), "coarse")
+    segment_elsewhere = add_segmentation_node(scene, Image(coarse.array[::2, ::2, ::2].copy(), (3.2, 3.2, 4.0), coarse.origin),
+                                              coarse_reference, "coarse segmentation")
+    before = _node_ids(scene)
+    with pytest.raises(MissingPhaseError, match="pre"):
+        jobs.prepare("c", {"pre": None, "post1": nodes.phases["post1"]}, case.clinical, folder=tmp_path / "a")
+    with pytest.raises(GeometryMismatchError, match="pre is not on the post1 grid: spacing"):
+        jobs.prepare("c", {"pre": other_grid, "post1": nodes.phases["post1"]}, case.clinical, folder=tmp_path / "b")
+    with pytest.raises(ClinicalValueError, match="Age: 250"):
+        jobs.prepare("c", nodes.phases, {**case.clinical, "age": "250"}, folder=tmp_path / "c")
+    with pytest.raises(ClinicalValueError, match="Ki-67: 140"):
+        jobs.prepare("c", nodes.phases, {**case.clinical, "ki67": "140"}, folder=tmp_path / "d")
+    assert _node_ids(scene) == before
+    # a segment drawn on another grid is resampled onto the post1 grid, not rejected
+    job = jobs.prepare("c", nodes.phases, case.clinical, segment_elsewhere, folder=tmp_path / "e")
+    assert "--mask" in job.command and _node_ids(scene) == before
+
+
+def test_saved_scene_restores_the_form(demo, tmp_path: Path):
+    from BreastResponseAILib.logic import read_form, write_form
+    from responseai.slicer_bridge.headless import headless_app
+
+    app, _, _, nodes, case = demo
+    scene = app.scene
+    parameter_node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "BreastResponseAI")
+    clinical = {**case.clinical, "age": "61", "her2": "positive", "ki67": None}
+    write_form(parameter_node, nodes.phases, clinical)
+    scene.SetURL(str(tmp_path / "case.mrml"))
+    assert scene.Commit()
+
+    second_app = headless_app()  # a new Slicer session opening the saved scene
+    reloaded = second_app.scene
+    reloaded.SetURL(str(tmp_path / "case.mrml"))
+    assert reloaded.Connect()
+    restored = reloaded.GetFirstNodeByName("BreastResponseAI")
+    phases, values, segmentation = read_form(restored)
+    assert phases["post1"].GetName() == nodes.phases["post1"].GetName() and segmentation is None
+    assert values["age"] == "61" and values["her2"] == "positive" and values["ki67"] == ""

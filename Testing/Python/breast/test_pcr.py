@@ -1,0 +1,311 @@
+"""pCR model: architecture, the three training steps, DDP sync, weights round trip, input errors.
+
+Runs on a 12-case phantom cohort with a small crop at coarse spacing, one epoch per step, so
+the whole file stays well under two minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from responseai.errors import (
+    ClinicalValueError,
+    EmptyMaskError,
+    GeometryMismatchError,
+    InvalidImageError,
+    MissingPhaseError,
+    WeightsError,
+)
+from responseai.explain import mass_in_mask, pointing_game
+from responseai.image import Image
+from responseai.breast.pcr.inference import predict_pcr
+from responseai.metrics import youden_threshold
+from responseai.breast.pcr.model import build_model, guidance_loss, inherit_weights, make_config, mask_target
+from responseai.breast.phantom import write_cohort
+from responseai.weights import load_model
+from training import breast_pcr as train_pcr
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY = ["--crop-size", "16", "32", "32", "--spacing", "4", "4", "4", "--batch-size", "4", "--quiet", "--threads", "1"]
+N_CLIN = 40
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """12 phantom cases; splits rewritten so train and val both hold both classes."""
+    out = tmp_path_factory.mktemp("pcr_cohort")
+    frame = write_cohort(out, n=12, seed=7, workers=1)
+    order = np.argsort(-frame["pcr"].to_numpy(), kind="stable")  # positives first
+    split = np.array(["train"] * len(frame), dtype=object)
+    split[order[[1, -1, -2]]] = "val"  # one positive, two negatives in val
+    split[order[-3]] = "external"  # an external row that must never be read
+    frame["split"] = split
+    if frame["pcr"].sum() < 2:  # guarantee two positives whatever the phantom drew
+        frame.loc[order[:2], "pcr"] = 1
+    frame.to_csv(out / "manifest.csv", index=False)
+    return out / "manifest.csv"
+
+
+def _train(manifest: Path, out: Path, *extra: str) -> Path:
+    train_pcr.main(["--manifest", str(manifest), "--out", str(out), *TINY, *extra])
+    return out
+
+
+@pytest.fixture(scope="module")
+def stepwise_run(tiny_cohort, tmp_path_factory) -> Path:
+    return _train(tiny_cohort, tmp_path_factory.mktemp("stepwise"), "--epochs", "1", "1", "1")
+
+
+@pytest.fixture(scope="module")
+def phantom_inputs(tiny_cohort):
+    """Phases, mask and clinical record of one external row (as a user would supply them)."""
+    from responseai.io import read_image
+    from responseai.breast.constants import BREAST_SCHEMA
+    from responseai.clinical import records_from_frame
+
+    frame = pd.read_csv(tiny_cohort)
+    row = frame[frame["split"] == "external"].iloc[0]
+    phases = {p: read_image(tiny_cohort.parent / row[p], p) for p in ("pre", "post1", "post2")}
+    mask = read_image(tiny_cohort.parent / row["mask"], "mask")
+    clinical = records_from_frame(frame[frame["split"] == "external"].iloc[:1], BREAST_SCHEMA)[0]
+    return phases, mask, clinical
+
+
+# --- architecture ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention,clinical", [(False, False), (True, False), (True, True)])
+def test_forward_shapes_and_attention_is_a_distribution(attention, clinical):
+    model = build_model(make_config(attention=attention, clinical=clinical, n_clinical=N_CLIN if clinical else 0,
+                                    crop_size=[16, 32, 32]))
+    image = torch.randn(3, 4, 16, 32, 32)
+    out = model.forward_all(image, torch.randn(3, N_CLIN) if clinical else None)
+    assert out.logit.shape == (3,)
+    assert out.attention.shape == (3, 4, 8, 8)  # strides 2, 2, 1
+    assert torch.allclose(out.attention.flatten(1).sum(1), torch.ones(3), atol=1e-5)
+    assert out.attention.min() >= 0 and out.attention.max() <= 1
+    assert model(image, torch.randn(3, N_CLIN) if clinical else None).shape == (3, 1)
+
+
+def test_a_new_step_starts_exactly_where_the_previous_ended():
+    """Zero-initialised attention = GAP, zero-initialised fusion = image head: outputs unchanged."""
+    torch.manual_seed(0)
+    image, clinical = torch.randn(2, 4, 16, 32, 32), torch.randn(2, N_CLIN)
+    step1 = build_model(make_config(attention=False, clinical=False)).eval()
+    with torch.no_grad():  # make step 1 non-trivial
+        for p in step1.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    step2 = build_model(make_config(attention=True, clinical=False)).eval()
+    assert inherit_weights(step2, step1.state_dict()) == ["attention.score.weight", "attention.score.bias"]
+    step3 = build_model(make_config(attention=True, clinical=True, n_clinical=N_CLIN)).eval()
+    new = inherit_weights(step3, step2.state_dict())
+    assert new and all(k.split(".")[0] in ("clinical_branch", "image_proj", "fusion") for k in new)
+    with torch.no_grad():
+        l1, l2, l3 = step1(image), step2(image), step3(image, clinical)
+    assert torch.allclose(l1, l2, atol=1e-6) and torch.allclose(l2, l3, atol=1e-6)
+    with pytest.raises(ValueError, match="lacks"):
+        inherit_weights(step1, step3.state_dict())
+
+
+def test_guidance_loss_is_zero_on_the_mask_and_positive_off_it():
+    mask = torch.zeros(1, 16, 32, 32)
+    mask[0, 4:8, 8:16, 8:16] = 1
+    target = mask_target(mask, (4, 8, 8))
+    assert torch.isclose(target.sum(), torch.tensor(1.0))
+    assert guidance_loss(target, target) < 1e-5
+    uniform = torch.full_like(target, 1 / target.numel())
+    assert guidance_loss(uniform, target) > 0.5
+
+
+def test_explanation_scores():
+    mask = np.zeros((4, 4, 4), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1
+    heat = np.zeros((4, 4, 4))
+    heat[1, 1, 1], heat[0, 0, 0] = 3.0, 1.0
+    assert mass_in_mask(heat, mask) == pytest.approx(0.75)
+    assert pointing_game(heat, mask)
+    assert not pointing_game(np.ones((4, 4, 4)), mask)  # a flat map points nowhere
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def test_three_steps_run_and_leave_a_loadable_model_each(stepwise_run: Path):
+    cards = {tag: json.loads((stepwise_run / f"breast_pcr_{tag}.json").read_text()) for tag in ("step1", "step12", "step123")}
+    assert [s["name"] for s in cards["step123"]["training"]["steps"]] == ["global", "attention", "clinical"]
+    assert not cards["step1"]["architecture"]["attention"] and not cards["step1"]["architecture"]["clinical"]
+    assert cards["step12"]["architecture"]["attention"] and not cards["step12"]["architecture"]["clinical"]
+    assert cards["step123"]["architecture"]["clinical"]
+    assert cards["step123"]["training"]["steps"][2]["encoder_lr_factor"] < 1
+    final = json.loads((stepwise_run / "breast_pcr.json").read_text())
+    assert final["sha256"] == cards["step123"]["sha256"]
+    for key in ("threshold", "classes", "inputs", "preprocessing", "metrics"):
+        assert key in final
+    assert final["classes"] == ["no pCR", "pCR"]
+    assert "clinical_encoder" in final["preprocessing"]
+    w1 = load_file(str(stepwise_run / "breast_pcr_step1.safetensors"))
+    w2 = load_file(str(stepwise_run / "breast_pcr_step12.safetensors"))
+    assert set(w1) < set(w2)  # step 2 adds the attention module, keeps the encoder
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # ... and trains it further
+
+
+def test_each_step_is_initialised_from_the_last(tiny_cohort, tmp_path):
+    """With 0 epochs for steps 2 and 3 the three snapshots must predict identically."""
+    out = _train(tiny_cohort, tmp_path / "chain", "--epochs", "1", "0", "0")
+    cohort = train_pcr.load_cohort(tiny_cohort, make_config(crop_size=[16, 32, 32], spacing=[4, 4, 4], clinical=False),
+                                   show_progress=False)
+    rows = np.arange(len(cohort.frame))
+    logits = [train_pcr.predict_logits(load_model(out / f"breast_pcr_{t}.safetensors", build_model)[0], cohort, rows, "cpu")[0]
+              for t in ("step1", "step12", "step123")]
+    np.testing.assert_allclose(logits[0], logits[1], atol=1e-5)
+    np.testing.assert_allclose(logits[1], logits[2], atol=1e-5)
+
+
+def test_threshold_comes_from_val_rows_only(stepwise_run: Path, tiny_cohort: Path):
+    model, card = load_model(stepwise_run / "breast_pcr.safetensors", build_model, expected_task="pcr")
+    cohort = train_pcr.load_cohort(tiny_cohort, model.config, show_progress=False)
+    assert "external" not in set(cohort.frame["split"])  # test rows are never even loaded
+    val = cohort.rows("val")
+    assert card["training_data"]["n_val"] == len(val) == 3
+    logits, _ = train_pcr.predict_logits(model, cohort, val, "cpu")
+    probs = train_pcr.probabilities(logits, card["preprocessing"]["logit_offset"])
+    assert card["threshold"] == pytest.approx(youden_threshold(cohort.labels[val], probs))
+    with pytest.raises(ValueError, match="val"):
+        train_pcr.choose_threshold(cohort, np.zeros(len(cohort.rows("train"))))
+
+
+def test_save_load_round_trip_predicts_identically(stepwise_run: Path, tiny_cohort: Path, tmp_path):
+    model, card = load_model(stepwise_run / "breast_pcr.safetensors", build_model)
+    from responseai.weights import save_model
+
+    save_model(model, {k: v for k, v in card.items() if k not in ("sha256", "weights_file")}, tmp_path / "copy.safetensors")
+    again, _ = load_model(tmp_path / "copy.safetensors", build_model)
+    cohort = train_pcr.load_cohort(tiny_cohort, model.config, show_progress=False)
+    rows = np.arange(len(cohort.frame))
+    a, att_a = train_pcr.predict_logits(model, cohort, rows, "cpu")
+    b, att_b = train_pcr.predict_logits(again, cohort, rows, "cpu")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(att_a, att_b)
+
+
+def test_ddp_two_ranks_end_with_identical_parameters(tiny_cohort: Path, tmp_path: Path):
+    dump = tmp_path / "ranks"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "training.train", "breast", "pcr", "--manifest", str(tiny_cohort), "--out", str(tmp_path / "ddp"),
+           "--steps", "1", "--epochs", "1", "0", "0", "--rank-params-dir", str(dump), *TINY]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = load_file(str(dump / "rank0.safetensors")), load_file(str(dump / "rank1.safetensors"))
+    assert set(r0) == set(r1)
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    torch.manual_seed(0)  # same seed as the run: the initial weights
+    init = build_model(make_config(attention=False, clinical=False, crop_size=[16, 32, 32], spacing=[4, 4, 4])).state_dict()
+    assert any(not torch.equal(init[k], r0[k]) for k in r0)  # the epoch did train
+    card = json.loads((tmp_path / "ddp" / "breast_pcr.json").read_text())
+    assert card["training"]["world_size"] == 2
+
+
+def test_resume_continues_from_the_checkpoint(tiny_cohort: Path, tmp_path: Path):
+    out = tmp_path / "resume"
+    _train(tiny_cohort, out, "--steps", "1", "--epochs", "1", "0", "0")
+    _train(tiny_cohort, out, "--steps", "1", "--epochs", "2", "0", "0", "--resume")
+    state = torch.load(out / "checkpoints" / "step1.pt", map_location="cpu", weights_only=True)["state"]
+    assert state["epoch"] == 1  # epoch 0 came from the first run, epoch 1 from the resumed one
+
+
+def test_bad_clinical_value_in_manifest_fails_before_any_weights_are_written(tiny_cohort: Path, tmp_path: Path):
+    frame = pd.read_csv(tiny_cohort)
+    frame.loc[frame.index[frame["split"] == "train"][0], "age"] = 250
+    bad = tiny_cohort.parent / "bad_manifest.csv"
+    frame.to_csv(bad, index=False)
+    with pytest.raises(ClinicalValueError, match="Age"):
+        _train(bad, tmp_path / "bad", "--epochs", "1", "1", "1")
+    assert not list((tmp_path / "bad").rglob("*.safetensors"))
+
+
+# --- inference ----------------------------------------------------------------------------------
+
+
+def test_predict_pcr_outputs(stepwise_run: Path, phantom_inputs):
+    phases, mask, clinical = phantom_inputs
+    clinical = {**clinical, "ki67": None}
+    result = predict_pcr(phases, mask, clinical, stepwise_run / "breast_pcr.safetensors")
+    card = json.loads((stepwise_run / "breast_pcr.json").read_text())
+    assert 0 <= result.probability <= 1
+    assert result.threshold == card["threshold"]
+    assert result.predicted_class == ("pCR" if result.probability >= result.threshold else "no pCR")
+    for heat in (result.attention, result.gradcam):
+        assert heat.shape == phases["post1"].shape and heat.spacing == phases["post1"].spacing
+        assert heat.array.min() >= 0 and heat.array.max() <= 1 + 1e-6
+    assert 0 <= result.attention_in_mask <= 1
+    assert isinstance(result.pointing_game_hit, bool)
+    assert "ki67" in result.missing_clinical
+    assert result.model_name == "breast_pcr"
+
+
+def _shifted(image: Image) -> Image:
+    return Image(image.array, image.spacing, tuple(o + 5 for o in image.origin), image.direction)
+
+
+BAD_INPUTS = {
+    "missing_post1": (MissingPhaseError, lambda p, m, c: ({"pre": p["pre"], "post2": p["post2"]}, m, c)),
+    "phase_off_grid": (GeometryMismatchError, lambda p, m, c: ({**p, "post2": _shifted(p["post2"])}, m, c)),
+    "mask_off_grid": (GeometryMismatchError, lambda p, m, c: (p, _shifted(m), c)),
+    "nan_voxel": (InvalidImageError, lambda p, m, c: (
+        {**p, "pre": p["pre"].with_array(np.where(np.arange(p["pre"].array.size).reshape(p["pre"].shape) == 7, np.nan,
+                                                  p["pre"].array.astype(np.float32)))}, m, c)),
+    "empty_mask": (EmptyMaskError, lambda p, m, c: (p, m.with_array(np.zeros_like(m.array)), c)),
+    "all_ones_mask": (EmptyMaskError, lambda p, m, c: (p, m.with_array(np.ones_like(m.array)), c)),
+    "age_250": (ClinicalValueError, lambda p, m, c: (p, m, {**c, "age": 250})),
+    "ki67_140": (ClinicalValueError, lambda p, m, c: (p, m, {**c, "ki67": 140})),
+    "unknown_category": (ClinicalValueError, lambda p, m, c: (p, m, {**c, "her2": "equivocal"})),
+    "unknown_variable": (ClinicalValueError, lambda p, m, c: (p, m, {**c, "shoe_size": 40})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_raise_their_specific_error(case, stepwise_run: Path, phantom_inputs):
+    error, corrupt = BAD_INPUTS[case]
+    before = sorted(p.name for p in stepwise_run.iterdir())
+    with pytest.raises(error):
+        predict_pcr(*corrupt(*phantom_inputs), weights_path=stepwise_run / "breast_pcr.safetensors")
+    assert sorted(p.name for p in stepwise_run.iterdir()) == before  # nothing written
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        (dst / f"breast_pcr{suffix}").write_bytes((src / f"breast_pcr{suffix}").read_bytes())
+    return dst / "breast_pcr.safetensors"
+
+
+def test_truncated_weights_are_refused(stepwise_run: Path, phantom_inputs, tmp_path: Path):
+    weights = _copy_model(stepwise_run, tmp_path)
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="sha256"):
+        predict_pcr(*phantom_inputs, weights_path=weights)
+
+
+def test_card_that_does_not_match_the_weights_is_refused(stepwise_run: Path, phantom_inputs, tmp_path: Path):
+    weights = _copy_model(stepwise_run, tmp_path)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["architecture"]["channels"] = [8, 16, 24]
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="do not match"):
+        predict_pcr(*phantom_inputs, weights_path=weights)
+    with pytest.raises(WeightsError, match="not found"):
+        predict_pcr(*phantom_inputs, weights_path=tmp_path / "absent.safetensors")

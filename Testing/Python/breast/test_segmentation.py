@@ -1,0 +1,124 @@
+"""Tumour segmentation: network, training (with resume), inference on the input grid, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from responseai.errors import InvalidImageError, MissingPhaseError, WeightsError
+from responseai.breast.segmentation.model import DEFAULT_ARCHITECTURE, build_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny cohort and a 2-epoch model trained on it (seconds, not a useful model)."""
+    from responseai.breast.phantom import write_cohort
+    from training.breast_seg import main
+
+    root = tmp_path_factory.mktemp("seg")
+    write_cohort(root / "cohort", n=8, seed=24, workers=1)  # 5 train, 2 val, 1 external
+    args = ["--manifest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "run"),
+            "--epochs", "2", "--steps", "2", "--batch-size", "2", "--patch", "16", "32", "32", "--threads", "1"]
+    assert main(args) == 0
+    return root, root / "run" / "breast_seg.safetensors"
+
+
+def test_network_maps_four_channels_to_two_classes():
+    model = build_model({"architecture": DEFAULT_ARCHITECTURE})
+    out = model(torch.zeros(1, 4, 16, 32, 32))
+    assert out.shape == (1, 2, 16, 32, 32)
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def test_training_writes_weights_card_and_resumes(trained):
+    root, weights = trained
+    card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    assert card["task"] == "segmentation" and card["classes"] == ["background", "tumour"]
+    assert 0.0 <= card["metrics"]["val_dice"] <= 1.0 and card["training_data"]["n_train"] > 0
+    from training.breast_seg import main
+
+    args = ["--manifest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "run"), "--epochs", "3",
+            "--steps", "1", "--batch-size", "2", "--patch", "16", "32", "32", "--threads", "1", "--resume"]
+    assert main(args) == 0
+    state = torch.load(root / "run" / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert state["epoch"] == 3  # continued from epoch 2, not restarted
+
+
+def test_mask_comes_back_on_the_input_grid_whatever_its_spacing(trained):
+    from responseai.breast.segmentation.inference import segment_tumour
+    from responseai.breast.phantom import SITES, generate_case
+
+    _, weights = trained
+    case = generate_case(21, 100, site=SITES[2])  # site C: 1.3 mm pixels, not the card's 1.5 mm
+    mask = segment_tumour(case.phases, weights)
+    assert mask.array.dtype == np.uint8 and mask.array.any()
+    assert not mask.grid_differences(case.phases["post1"])
+
+
+def test_bad_inputs_are_specific_errors(trained, tmp_path: Path):
+    from responseai.breast.segmentation.inference import segment_tumour
+    from responseai.breast.phantom import generate_case
+
+    _, weights = trained
+    case = generate_case(21, 101)
+    with pytest.raises(MissingPhaseError, match="pre"):
+        segment_tumour({"post1": case.phases["post1"]}, weights)
+    broken = case.phases["pre"].array.astype(np.float32)
+    broken[0, 0, 0] = np.nan
+    with pytest.raises(InvalidImageError, match="NaN"):
+        segment_tumour({**case.phases, "pre": case.phases["pre"].with_array(broken)}, weights)
+    truncated = tmp_path / "breast_seg.safetensors"
+    truncated.write_bytes(weights.read_bytes()[:1000])
+    card_text = weights.with_suffix(".json").read_text(encoding="utf-8")
+    truncated.with_suffix(".json").write_text(card_text, encoding="utf-8")
+    with pytest.raises(WeightsError, match="sha256"):
+        segment_tumour(case.phases, truncated)
+    other = tmp_path / "other" / "breast_seg.safetensors"
+    other.parent.mkdir()
+    other.write_bytes(weights.read_bytes())
+    card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    card["architecture"] = {**card["architecture"], "channels": [4, 8, 16, 32]}
+    other.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(WeightsError, match="do not match"):
+        segment_tumour(case.phases, other)
+
+
+def test_model_is_loaded_once_per_file_version(trained):
+    from responseai.breast.segmentation.inference import load_segmentation_model
+
+    _, weights = trained
+    first, card = load_segmentation_model(weights)
+    second, _ = load_segmentation_model(str(weights))
+    assert first is second and card["inputs"]["spacing_mm"] == [1.5, 1.5, 2.0]
+
+
+def test_empty_prediction_is_an_error_not_an_empty_mask(trained, monkeypatch):
+    import responseai.breast.segmentation.inference as seg
+    from responseai.errors import EmptyMaskError
+    from responseai.breast.phantom import generate_case
+
+    _, weights = trained
+    monkeypatch.setattr(seg, "predict_probability",
+                        lambda model, channels, patch, device=None: np.zeros(channels.shape[1:]))
+    with pytest.raises(EmptyMaskError, match="no tumour"):
+        seg.segment_tumour(generate_case(21, 102).phases, weights, device="cpu")
+
+
+def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp_path: Path):
+    from responseai.breast.segmentation.evaluation import evaluate_segmentation
+
+    root, weights = trained
+    manifest = root / "cohort" / "manifest.csv"
+    result = evaluate_segmentation(manifest, weights, split="val", n_boot=50)
+    dice = result["metrics"]["dice"]
+    assert result["n_cases"] == 2 and len(result["per_case"]) == 2
+    assert 0.0 <= dice["ci_low"] <= dice["value"] <= dice["ci_high"] <= 1.0
+    assert not list(tmp_path.iterdir())
+    evaluate_segmentation(manifest, weights, split="val", n_boot=50, out=tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "segmentation.json").read_text(encoding="utf-8"))
+    assert saved["metrics"]["dice"]["value"] == pytest.approx(dice["value"])
+    assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| split")

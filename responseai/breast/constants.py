@@ -1,0 +1,34 @@
+"""The breast family's vocabulary: DCE phases, network channels, clinical variables, classes.
+
+Defined here, once; the phantom, preprocessing, models, Slicer form and report import them
+(never the other way round).
+"""
+
+from __future__ import annotations
+
+from responseai.clinical import Variable
+
+REQUIRED_PHASES = ("pre", "post1")
+OPTIONAL_PHASES = ("post2",)
+REFERENCE_PHASE = "post1"  # the grid every phase, mask and map is put on
+DCE_CHANNELS = ("pre", "post1", "post2", "subtraction")
+
+BREAST_VARIABLES: tuple[Variable, ...] = (
+    Variable("age", "Age", "years", 18, 100),
+    Variable("menopausal_status", "Menopausal status", categories=("pre", "post")),
+    Variable("er", "Oestrogen receptor (ER)", categories=("negative", "positive")),
+    Variable("pr", "Progesterone receptor (PR)", categories=("negative", "positive")),
+    Variable("her2", "HER2", categories=("negative", "positive")),
+    Variable("ki67", "Ki-67", "%", 0, 100),
+    Variable(
+        "molecular_subtype",
+        "Molecular subtype",
+        categories=("luminal_a", "luminal_b", "her2_enriched", "triple_negative"),
+    ),
+    Variable("histological_type", "Histological type", categories=("ductal", "lobular", "other")),
+    Variable("histological_grade", "Histological grade", categories=("1", "2", "3")),
+    Variable("ct_stage", "Clinical T stage", categories=("T1", "T2", "T3", "T4")),
+    Variable("cn_stage", "Clinical N stage", categories=("N0", "N1", "N2", "N3")),
+    Variable("tumour_size_mm", "Tumour size", "mm", 1, 200),
+)
+BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}

@@ -1,0 +1,170 @@
+"""One breast case end to end: phases (+ optional user mask) + clinical → mask, pCR, maps, files.
+
+The same functions serve ``responseai demo``, ``responseai predict breast`` (:func:`main`) and
+the Slicer module's background job, so the three can never disagree. Inputs are checked before any model runs;
+outputs are written through a staging folder, so a failure leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from responseai.breast.constants import BREAST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
+from responseai.breast.pcr.inference import PCRResult, predict_pcr
+from responseai.breast.preprocess import check_mask, check_phases
+from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
+from responseai.breast.segmentation.inference import segment_tumour
+from responseai.clinical import read_clinical_record, validate_clinical
+from responseai.errors import ResponseAIError
+from responseai.image import Image
+from responseai.io import read_image, read_mask, write_image, write_segmentation
+from responseai.outputs import staged_output_dir
+from responseai.progress import Progress, log_progress
+from responseai.weights import read_card
+
+log = logging.getLogger(__name__)
+
+FAMILY = "breast"
+
+
+@dataclass
+class BreastCase:
+    """Everything one prediction needs, already validated."""
+
+    case_id: str
+    phases: dict[str, Image]
+    clinical: dict[str, object]
+    mask: Image | None = None  # a user-drawn/edited tumour mask overrides segmentation
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BreastOutputs:
+    """What the models returned for one case."""
+
+    case: BreastCase
+    mask: Image
+    mask_source: str  # "user" or "model"
+    result: PCRResult
+    card: dict = field(default_factory=dict)  # the pCR model card, for the report
+
+
+def make_case(
+    case_id: str,
+    phases: Mapping[str, Image | None],
+    clinical: Mapping[str, object],
+    mask: Image | None = None,
+    resample: bool = False,
+    sources: Mapping[str, str] | None = None,
+) -> BreastCase:
+    """Validate phases, mask and clinical record before any model runs."""
+    aligned = check_phases(phases, resample)
+    if mask is not None:
+        mask = check_mask(mask, aligned[REFERENCE_PHASE], resample)
+    return BreastCase(case_id, aligned, validate_clinical(dict(clinical), BREAST_SCHEMA), mask, dict(sources or {}))
+
+
+def load_case(
+    case_id: str,
+    phase_paths: Mapping[str, str | Path | None],
+    clinical: Mapping[str, object],
+    mask_path: str | Path | None = None,
+    resample: bool = False,
+) -> BreastCase:
+    """Read phase files / DICOM folders and an optional mask (.nrrd, .nii.gz or .seg.nrrd)."""
+    phases = {name: read_image(path, name) for name, path in phase_paths.items() if path}
+    mask = None
+    if mask_path:
+        mask = read_mask(mask_path)
+    sources = {name: str(path) for name, path in phase_paths.items() if path}
+    return make_case(case_id, phases, clinical, mask, resample, sources)
+
+
+def run_case(
+    case: BreastCase,
+    seg_weights: str | Path | None = None,
+    pcr_weights: str | Path | None = None,
+    progress: Progress = log_progress,
+) -> BreastOutputs:
+    """Segment (unless the case has a mask), then predict pCR with explanations."""
+    if case.mask is None:
+        progress(10, "segmenting the tumour")
+        mask, source = segment_tumour(case.phases, seg_weights or SEG_DEFAULT), "model"
+    else:
+        mask, source = case.mask, "user"
+    progress(55, "predicting pCR")
+    result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
+    progress(90, "writing results")
+    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT))
+
+
+def result_record(outputs: BreastOutputs) -> dict:
+    """The JSON-able summary of a prediction (``result.json``)."""
+    r = outputs.result
+    return {
+        "family": FAMILY,
+        "case_id": outputs.case.case_id,
+        "pcr_probability": round(float(r.probability), 4),
+        "predicted_class": r.predicted_class,
+        "threshold": float(r.threshold),
+        "attention_in_mask": round(float(r.attention_in_mask), 4),
+        "pointing_game_hit": bool(r.pointing_game_hit),
+        "mask_source": outputs.mask_source,
+        "model": {"name": r.model_name, "version": r.model_version},
+        "clinical_used": outputs.case.clinical,
+        "missing_clinical": list(r.missing_clinical),
+        "inputs": outputs.case.sources,
+        "research_use_only": True,
+    }
+
+
+def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
+    """Mask (.seg.nrrd), attention and Grad-CAM (.nrrd), result.json, model card: all or none."""
+    out = Path(out)
+    with staged_output_dir(out) as staging:
+        write_segmentation(outputs.mask, staging / "tumour.seg.nrrd")
+        write_image(outputs.result.attention, staging / "attention.nrrd")
+        write_image(outputs.result.gradcam, staging / "gradcam.nrrd")
+        record = result_record(outputs)
+        (staging / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (staging / "model_card.json").write_text(json.dumps(outputs.card, indent=2) + "\n", encoding="utf-8")
+        names = [p.name for p in staging.iterdir()]
+    return {name: out / name for name in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="responseai predict breast",
+                                     description="tumour mask + pCR probability + attention for one breast DCE-MRI case")
+    parser.add_argument("--pre", required=True, help="pre-contrast phase (NRRD/NIfTI file or DICOM folder)")
+    parser.add_argument("--post1", required=True, help="first post-contrast phase (the reference grid)")
+    parser.add_argument("--post2", help="later post-contrast phase (optional)")
+    parser.add_argument("--mask", help="tumour mask (.nrrd/.nii.gz/.seg.nrrd); skips automatic segmentation")
+    parser.add_argument("--clinical", help="JSON file or object of clinical variables (missing ones are unknown)")
+    parser.add_argument("--case-id", default="case", help="identifier written to the outputs")
+    parser.add_argument("--resample", action="store_true", help="resample phases/mask onto the post1 grid")
+    parser.add_argument("--seg-weights", help="segmentation weights (.safetensors, default: shipped)")
+    parser.add_argument("--pcr-weights", help="pCR weights (.safetensors, default: shipped)")
+    parser.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``responseai predict breast``: 0 on success, 2 on an input error (logged as ERROR)."""
+    args = build_parser().parse_args(argv)
+    phases = {"pre": args.pre, "post1": args.post1, "post2": args.post2}
+    try:
+        case = load_case(args.case_id, phases, read_clinical_record(args.clinical), args.mask, args.resample)
+        outputs = run_case(case, args.seg_weights, args.pcr_weights)
+        files = write_outputs(outputs, args.out)
+    except ResponseAIError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("pCR probability %.3f (%s) -> %s", outputs.result.probability, outputs.result.predicted_class,
+             ", ".join(sorted(p.name for p in files.values())))
+    return 0

@@ -1,0 +1,156 @@
+"""External-site evaluation of the tumour segmentation: Dice and HD95 with bootstrap CIs.
+
+Runs exactly what a user runs (:func:`responseai.breast.segmentation.inference.segment_tumour`, on the
+original phase files and grid) and compares with the phantom's reference mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.metrics import compute_hausdorff_distance
+from tqdm import tqdm
+
+from responseai.breast.segmentation.inference import DEFAULT, segment_tumour
+from responseai.errors import EmptyMaskError
+from responseai.io import read_image
+from responseai.metrics import bootstrap, dice
+from responseai.weights import card_path
+
+log = logging.getLogger(__name__)
+
+
+def _as_batch(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy((mask > 0)[None, None].astype(np.float32))
+
+
+def _hd95_mm(prediction: np.ndarray, truth: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """95th-percentile symmetric surface distance in millimetres (anisotropic voxels)."""
+    return float(compute_hausdorff_distance(_as_batch(prediction), _as_batch(truth), percentile=95,
+                                            spacing=list(spacing_zyx))[0, 0])
+
+
+def _warn_if_training_seed(manifest: Path, weights: Path) -> None:
+    """Phantom cohorts: evaluating on the training seed measures memorisation, not generalisation."""
+    try:
+        trained_on = json.loads(card_path(weights).read_text(encoding="utf-8"))["training_data"].get("cohort_seed")
+        evaluated = json.loads((manifest.parent / "cohort.json").read_text(encoding="utf-8"))["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if trained_on is not None and int(trained_on) == int(evaluated):
+        log.warning("%s is phantom seed %s, the seed the model was trained on: use another seed", manifest, evaluated)
+
+
+def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = DEFAULT, split: str = "external",
+                          n_boot: int = 1000, out: str | Path | None = None) -> dict:
+    """Per-case Dice / HD95 on ``split`` rows, their means with 95 % bootstrap CIs.
+
+    A case where the model finds no tumour scores Dice 0 (and no HD95) instead of being dropped:
+    dropping failures would flatter the mean. With ``out``, writes ``segmentation.md`` and
+    ``segmentation.json`` there; otherwise nothing is written.
+    """
+    manifest = Path(manifest_csv)
+    weights = Path(weights_path)
+    frame = pd.read_csv(manifest)
+    rows = frame[frame["split"] == split]
+    if rows.empty:
+        raise ValueError(f"{manifest}: no rows with split == {split!r}")
+    _warn_if_training_seed(manifest, weights)
+    per_case, seconds = [], []
+    for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
+        phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2")}
+        truth = read_image(manifest.parent / row["mask"], "mask")
+        start = time.perf_counter()
+        try:
+            mask = segment_tumour(phases, weights).array
+        except EmptyMaskError:
+            mask = np.zeros_like(truth.array, dtype=np.uint8)
+        seconds.append(time.perf_counter() - start)
+        found = bool(mask.any())
+        per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
+                         "dice": dice(mask, truth.array) if found else 0.0,
+                         "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
+                         "seconds": seconds[-1]})
+    table = pd.DataFrame(per_case)
+    stats = bootstrap(lambda d, h: {"dice": float(np.mean(d)), "hd95_mm": float(np.nanmean(h))},
+                      (table["dice"].to_numpy(), table["hd95_mm"].to_numpy()), n_boot)
+    result = {"split": split, "n_cases": len(table), "n_not_found": int((~table["found"]).sum()),
+              "manifest": str(manifest), "weights": str(weights), "metrics": stats,
+              "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
+              "seconds_per_case_mean": float(np.mean(seconds)),
+              "seconds_per_case_median": float(np.median(seconds)), "per_case": per_case}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "segmentation.md").write_text(markdown(result), encoding="utf-8")
+        (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def time_inference(weights_path: str | Path = DEFAULT, n_cases: int = 10, seed: int = 3, threads: int = 2) -> dict:
+    """Wall-clock seconds of :func:`segment_tumour` per phantom case (a benchmark, not a test).
+
+    The first call (model load and warm-up) is reported separately; then the median, p95 and
+    mean of ``n_cases`` calls on freshly generated cases of every site (timings on a shared
+    machine vary, so the docs quote them with the machine and load).
+    """
+    from responseai.breast.phantom import generate_case
+
+    torch.set_num_threads(threads)
+    cases = [generate_case(seed, i).phases for i in range(n_cases + 1)]
+    start = time.perf_counter()
+    segment_tumour(cases[0], weights_path)
+    first = time.perf_counter() - start
+    seconds = []
+    for phases in cases[1:]:
+        start = time.perf_counter()
+        segment_tumour(phases, weights_path)
+        seconds.append(time.perf_counter() - start)
+    return {"threads": threads, "n_cases": n_cases, "first_call_s": first,
+            "median_s": float(np.median(seconds)), "p95_s": float(np.quantile(seconds, 0.95)),
+            "mean_s": float(np.mean(seconds))}
+
+
+def markdown(result: dict) -> str:
+    """A one-row Markdown table of the result (what docs/segmentation.md quotes)."""
+    d, h = result["metrics"]["dice"], result["metrics"]["hd95_mm"]
+    return (f"| split | n | Dice (95 % CI) | HD95 mm (95 % CI) |\n| --- | --- | --- | --- |\n"
+            f"| {result['split']} | {result['n_cases']} | {d['value']:.3f} ({d['ci_low']:.3f}–{d['ci_high']:.3f}) "
+            f"| {h['value']:.2f} ({h['ci_low']:.2f}–{h['ci_high']:.2f}) |\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``responseai evaluate segmentation`` entry point."""
+    parser = argparse.ArgumentParser(prog="responseai evaluate segmentation", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, help="cohort manifest.csv (not the training seed)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT)
+    parser.add_argument("--split", default="external")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--out", type=Path, help="folder for segmentation.md / segmentation.json")
+    parser.add_argument("--bench", type=int, metavar="N", help="only time inference on N phantom cases")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default; 1 is fastest on a shared, busy CPU)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bench:
+        log.info("inference time: %s", json.dumps(time_inference(args.weights, args.bench,
+                                                                threads=args.threads or torch.get_num_threads())))
+        return 0
+    if args.manifest is None:
+        parser.error("--manifest is required (unless --bench)")
+    result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot, args.out)
+    log.info("\n%s", markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""Reproducible evaluations (ablations, external validation) that write tables, JSON and plots."""

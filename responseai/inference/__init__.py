@@ -1,1 +1,0 @@
-"""Per-case inference entry points: validated inputs in, a result dataclass with images out."""
