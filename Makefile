@@ -28,8 +28,8 @@ test: $(VENV)/.test
 
 # per-case latency and peak memory of the shipped models (measurements, not tests)
 bench: $(VENV)/.core
-	$(BIN)/responseai bench pcr --n 10 --threads 2
-	$(BIN)/python -m responseai.breast.segmentation.evaluation --bench 20 --threads 1
+	$(BIN)/responseai bench breast --n 10 --threads 2
+	$(BIN)/responseai evaluate breast segmentation --bench 20 --threads 1
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -22,7 +22,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ResponseAICommonLib.widget import ResponseAILogicMixin, ResponseAIWidgetMixin, sliceSnapshots
+from ResponseAICommonLib.widget import (
+    ResponseAILogicMixin, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
+)
 
 # Clinical fields: names are the core schema's (responseai.clinical.BREAST_SCHEMA); a test checks
 # that the choices below match it. "unknown"/empty is an explicit state, not a default value.
@@ -147,9 +149,10 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
 
     @property
     def coreJobs(self):
+        core = self.core  # installs the dependencies (with consent) before the Lib imports the core
         from BreastResponseAILib.logic import BreastJobs
 
-        return BreastJobs(self.core)
+        return BreastJobs(core)
 
     @staticmethod
     def clinicalErrors(values: dict) -> dict:
@@ -166,17 +169,18 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
 
     def exportReport(self, results, folder: str, post1Node) -> dict:
         """Snapshots from Slicer's own slice views through the tumour, then the core's report."""
+        mask = self.core.read_mask(results.segmentation, results.reference)
         from BreastResponseAILib.logic import export_report
 
-        mask = self.core.read_mask(results.segmentation, results.reference)
         with sliceSnapshots(mask) as (snapshots, work):
             return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
 
     def importResults(self, job, previous, parameterNode):
         """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""
+        scene = self.core.scene
         from BreastResponseAILib.logic import import_results
 
-        return import_results(slicer.mrmlScene, job, parameterNode.post1Phase, previous,
+        return import_results(scene, job, parameterNode.post1Phase, previous,
                               with_gradcam=parameterNode.showGradcam)
 
     def loadDemoCase(self):
@@ -215,7 +219,9 @@ class BreastResponseAITest(ScriptedLoadableModuleTest):
     def test_DemoCaseEndToEnd(self):
         import subprocess
 
+        skipWithoutDependencies(self)
         logic = BreastResponseAILogic()
+        logic.core  # noqa: B018 - creates the core logic (the packages are there: no install)
         nodes, clinical = logic.loadDemoCase()
         from BreastResponseAILib.logic import import_results
 

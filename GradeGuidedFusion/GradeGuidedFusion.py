@@ -21,7 +21,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ResponseAICommonLib.widget import ResponseAILogicMixin, ResponseAIWidgetMixin, sliceSnapshots
+from ResponseAICommonLib.widget import (
+    ResponseAILogicMixin, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
+)
 
 # Channel parameter → the core's modality name (responseai.gradeguided.constants.MODALITIES).
 VOLUME_FIELDS = {"ctNcVolume": "ct_nc", "ctArtVolume": "ct_art", "ctPvVolume": "ct_pv",
@@ -159,9 +161,10 @@ class GradeGuidedFusionLogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
 
     def exportReport(self, results, folder: str, segmentationNode, referenceNode) -> dict:
         """Snapshots of Slicer's own slice views through the tumour, then the core's report."""
+        mask = self.core.read_mask(segmentationNode, referenceNode)
         from GradeGuidedFusionLib.logic import export_report
 
-        with sliceSnapshots(self.core.read_mask(segmentationNode, referenceNode)) as (snapshots, _work):
+        with sliceSnapshots(mask) as (snapshots, _work):
             return export_report(results, folder, snapshots)
 
 
@@ -178,6 +181,7 @@ class GradeGuidedFusionTest(ScriptedLoadableModuleTest):
     def test_ReadModalities(self):
         import numpy as np
 
+        skipWithoutDependencies(self)
         ct = slicer.util.addVolumeFromArray(np.zeros((8, 10, 12), np.int16), name="CT")
         pet = slicer.util.addVolumeFromArray(np.ones((4, 5, 6), np.float32), ijkToRAS=np.diag([2.0, 2.0, 2.0, 1.0]), name="PET")
         images = GradeGuidedFusionLogic().core.read_modalities({"ct_nc": ct, "mr_t1": None, "pet": pet})

@@ -1,6 +1,6 @@
 """Train the breast tumour segmentation network from a cohort manifest.
 
-``python -m training.train seg --manifest CSV --out DIR`` (or ``python -m training.breast_seg``):
+``python -m training.train breast segmentation --manifest CSV --out DIR``:
 trains on ``split == train`` rows, picks the epoch with the best Dice on ``split == val``
 (whole volumes, sliding window, same post-processing as inference), writes
 ``DIR/breast_seg.safetensors`` + model card. Patches are sampled around the tumour two times

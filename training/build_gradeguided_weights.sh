@@ -22,14 +22,14 @@ THREADS=${THREADS:-2}
 DROPOUT=${DROPOUT:-0.1}
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 
-"$PY" -m training.gradeguided --phantom "$N" "$SEED" --out "$MODELS_DIR" --epochs "$EPOCHS" \
+"$PY" -m training.train gradeguided --phantom "$N" "$SEED" --out "$MODELS_DIR" --epochs "$EPOCHS" \
     --freeze-grade-epoch "$FREEZE" --modality-dropout "$DROPOUT" --select-on response_auc --threads "$THREADS"
 
 if [ "${EVALUATE:-0}" = 1 ]; then
-    "$PY" -m training.gradeguided_ablation --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --n "$N" --seed "$SEED" \
+    "$PY" -m responseai.cli evaluate gradeguided ablation --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --n "$N" --seed "$SEED" \
         --n-test 300 --n-external 200 --epochs "$EPOCHS" --freeze-grade-epoch "$FREEZE" \
         --modality-dropout "$DROPOUT" --n-boot 1000 --threads "$THREADS"
-    "$PY" -m responseai.gradeguided.evaluation --weights "$MODELS_DIR/gradeguided.safetensors" \
+    "$PY" -m responseai.cli evaluate gradeguided missing --weights "$MODELS_DIR/gradeguided.safetensors" \
         --out "${EVAL_OUT:-/tmp/gradeguided-eval}" --seed "$SEED" --n-boot 1000 --threads "$THREADS"
 fi
 # a smoke prediction with the new weights on a fresh phantom case (fails loudly if the card is unusable)

@@ -18,10 +18,10 @@ MODELS_DIR=${MODELS_DIR:-Resources/Models}
 [ -f "$WORK/train/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 
-"$PY" -m training.train pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/stepwise" \
+"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/stepwise" \
     --mode stepwise --epochs $EPOCHS --threads 1 --quiet --resume &
 STEPWISE=$!
-"$PY" -m training.train pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/single_stage" \
+"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/single_stage" \
     --mode single-stage --epochs $EPOCHS --threads 1 --quiet --resume &
 SINGLE=$!
 wait "$STEPWISE"
@@ -30,6 +30,6 @@ wait "$SINGLE"
 mkdir -p "$MODELS_DIR"
 cp "$WORK/runs/stepwise/breast_pcr.safetensors" "$WORK/runs/stepwise/breast_pcr.json" "$MODELS_DIR"/
 
-"$PY" -m responseai.breast.pcr.evaluation --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
-    --runs "$WORK/runs" --out "$EVAL_OUT" --epochs $EPOCHS
-"$PY" -m responseai.breast.bench pcr --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"
+"$PY" -m responseai.cli evaluate breast pcr --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
+    --runs "$WORK/runs" --out "$EVAL_OUT"
+"$PY" -m responseai.cli bench breast --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"

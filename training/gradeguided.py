@@ -1,6 +1,6 @@
 """Train the grade-guided fusion model (seed 003) from a cohort manifest or the in-memory phantom.
 
-    python -m training.gradeguided (--manifest COHORT/manifest.csv | --phantom N SEED) --out DIR \
+    python -m training.train gradeguided (--manifest COHORT/manifest.csv | --phantom N SEED) --out DIR \
         [--epochs N] [--ablation grade_guided|deep_fusion|early_fusion|imaging_only] [--permute-grade] \
         [--freeze-grade-epoch K] [--select-on loss|response_auc] [--modality-dropout P]
 
@@ -52,6 +52,7 @@ from responseai.gradeguided.model import (
     TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, order_subtypes, predict_arrays,
 )
 from responseai.gradeguided.constants import GRADES, SUBTYPES
+from responseai.gradeguided.evaluation import development_samples
 from responseai.weights import save_model
 from training.engine import add_config_arguments, config_from_args, seed_everything
 
@@ -317,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     if run.threads:
         torch.set_num_threads(run.threads)
     if run.phantom:
-        from training.gradeguided_ablation import development_samples
-
         samples = development_samples(*run.phantom)
     elif run.manifest:
         samples = samples_from_manifest(run.manifest)

@@ -23,7 +23,7 @@ Every model is trained with the same :class:`training.gradeguided.TrainConfig` (
 validation response AUC, grading head frozen after ``freeze_grade_epoch`` epochs, modality
 dropout); the grade-guided model is the one shipped in ``Resources/Models``.
 
-    responseai evaluate gradeguided --out DIR [--n 800 --n-test 300 --n-external 200 --epochs 24 ...]
+    responseai evaluate gradeguided ablation --out DIR [--n 800 --n-test 300 --n-external 200 --epochs 24 ...]
 
 NaN metrics (a cohort with one class) are written as JSON ``null``, never as bare ``NaN``.
 """
@@ -55,19 +55,13 @@ from responseai.metrics import N_BOOTSTRAP, auc_metric, auc_or_nan, binary_repor
 from responseai.gradeguided.reference import design, fit_reference  # noqa: E402
 from responseai.gradeguided.model import ABLATIONS, predict_arrays  # noqa: E402
 from responseai.gradeguided.phantom import GRADES, SITES, SUBTYPES, assign_split, generate_case  # noqa: E402
-from responseai.gradeguided.evaluation import phantom_samples  # noqa: E402
+from responseai.gradeguided.evaluation import development_samples, phantom_samples  # noqa: E402
 from responseai.outputs import json_safe  # noqa: E402
 from training.gradeguided import TrainConfig, train_gradeguided  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 PERMUTED = "grade_guided_permuted"
-
-
-def development_samples(n: int, seed: int) -> list[Sample]:
-    """The development cohort a model is trained on: ``train`` and ``val`` splits of phantom ``seed``."""
-    samples, _ = phantom_samples(seed, n)
-    return [s for s in samples if s.split in ("train", "val")]
 
 
 def _grade_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -269,8 +263,8 @@ def markdown_report(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``responseai evaluate gradeguided``: train the ladder on phantom seed S, test on S+1000 / S+2000."""
-    parser = argparse.ArgumentParser(prog="responseai evaluate gradeguided", description=__doc__.split("\n\n")[0])
+    """``responseai evaluate gradeguided ablation``: train the ladder on phantom seed S, test on S+1000 / S+2000."""
+    parser = argparse.ArgumentParser(prog="responseai evaluate gradeguided ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--n", type=int, default=800, help="development cohort size (train/val splits used)")
     parser.add_argument("--n-test", type=int, default=300)

@@ -26,7 +26,7 @@ from responseai.slicer_bridge.nodes import (
     volume_node_to_image,
 )
 from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
-from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
+from responseai.slicer_bridge.outputs import require_in_scene, set_heatmap, set_results_table
 from responseai.breast.report import export_breast_report
 
 
@@ -119,26 +119,32 @@ class ResultNodes:
     gradcam: object | None = None
     reference: object | None = None
     card: dict = field(default_factory=dict)
+    automatic: bool = True  # the segmentation is the model's (reusable), not the user's input
 
 
 def import_results(scene, job: Job, reference_node, previous: ResultNodes | None = None,
                    with_gradcam: bool = False) -> ResultNodes:
     """Load a finished job's outputs as nodes: tumour segment, attention heatmap, table.
 
-    A user-supplied segmentation is left untouched (it *was* the input); otherwise the model's
-    mask becomes (or updates) the case's "Tumour (automatic)" segmentation.
+    A user-supplied segmentation is never modified nor reused as an output (it *was* an input);
+    the model's mask becomes (or updates) the case's "tumour (automatic)" segmentation, and
+    reused nodes are renamed for the current case.
     """
+    require_in_scene(scene, reference_node, "the post-contrast 1 volume")
     record = json.loads((job.out / "result.json").read_text(encoding="utf-8"))
     card = json.loads((job.out / "model_card.json").read_text(encoding="utf-8"))
     case_id = record["case_id"]
     segmentation = job.user_segmentation
     if segmentation is None:
         mask = read_segmentation(job.out / "tumour.seg.nrrd", TUMOUR_SEGMENT)
-        segmentation = previous.segmentation if previous and scene.IsNodePresent(previous.segmentation) else None
-        if segmentation is not None and segmentation is not job.user_segmentation:
+        name = f"{case_id} tumour (automatic)"
+        reusable = previous is not None and previous.automatic and scene.IsNodePresent(previous.segmentation)
+        if reusable:
+            segmentation = previous.segmentation
+            segmentation.SetName(name)
             set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
         else:
-            segmentation = add_segmentation_node(scene, mask, reference_node, f"{case_id} tumour (automatic)", TUMOUR_SEGMENT)
+            segmentation = add_segmentation_node(scene, mask, reference_node, name, TUMOUR_SEGMENT)
     heatmap = set_heatmap(scene, read_image(job.out / "attention.nrrd", "attention"), f"{case_id} attention",
                           previous.heatmap if previous else None)
     gradcam = None
@@ -156,7 +162,8 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Model": f"{record['model']['name']} {record['model']['version']}",
     }
     table = set_results_table(scene, rows, f"{case_id} pCR results", previous.table if previous else None)
-    return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node, card)
+    return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node, card,
+                       automatic=job.user_segmentation is None)
 
 
 def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, dicom_source: str | Path | None = None) -> dict:

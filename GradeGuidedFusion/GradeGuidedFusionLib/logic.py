@@ -29,7 +29,7 @@ from responseai.progress import parse_progress
 from responseai.reports.writer import write_report
 from responseai.slicer_bridge.jobs import PredictionJob, error_from_log, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import read_tumour_segment, volume_node_to_image
-from responseai.slicer_bridge.outputs import set_heatmap, set_results_table
+from responseai.slicer_bridge.outputs import require_in_scene, set_heatmap, set_results_table
 from responseai.weights import read_card
 
 MODALITY_ORDER = ("ct", "mr", "mri", "pet")
@@ -42,6 +42,7 @@ class Job(PredictionJob):
 
     case_name: str = ""
     missing: list[str] = field(default_factory=list)
+    segmentation: object | None = None  # the input segment node: must still exist when results arrive
 
 
 @dataclass
@@ -127,11 +128,12 @@ class GradeGuidedLogic:
         command += ["--clinical", str(clinical_path)]
         if grade is not None:
             command += ["--biopsy-grade", str(grade)]
-        return Job(folder, command, job_environment(), case_name, missing)
+        return Job(folder, command, job_environment(), case_name, missing, segmentation_node)
 
     # ---------------------------------------------------------------- outputs
     def import_results(self, job: Job, previous: GradeGuidedOutputs | None = None) -> GradeGuidedOutputs:
-        """Table + map nodes from the job's output; the previous run's nodes are reused when still present."""
+        """Table + map nodes from the job's output; the previous run's nodes are reused (renamed) when present."""
+        require_in_scene(self.scene, job.segmentation, "the tumour segmentation")
         record = json.loads((job.out / "result.json").read_text(encoding="utf-8"))
         heat = read_image(job.out / record.get("spatial_map", "subtype_map.nrrd"), "subtype map")
         previous_map = previous.spatial_map if previous else None

@@ -15,6 +15,7 @@ Nothing here imports the core at module load; what it calls before the dependenc
 
 import logging
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,7 @@ class ResponseAIWidgetMixin:
                               if w.property("SlicerParameterName") in self.clinicalFields}
         self._fieldTips = {name: widget.toolTip for name, widget in self._fieldWidgets.items()}
         self.logic = logic
+        self.logic.installProgress = self._onInstallProgress
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
@@ -129,6 +131,13 @@ class ResponseAIWidgetMixin:
             self.ui.cancelButton.enabled = True
             self._checkCanApply()
             self._process.start()
+
+    def _onInstallProgress(self, done: int, total: int, requirement: str) -> None:
+        """First-use install, package by package, in the panel (the GUI is busy meanwhile)."""
+        self.ui.progressBar.value = int(100 * done / max(total, 1))
+        self.ui.statusLabel.text = _("Installing {requirement} ({index} of {total})…").format(
+            requirement=requirement, index=done + 1, total=total)
+        slicer.app.processEvents()
 
     def _onProgress(self, percent: int, message: str) -> None:
         self.ui.progressBar.value = percent
@@ -204,10 +213,12 @@ class ResponseAILogicMixin:
         """The module's MRML + core logic (imports the core: called after the dependency check)."""
         raise NotImplementedError
 
+    installProgress = None  # the widget sets a callback (done, total, requirement) to show the install
+
     @property
     def core(self):
         if getattr(self, "_core", None) is None:
-            ensureDependencies(self.moduleTitle)
+            ensureDependencies(self.moduleTitle, self.installProgress)
             self._core = self.createCore(slicer.mrmlScene)
         return self._core
 
@@ -243,6 +254,15 @@ def sliceSnapshots(mask):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def skipWithoutDependencies(testCase) -> None:
+    """In-app tests never install packages: where the core's are missing (a build machine) they skip."""
+    from responseai.slicer_bridge.dependencies import install_plan
+
+    missing = install_plan()
+    if missing:
+        testCase.skipTest("ResponseAI's Python packages are not installed: " + ", ".join(missing))
+
+
 def captureSliceViews(centreRas, folder) -> dict:
     """Axial/sagittal/coronal PNGs of the Red/Yellow/Green views cut through ``centreRas``.
 
@@ -266,10 +286,31 @@ def captureSliceViews(centreRas, folder) -> dict:
     return paths
 
 
-def ensureDependencies(who: str) -> None:
-    """Install missing third-party packages into Slicer's Python, only with the user's consent."""
-    from responseai.slicer_bridge.dependencies import ensure_installed
+def ensureDependencies(who: str, progress=None) -> None:
+    """Install missing third-party packages into Slicer's Python, only with the user's consent.
 
-    installed = ensure_installed(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, who)
+    An unsupported (older) Slicer is refused first; torch comes from the PyTorch extension when
+    it is installed (it chooses the CPU or CUDA build), else the CPU build.
+    """
+    from responseai.slicer_bridge.dependencies import check_supported, ensure_installed
+
+    check_supported((slicer.app.majorVersion, slicer.app.minorVersion))
+    installed = ensure_installed(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, who,
+                                 install_torch=installTorch, progress=progress)
     if installed:
         logging.info("installed %s", ", ".join(installed))
+
+
+def installTorch(requirement: str) -> None:
+    """torch through the PyTorch extension when present, else the CPU build (Linux wheels on PyPI are CUDA, GBs)."""
+    try:
+        import PyTorchUtils
+    except ImportError:
+        PyTorchUtils = None
+    if PyTorchUtils is not None:
+        version = requirement.partition("torch")[2] or None
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=version) is None:
+            raise RuntimeError("the PyTorch extension could not install torch")
+        return
+    cpuIndex = " --index-url https://download.pytorch.org/whl/cpu" if sys.platform.startswith("linux") else ""
+    slicer.util.pip_install(requirement + cpuIndex)

@@ -1,6 +1,6 @@
 """What a missing modality costs a grade-guided model: held-out response AUC with CT, MRI or PET absent.
 
-The Slicer module and ``predict-gradeguided`` accept any subset of the six channels for a model
+The Slicer module and ``responseai predict gradeguided`` accept any subset of the six channels for a model
 trained with modality dropout, filling the missing ones with zeros. A user deciding whether to
 run without the PET needs the price of that in accuracy; this measures it on the same held-out
 phantom cohorts as :mod:`training.gradeguided_ablation` (test seed + 1000, external site D
@@ -56,6 +56,12 @@ def phantom_samples(seed: int, n: int, split: str | None = None, external_only: 
     return samples, np.asarray(subtypes)
 
 
+def development_samples(n: int, seed: int) -> list[Sample]:
+    """The development cohort a model is trained on: ``train`` and ``val`` splits of phantom ``seed``."""
+    samples, _ = phantom_samples(seed, n)
+    return [s for s in samples if s.split in ("train", "val")]
+
+
 def missing_modality_auc(weights: str | Path, seed: int, n_test: int, n_external: int, n_boot: int) -> dict:
     """Response AUC [95 % CI] per cohort and per removed channel group."""
     model, card = load_model(weights, build_model, TASK)
@@ -93,7 +99,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="responseai evaluate gradeguided missing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """Grade-guided fusion for one patient: CT / MRI / PET + tumour mask + clinical (+ biopsy grade) → result.
 
-    python -m responseai.gradeguided.inference --ct-nc CT_NC.nrrd --ct-art ... --pet PET.nrrd \
+    responseai predict gradeguided --ct-nc CT_NC.nrrd --ct-art ... --pet PET.nrrd \
         --mask MASK.nrrd --clinical clinical.json [--biopsy-grade G2] [--weights W] --out DIR
 
 Every input is checked before the network runs, each problem with its own exception (PET not
@@ -53,12 +53,13 @@ from responseai.gradeguided.model import (
     TASK, GradeGuidedNet, build_model, clinical_contributions, modality_importance, predict_arrays, subtype_map,
 )
 from responseai.outputs import json_safe, staged_output_dir
+from responseai.resources import model_path
 from responseai.clinical import ClinicalEncoder
 from responseai.weights import load_model, load_once
 
 log = logging.getLogger(__name__)
 
-DEFAULT = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "gradeguided.safetensors"
+DEFAULT = model_path("gradeguided")
 MODALITY_OPTIONS = {"ct_nc": "--ct-nc", "ct_art": "--ct-art", "ct_pv": "--ct-pv", "mr_t1": "--mri-t1",
                     "mr_t2": "--mri-t2", "pet": "--pet"}
 FAMILY = "gradeguided"

@@ -145,7 +145,7 @@ def reference_modality(record: Mapping) -> str:
 
 
 def gradeguided_report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """A ``predict-gradeguided`` output folder → report.pdf + report.json + snapshots in ``out_dir``."""
+    """A ``responseai predict gradeguided`` output folder → report.pdf + report.json + snapshots in ``out_dir``."""
 
     prediction_dir = Path(prediction_dir)
     record = json.loads((prediction_dir / "result.json").read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import vtk
 
-from responseai.errors import GeometryMismatchError
+from responseai.errors import GeometryMismatchError, ResponseAIError
 from responseai.image import Image
 from responseai.reports.formatting import format_value
 from responseai.slicer_bridge.nodes import add_volume_node, update_volume_node, volume_node_to_image
@@ -49,7 +49,14 @@ def heatmap_color_node(scene):
 
 
 def _in_scene(scene, node) -> bool:
-    return node is not None and scene.IsNodePresent(node)
+    return node is not None and bool(scene.IsNodePresent(node))
+
+
+def require_in_scene(scene, node, what: str) -> None:
+    """A job's input node must still be there when its results arrive (the scene may have been closed)."""
+    if not _in_scene(scene, node):
+        raise ResponseAIError(f"{what} is no longer in the scene (was the scene closed or the node deleted?): "
+                              "the results were not loaded; run the prediction again")
 
 
 def _checked_heatmap(heatmap: Image, reference_node) -> Image:
@@ -96,8 +103,9 @@ def update_heatmap_node(node, heatmap: Image, reference_node=None):
 
 
 def set_heatmap(scene, heatmap: Image, name: str, previous=None, reference_node=None):
-    """Update ``previous`` if it is still in the scene, else add a new heatmap node."""
+    """Update ``previous`` if it is still in the scene (renamed for this case), else add a new heatmap node."""
     if _in_scene(scene, previous):
+        previous.SetName(name)
         return update_heatmap_node(previous, heatmap, reference_node)
     return add_heatmap_node(scene, heatmap, name, reference_node)
 
@@ -125,8 +133,9 @@ def update_results_table(node, rows: Mapping[str, object]):
 
 
 def set_results_table(scene, rows: Mapping[str, object], name: str, previous=None):
-    """Update ``previous`` if it is still in the scene, else add a new results table."""
+    """Update ``previous`` if it is still in the scene (renamed for this case), else add a new results table."""
     if _in_scene(scene, previous):
+        previous.SetName(name)
         return update_results_table(previous, rows)
     return add_results_table(scene, rows, name)
 

@@ -127,3 +127,42 @@ def test_saved_scene_restores_the_form(demo, tmp_path: Path):
     phases, values, segmentation = read_form(restored)
     assert phases["post1"].GetName() == nodes.phases["post1"].GetName() and segmentation is None
     assert values["age"] == "61" and values["her2"] == "positive" and values["ki67"] == ""
+
+
+def test_user_segment_is_never_an_output_and_nodes_follow_the_case(demo, tmp_path: Path):
+    """A run with the user's segment, then one without: the user's node must not be reused or edited."""
+    from BreastResponseAILib.logic import import_results, run_job
+    from responseai.slicer_bridge.nodes import add_segmentation_node
+
+    app, logic, jobs, nodes, case = demo
+    scene = app.scene
+    user = add_segmentation_node(scene, case.mask, nodes.phases["post1"], "my tumour")
+    drawn = logic.read_mask(user, nodes.phases["post1"]).array.copy()
+    job = jobs.prepare("case A", nodes.phases, case.clinical, user, folder=tmp_path / "a")
+    run_job(job)
+    first = import_results(scene, job, nodes.phases["post1"])
+    assert first.segmentation is user and not first.automatic
+
+    job = jobs.prepare("case B", nodes.phases, case.clinical, folder=tmp_path / "b")
+    run_job(job)
+    second = import_results(scene, job, nodes.phases["post1"], previous=first)
+    assert second.segmentation is not user and second.automatic
+    assert np.array_equal(logic.read_mask(user, nodes.phases["post1"]).array, drawn)
+    assert user.GetName() == "my tumour"
+    # reused output nodes carry the new case's name, not the previous patient's
+    assert second.heatmap is first.heatmap and second.heatmap.GetName() == "case B attention"
+    assert second.table.GetName() == "case B pCR results"
+    assert second.segmentation.GetName() == "case B tumour (automatic)"
+
+
+def test_results_arriving_after_the_scene_was_closed_are_refused(demo, tmp_path: Path):
+    from BreastResponseAILib.logic import import_results, run_job
+    from responseai.errors import ResponseAIError
+
+    app, logic, jobs, nodes, case = demo
+    job = jobs.prepare(case.patient_id, nodes.phases, case.clinical, folder=tmp_path / "run")
+    run_job(job)
+    app.scene.Clear(False)  # File > Close scene while the job was running
+    with pytest.raises(ResponseAIError, match="no longer in the scene"):
+        import_results(app.scene, job, nodes.phases["post1"])
+    assert app.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 0

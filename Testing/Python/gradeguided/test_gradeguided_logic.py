@@ -142,3 +142,17 @@ def test_module_form_matches_the_core_schema():
     ui = ET.parse(root / "Resources" / "UI" / "GradeGuidedFusion.ui")
     bound = {p.findtext("string") for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
     assert set(fields) == bound
+
+
+def test_results_are_refused_when_the_scene_closed_during_the_job(slicer_app, tiny_weights, tmp_path):
+    from GradeGuidedFusionLib.logic import GradeGuidedLogic
+    from responseai.errors import ResponseAIError
+
+    scene = slicer_app.scene
+    _, nodes, segmentation = _case_nodes(scene)
+    logic = GradeGuidedLogic(scene)
+    job = logic.prepare_job("case", nodes, segmentation, CLINICAL, None, tiny_weights, tmp_path / "job")
+    scene.Clear(False)
+    with pytest.raises(ResponseAIError, match="no longer in the scene"):
+        logic.run(job)
+    assert scene.GetNodesByClass("vtkMRMLTableNode").GetNumberOfItems() == 0

@@ -20,7 +20,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prediction(tiny_weights, tmp_path_factory) -> Path:
-    """``predict-gradeguided`` on a phantom case with MRI T2 missing: a real result folder."""
+    """``responseai predict gradeguided`` on a phantom case with MRI T2 missing: a real result folder."""
     from responseai.gradeguided.inference import main
 
     case = generate_case(5, 2)

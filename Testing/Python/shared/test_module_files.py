@@ -51,7 +51,7 @@ def test_module_file_imports_no_core_at_load_time(module: str):
     assert not imported & {"responseai", f"{module}Lib", "torch", "monai", "numpy", "SimpleITK"}
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", (*MODULES, "ResponseAICommon"))
 def test_module_cmake_lists_every_script_and_resource(module: str):
     cmake = (ROOT / module / "CMakeLists.txt").read_text(encoding="utf-8").replace("${MODULE_NAME}", module)
     for path in re.findall(r"^\s+(\S+\.(?:py|png|ui))\s*$", cmake, re.M):
@@ -81,3 +81,24 @@ def test_clinical_form_matches_the_core_schema():
     ui = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
     bound = {p.findtext("string") for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
     assert set(BREAST_SCHEMA) <= bound
+
+
+# Core modules a widget may import before the consent-based install (stdlib + what Slicer bundles);
+# test_slicer_install.py imports each of them with torch, pandas, sklearn … refused.
+BEFORE_INSTALL = {"responseai.clinical", "responseai.progress", "responseai.slicer_bridge.jobs",
+                  "responseai.slicer_bridge.dependencies", "responseai.breast.constants",
+                  "responseai.gradeguided.constants", "responseai.gradeguided.form", "responseai.reports.snapshots"}
+WIDGET_FILES = [*(ROOT / m / f"{m}.py" for m in MODULES), ROOT / "ResponseAICommon" / "ResponseAICommonLib" / "widget.py"]
+
+
+@pytest.mark.parametrize("path", WIDGET_FILES, ids=lambda p: p.name)
+def test_heavy_core_imports_come_after_the_dependency_install(path: Path):
+    """A widget function may import the models' code only after touching ``.core`` (which installs first)."""
+    for function in (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.FunctionDef)):
+        heavy = [n.lineno for n in ast.walk(function) if isinstance(n, ast.ImportFrom) and n.module
+                 and (n.module.endswith("Lib.logic") or n.module.startswith("responseai"))
+                 and n.module not in BEFORE_INSTALL]
+        if not heavy or function.name == "createCore":  # createCore is called by .core, after the install
+            continue
+        core = [n.lineno for n in ast.walk(function) if isinstance(n, ast.Attribute) and n.attr == "core"]
+        assert core and min(core) < min(heavy), f"{path.name}:{function.name} imports the core before .core"

@@ -17,7 +17,6 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,14 +24,15 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
+from responseai.breast.pcr.inference import ImageOnlyModel
+from responseai.breast.pcr.model import build_model
+from responseai.clinical import ClinicalEncoder, records_from_frame
+from responseai.errors import ResponseAIError
 from responseai.explain import mass_in_mask, pointing_game, upsample_to_crop
 from responseai.metrics import binary_report, bootstrap, net_benefit, reliability_curve, sensitivity_specificity
-from responseai.breast.pcr.model import build_model
-from responseai.clinical import ClinicalEncoder
 from responseai.weights import load_model
-
-if TYPE_CHECKING:  # training is optional at runtime for readers of this module
-    from training.breast_pcr import Cohort
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,13 @@ class ModelOutputs:
     has_attention: bool
 
 
-def train_ablations(runs_dir: Path, train_manifest: Path, epochs: tuple[int, int, int], lambda_att: float,
-                    seed: int, threads: int) -> None:
-    """Train the stepwise and single-stage runs whose weights are not in ``runs_dir`` yet."""
-    from training import breast_pcr as training_pcr
-
-    for mode, folder in (("stepwise", "stepwise"), ("single-stage", "single_stage")):
-        if (runs_dir / folder / "breast_pcr.safetensors").exists():
-            log.info("reusing %s", runs_dir / folder)
-            continue
-        argv = ["--manifest", str(train_manifest), "--out", str(runs_dir / folder), "--mode", mode,
-                "--epochs", *map(str, epochs), "--lambda-att", str(lambda_att), "--seed", str(seed),
-                "--threads", str(threads), "--quiet", "--resume"]
-        training_pcr.train(training_pcr.build_parser().parse_args(argv))
-
-
-def load_test_cohort(test_manifest: Path, config: dict, encoder: ClinicalEncoder) -> "Cohort":
+def load_test_cohort(test_manifest: Path, config: dict, encoder: ClinicalEncoder) -> Cohort:
     """External rows of the test cohort, preprocessed once with the models' crop contract."""
-    from training.breast_pcr import load_cohort
-
     return load_cohort(test_manifest, config, splits=("external",), encoder=encoder)
 
 
-def gradcam_maps(model: torch.nn.Module, cohort: "Cohort", rows: np.ndarray) -> list[np.ndarray]:
+def gradcam_maps(model: torch.nn.Module, cohort: Cohort, rows: np.ndarray) -> list[np.ndarray]:
     """Grad-CAM (MONAI) of the pCR logit on the encoder output, per case, on the crop grid."""
-    from responseai.breast.pcr.inference import ImageOnlyModel
     from monai.visualize import GradCAM
 
     wrapper = ImageOnlyModel(model)
@@ -96,10 +78,8 @@ def gradcam_maps(model: torch.nn.Module, cohort: "Cohort", rows: np.ndarray) -> 
     return maps
 
 
-def run_ablation(weights: Path, cohort: "Cohort") -> ModelOutputs:
+def run_ablation(weights: Path, cohort: Cohort) -> ModelOutputs:
     """Probabilities (with the card's prior offset), attention and Grad-CAM agreement per case."""
-    from training.breast_pcr import predict_logits, probabilities
-
     model, card = load_model(weights, build_model, expected_task="pcr")
     rows = np.arange(len(cohort.frame))
     logits, attention = predict_logits(model, cohort, rows, torch.device("cpu"))
@@ -117,12 +97,10 @@ def run_ablation(weights: Path, cohort: "Cohort") -> ModelOutputs:
     )
 
 
-def clinical_reference(train_manifest: Path, cohort: "Cohort") -> ModelOutputs:
+def clinical_reference(train_manifest: Path, cohort: Cohort) -> ModelOutputs:
     """Clinical-only logistic regression (train rows; Youden threshold on val rows): what imaging must beat."""
     from sklearn.linear_model import LogisticRegression
 
-    from responseai.breast.constants import BREAST_SCHEMA
-    from responseai.clinical import records_from_frame
     from responseai.metrics import youden_threshold
 
     frame = pd.read_csv(train_manifest)
@@ -283,27 +261,27 @@ def evaluate_pcr(
     out_dir: str | Path,
     train_manifest: str | Path,
     test_manifest: str | Path,
-    runs_dir: str | Path | None = None,
-    epochs: tuple[int, int, int] = (12, 12, 24),
-    lambda_att: float = 1.0,
+    runs_dir: str | Path,
     seed: int = 0,
     n_boot: int = 1000,
     threads: int = 2,
 ) -> dict:
-    """Train (or reuse from ``runs_dir``) the four ablations and validate them externally.
+    """Validate the four trained ablations of ``runs_dir`` externally.
 
-    ``train_manifest`` and ``test_manifest`` must come from phantom cohorts with different
+    ``runs_dir`` holds the ``stepwise`` and ``single_stage`` runs of ``python -m training.train breast
+    pcr`` on ``train_manifest`` (``training/build_pcr_weights.sh`` trains both); this module only
+    reads them. ``train_manifest`` and ``test_manifest`` must come from phantom cohorts with different
     seeds; only the test cohort's ``external`` rows are scored. Writes
     ``pcr_evaluation.md``, ``pcr_evaluation.json`` and three PNGs to ``out_dir``; returns the JSON dict.
     """
     out_dir, train_manifest, test_manifest = Path(out_dir), Path(train_manifest), Path(test_manifest)
-    runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(runs_dir)
+    _check_runs(runs_dir)
     _check_different_seeds(train_manifest, test_manifest)
+    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
-    train_ablations(runs_dir, train_manifest, epochs, lambda_att, seed, threads)
-    final_card = json.loads((runs_dir / "stepwise" / "breast_pcr.json").read_text())
-    encoder = ClinicalEncoder.from_dict(final_card["preprocessing"]["clinical_encoder"])
+    final_card = json.loads((runs_dir / "stepwise" / "breast_pcr.json").read_text(encoding="utf-8"))
+    encoder = ClinicalEncoder.from_dict(final_card["preprocessing"]["clinical_encoder"], BREAST_SCHEMA)
     cohort = load_test_cohort(test_manifest, final_card["architecture"], encoder)
     y = cohort.labels
     truth = pd.read_csv(test_manifest.parent / "truth.csv")
@@ -324,10 +302,10 @@ def evaluate_pcr(
         "threshold_rule": final_card["threshold_rule"], "results": results,
         "acceptance": acceptance(results, paired, matched),
     }
-    (out_dir / "pcr_evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "pcr_evaluation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results, len(y), int(y.sum()))
     (out_dir / "pcr_evaluation.md").write_text("# pCR ablations, external validation\n\n" + table + "\n" +
-                                               _acceptance_text(summary["acceptance"]))
+                                               _acceptance_text(summary["acceptance"]), encoding="utf-8")
     plot_curves(outputs, y, out_dir)
     log.info("external evaluation written to %s", out_dir)
     return summary
@@ -350,34 +328,42 @@ def _acceptance_text(acc: dict) -> str:
     )
 
 
+def _check_runs(runs_dir: Path) -> None:
+    """Every ablation's weights must exist: the evaluation reads trained runs, it never trains."""
+    missing = [str(runs_dir / folder / file) for folder, file in ABLATIONS.values() if not (runs_dir / folder / file).is_file()]
+    if missing:
+        raise ResponseAIError(
+            f"trained runs not found: {', '.join(missing)}; train them first with "
+            "`python -m training.train breast pcr --mode stepwise|single-stage --out RUNS/stepwise|RUNS/single_stage "
+            "--manifest TRAIN.csv` (training/build_pcr_weights.sh does both)")
+
+
 def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
     """Refuse to validate on the training phantom (same seed = same patients)."""
     seeds = []
     for manifest in (train_manifest, test_manifest):
         meta = manifest.parent / "cohort.json"
-        seeds.append(json.loads(meta.read_text()).get("seed") if meta.exists() else None)
+        seeds.append(json.loads(meta.read_text(encoding="utf-8")).get("seed") if meta.exists() else None)
     if seeds[0] is not None and seeds[0] == seeds[1]:
         raise ValueError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m responseai.breast.pcr.evaluation --train CSV --test CSV --out DIR [--runs DIR]``."""
+    """``responseai evaluate breast pcr --train CSV --test CSV --runs DIR --out DIR``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m responseai.breast.pcr.evaluation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="responseai evaluate breast pcr", description=__doc__.splitlines()[0])
     parser.add_argument("--train", required=True, type=Path, help="training cohort manifest.csv")
     parser.add_argument("--test", required=True, type=Path, help="test cohort manifest.csv (another seed)")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
-    parser.add_argument("--runs", type=Path, default=None, help="trained runs (reused when present; default OUT/runs)")
-    parser.add_argument("--epochs", type=int, nargs=3, default=[12, 12, 24], metavar=("E1", "E2", "E3"))
-    parser.add_argument("--lambda-att", type=float, default=1.0)
+    parser.add_argument("--runs", required=True, type=Path,
+                        help="folder with the trained stepwise/ and single_stage/ runs (training/build_pcr_weights.sh)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    evaluate_pcr(args.out, args.train, args.test, args.runs, tuple(args.epochs), args.lambda_att, args.seed,
-                 args.n_boot, args.threads)
+    evaluate_pcr(args.out, args.train, args.test, args.runs, args.seed, args.n_boot, args.threads)
     return 0
 
 

@@ -127,8 +127,8 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``responseai evaluate segmentation`` entry point."""
-    parser = argparse.ArgumentParser(prog="responseai evaluate segmentation", description=__doc__.splitlines()[0])
+    """``responseai evaluate breast segmentation`` entry point."""
+    parser = argparse.ArgumentParser(prog="responseai evaluate breast segmentation", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, help="cohort manifest.csv (not the training seed)")
     parser.add_argument("--weights", type=Path, default=DEFAULT)
     parser.add_argument("--split", default="external")

@@ -1,4 +1,4 @@
-"""Command line (demo, synth), staged outputs, and the first-use dependency decision."""
+"""Command line (demo, synth, report dispatch, registry errors) and staged outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from responseai.cli import main
 from responseai.io import read_image
 from responseai.outputs import staged_output_dir
-from responseai.slicer_bridge import dependencies
 
 
 def test_demo_runs_the_full_case_with_the_shipped_weights(tmp_path: Path):
@@ -60,19 +59,38 @@ def test_failed_run_leaves_the_output_folder_untouched(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_missing_requirements_and_consent(tmp_path: Path):
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# comment\nnumpy\nresponseai-no-such-package==1.0\ntorch==0.0.1\n", encoding="utf-8")
-    assert dependencies.missing_requirements(dependencies.read_requirements(requirements)) == [
-        "responseai-no-such-package==1.0", "torch==0.0.1"]
-    installed: list[str] = []
-    order = dependencies.install_missing(installed.append, requirements)
-    assert order == installed == ["torch==0.0.1", "responseai-no-such-package==1.0"]
-    with pytest.raises(RuntimeError, match="not installed"):
-        dependencies.ensure_installed(lambda question: False, installed.append, "BreastResponseAI", requirements)
-    assert dependencies.ensure_installed(lambda question: True, installed.append, "BreastResponseAI", requirements)
+def test_every_family_verb_answers_help(capsys):
+    """The one CLI shape: `<verb> <family> [<part>] --help` exists for every registered entry point."""
+    from responseai import registry
+
+    for family in registry.families().values():
+        commands = [["predict", family.name], ["synth", family.name]]
+        commands += [["evaluate", family.name, part] for part in family.evaluate]
+        commands += [["train", family.name, part] for part in family.train]
+        commands += [["bench", family.name]] if family.bench else []
+        for argv in commands:
+            with pytest.raises(SystemExit) as done:
+                main([*argv, "--help"])
+            assert done.value.code == 0, argv
+            assert "usage:" in capsys.readouterr().out
 
 
-def test_shipped_requirements_never_touch_slicer_bundled_packages():
-    names = {r.split("=")[0].split(">")[0].lower() for r in dependencies.read_requirements()}
-    assert "torch" in names and not names & {"numpy", "simpleitk", "pydicom", "requests"}
+def test_unknown_family_part_or_verb_is_a_clear_error(caplog, tmp_path: Path):
+    assert main(["predict", "lung", "--out", str(tmp_path)]) == 2
+    assert "unknown model family 'lung'; known: breast, gradeguided" in caplog.text
+    assert main(["evaluate", "breast", "--out", str(tmp_path)]) == 2
+    assert "evaluate breast: choose one of pcr, segmentation" in caplog.text
+    assert main(["fly", "breast"]) == 2
+    assert "unknown command 'fly'" in caplog.text
+
+
+def test_report_dispatches_on_the_recorded_family(caplog, tmp_path: Path):
+    prediction = tmp_path / "prediction"
+    prediction.mkdir()
+    (prediction / "result.json").write_text(json.dumps({"case_id": "x"}), encoding="utf-8")
+    assert main(["report", "--prediction", str(prediction), "--out", str(tmp_path / "r")]) == 2
+    assert "names no model family" in caplog.text
+    (prediction / "result.json").write_text(json.dumps({"family": "breast", "case_id": "x"}), encoding="utf-8")
+    assert main(["report", "gradeguided", "--prediction", str(prediction), "--out", str(tmp_path / "r")]) == 2
+    assert "holds a 'breast' prediction, not 'gradeguided'" in caplog.text
+    assert not (tmp_path / "r").exists()
