@@ -6,7 +6,7 @@ OUT    ?= demo-output
 # UTF-8 file I/O whatever the machine's locale (CI may run with LANG unset).
 export PYTHONUTF8 := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench check-slicer-requirements clean
 
 # torch is installed first, pinned: monai's unpinned `torch` requirement would otherwise pull
 # a multi-GB CUDA build. The stamps re-run the install only when pyproject.toml changes.
@@ -30,6 +30,10 @@ test: $(VENV)/.test
 bench: $(VENV)/.core
 	$(BIN)/responseai bench breast --n 10 --threads 2
 	$(BIN)/responseai evaluate breast segmentation --bench 20 --threads 1
+
+# the first-use requirements resolve against Slicer 5.10 / 5.12's bundled numpy and pydicom (needs PyPI)
+check-slicer-requirements: $(VENV)/.core
+	$(BIN)/python Testing/Scripts/check_slicer_requirements.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -122,8 +122,11 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
         return self.logic.importResults(job, previous, self._parameterNode)
 
     def showResults(self, results) -> None:
-        slicer.util.setSliceViewerLayers(background=self._parameterNode.post1Phase, foreground=results.heatmap,
-                                         foregroundOpacity=self._parameterNode.heatmapOpacity)
+        """The attention map over post-contrast 1 (the Grad-CAM instead when the user asked for it)."""
+        p = self._parameterNode
+        overlay = results.gradcam if p.showGradcam and results.gradcam is not None else results.heatmap
+        slicer.util.setSliceViewerLayers(background=p.post1Phase, foreground=overlay,
+                                         foregroundOpacity=p.heatmapOpacity)
         self.logic.showTable(results.table)
 
     def writeReport(self, folder: str) -> dict:

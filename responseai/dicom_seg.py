@@ -4,21 +4,39 @@ A DICOM SEG lets the mask travel back to PACS and open on top of the very images
 from; highdicom writes the object and checks its consistency, so nothing here encodes DICOM
 by hand. The source slices are ordered as SimpleITK's series reader ordered them when the
 volume was read, so frame k of the mask is slice k of the image.
+
+highdicom needs pydicom 3 with numpy 2 (0.23+); 3D Slicer 5.10 bundles pydicom 2.4 with numpy 2,
+for which no highdicom release works (0.22 calls ``np.float_``, removed in numpy 2). There the
+export says so (:class:`DicomSegUnavailableError`) and the mask is still written as .seg.nrrd.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
 from responseai import __version__
-from responseai.errors import GeometryMismatchError, InputFileError
+from responseai.errors import GeometryMismatchError, InputFileError, ResponseAIError
 from responseai.image import Image
+
+
+class DicomSegUnavailableError(ResponseAIError):
+    """This Python cannot write DICOM SEG (no highdicom for its pydicom); other outputs are unaffected."""
+
+
+def _highdicom():
+    """highdicom, or why it cannot be used here."""
+    try:
+        import highdicom
+    except ImportError as exc:
+        raise DicomSegUnavailableError(
+            f"DICOM SEG export needs highdicom, which needs pydicom 3 (this Python has pydicom {pydicom.__version__}; "
+            "3D Slicer 5.12 or newer, or the responseai command line): the mask is in tumour.seg.nrrd") from exc
+    return highdicom
 
 
 def source_slices(folder: str | Path) -> list[pydicom.Dataset]:
@@ -34,6 +52,7 @@ def source_slices(folder: str | Path) -> list[pydicom.Dataset]:
 def write_dicom_seg(mask: Image, source_folder: str | Path, out_path: str | Path,
                     segment_label: str = "Tumour") -> Path:
     """Write ``mask`` (on the source series' grid) as a binary DICOM SEG next to its source."""
+    hd = _highdicom()
     sources = source_slices(source_folder)
     frames = (mask.array > 0).astype(np.uint8)
     if frames.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):

@@ -295,10 +295,23 @@ def ensureDependencies(who: str, progress=None) -> None:
     from responseai.slicer_bridge.dependencies import check_supported, ensure_installed
 
     check_supported((slicer.app.majorVersion, slicer.app.minorVersion))
-    installed = ensure_installed(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, who,
-                                 install_torch=installTorch, progress=progress)
+    with tempfile.TemporaryDirectory() as work:
+        installed = ensure_installed(slicer.util.confirmOkCancelDisplay, pipInstaller(Path(work)), who,
+                                     install_torch=installTorch, progress=progress)
     if installed:
         logging.info("installed %s", ", ".join(installed))
+
+
+def pipInstaller(work: Path):
+    """``slicer.util.pip_install``; from Slicer 5.11 (``slicer.pydeps``) with Slicer's bundled versions as
+    pip constraints, so that no dependency of ours can replace numpy, SimpleITK or pydicom."""
+    if not hasattr(slicer, "pydeps"):
+        return slicer.util.pip_install
+    from responseai.slicer_bridge.dependencies import bundled_constraints
+
+    constraints = work / "slicer-bundled-constraints.txt"
+    constraints.write_text("\n".join(bundled_constraints()) + "\n", encoding="utf-8")
+    return lambda requirement: slicer.util.pip_install(requirement, constraints=str(constraints))
 
 
 def installTorch(requirement: str) -> None:

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from responseai.breast.constants import BREAST_VARIABLES
 from responseai.image import Image
-from responseai.synthetic.cohort import cohort_parser, parse_cohort_args, write_case_images, write_cohort_files
+from responseai.synthetic.cohort import case_stream, cohort_parser, parse_cohort_args, write_case_images, write_cohort_files
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ class Case:
 
 def generate_case(seed: int, index: int, site: Site | None = None) -> Case:
     """Generate case ``index`` of the cohort ``seed`` (its site drawn unless given)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    site_draw = rng.choice(len(SITES), p=[s.weight for s in SITES])
-    site = site or SITES[site_draw]
+    rng, site = case_stream(seed, index, SITES, site)
     clinical, latent = _draw_clinical_and_latent(rng)
     logit = _pcr_logit(clinical, latent) + rng.normal(0, 0.4)
     pcr = int(rng.random() < 1 / (1 + np.exp(-logit)))

@@ -103,12 +103,21 @@ def export_breast_report(
         write_report(report, snapshots, staging)
         write_segmentation(mask, staging / "tumour.seg.nrrd")
         if dicom_source is not None and Path(dicom_source).is_dir():
-            from responseai.dicom_seg import write_dicom_seg
-
-            write_dicom_seg(mask, dicom_source, staging / "tumour-seg.dcm")
+            _write_dicom_seg(mask, dicom_source, staging)
         names = sorted(p.name for p in staging.iterdir())
     log.info("report for %s written to %s", record["case_id"], out_dir)
     return {name: out_dir / name for name in names}
+
+
+def _write_dicom_seg(mask: Image, dicom_source: str | Path, staging: Path) -> None:
+    """The DICOM SEG, or a note saying why this Python cannot write one (the rest of the report stands)."""
+    from responseai.dicom_seg import DicomSegUnavailableError, write_dicom_seg
+
+    try:
+        write_dicom_seg(mask, dicom_source, staging / "tumour-seg.dcm")
+    except DicomSegUnavailableError as exc:
+        log.warning("%s", exc)
+        (staging / "DICOM-SEG-NOT-WRITTEN.txt").write_text(f"{exc}\n", encoding="utf-8")
 
 
 def report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:

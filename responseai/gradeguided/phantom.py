@@ -54,7 +54,7 @@ from scipy import ndimage
 
 from responseai.gradeguided.constants import CLINICAL_SCHEMA, GRADES, MODALITIES, STAGES, SUBTYPES, TREATMENTS
 from responseai.image import Image
-from responseai.synthetic.cohort import cohort_parser, parse_cohort_args, write_case_images, write_cohort_files
+from responseai.synthetic.cohort import case_stream, cohort_parser, parse_cohort_args, write_case_images, write_cohort_files
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ class Case:
 
 def generate_case(seed: int, index: int, site: Site | None = None) -> Case:
     """Generate case ``index`` of cohort ``seed`` in memory (its site drawn unless given)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    site_draw = rng.choice(len(SITES), p=[s.weight for s in SITES])
-    site = site or SITES[site_draw]
+    rng, site = case_stream(seed, index, SITES, site)
     grade = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
     clinical = _draw_clinical(rng, grade)
     latent = _draw_latent(rng, grade)

@@ -6,9 +6,10 @@ PyTorch extension when present, after the user's consent); this module decides *
 install and in which order, so the decision is testable outside Slicer.
 
 Slicer's bundled numpy, SimpleITK, pydicom and requests are never installed or upgraded: its
-own DICOM import calls pydicom, and a pydicom 3 over Slicer 5.10's pydicom 2.4 breaks it. Where
-a package's newest release needs a newer pydicom than the bundle (highdicom ≥ 0.23 needs
-pydicom 3), the last release that works with the bundled one is chosen instead.
+own DICOM import calls pydicom, and a pydicom 3 over Slicer 5.10's pydicom 2.4 breaks it.
+highdicom (DICOM SEG export) is installed only where Slicer bundles pydicom 3: highdicom ≥ 0.23
+needs pydicom 3, and 0.22, the last for pydicom 2, fails with numpy 2 (both bundled by 5.10), so
+on 5.10 the SEG export says it is unavailable and the mask is written as .seg.nrrd.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(==\s*([^\s;#]+))?")
 MIN_SLICER = (5, 10)  # Python 3.12; Slicer 5.8 has Python 3.9, on which torch 2.13 does not install
 MIN_PYTHON = (3, 10)
 SLICER_BUNDLED = ("numpy", "simpleitk", "pydicom", "requests", "vtk")
-# highdicom 0.23+ requires pydicom >= 3; 0.22.0 is the last release for pydicom 2 (2.3 – 2.4, not 2.4.0).
-PYDICOM2_HIGHDICOM = "highdicom==0.22.0"
+NEEDS_PYDICOM_3 = ("highdicom",)  # skipped where Slicer bundles pydicom 2 (see the module docstring)
 DOWNLOAD_NOTE = ("about 1 GB to download and install (torch ≈ 200–900 MB depending on the platform, "
                  "MONAI, scikit-learn, pandas and smaller packages); Slicer's own numpy, SimpleITK and "
                  "pydicom are kept")
@@ -77,10 +77,15 @@ def for_bundled_packages(requirements: list[str], version_of: VersionOf = instal
         name = _name(requirement)
         if name in SLICER_BUNDLED:
             continue
-        if name == "highdicom" and pydicom is not None and int(pydicom.split(".")[0]) < 3:
-            requirement = PYDICOM2_HIGHDICOM
+        if name in NEEDS_PYDICOM_3 and pydicom is not None and int(pydicom.split(".")[0]) < 3:
+            continue
         adapted.append(requirement)
     return adapted
+
+
+def bundled_constraints(version_of: VersionOf = installed_version) -> list[str]:
+    """``name==version`` of each bundled package present: a pip constraints file that forbids replacing them."""
+    return [f"{name}=={version}" for name in SLICER_BUNDLED if (version := version_of(name))]
 
 
 def missing_requirements(requirements: list[str], version_of: VersionOf = installed_version) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -22,6 +23,16 @@ from responseai.image import Image
 from responseai.io import write_image
 
 log = logging.getLogger(__name__)
+
+
+def case_stream(seed: int, index: int, sites: Sequence, site=None) -> tuple[np.random.Generator, object]:
+    """Case ``index`` of cohort ``seed``: its own random stream, and its site (drawn by weight unless given).
+
+    The site is drawn even when given, so a case's other draws do not depend on that choice.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+    draw = rng.choice(len(sites), p=[s.weight for s in sites])
+    return rng, site or sites[draw]
 
 
 def write_case_images(out: str | Path, patient_id: str, images: Mapping[str, Image], mask: Image) -> dict[str, str]:

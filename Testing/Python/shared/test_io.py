@@ -138,3 +138,23 @@ def test_dicom_seg_export_references_the_source_series(tmp_path: Path):
     with pytest.raises(GeometryMismatchError, match="does not match the DICOM series"):
         write_dicom_seg(Image(mask.array[:-1], mask.spacing, mask.origin, mask.direction),
                         tmp_path / "series", tmp_path / "bad.dcm")
+
+
+def test_without_highdicom_the_seg_export_says_why_and_the_report_keeps_the_rest(tmp_path: Path, monkeypatch):
+    """Slicer 5.10 (pydicom 2.4 + numpy 2) has no usable highdicom: a clear note, not a failed export."""
+    import sys
+
+    from responseai.breast.report import _write_dicom_seg
+    from responseai.dicom_seg import DicomSegUnavailableError, write_dicom_seg
+
+    image = _oblique_image()
+    _write_dicom_series(image, tmp_path / "series")
+    volume = read_image(tmp_path / "series")
+    mask = volume.with_array((volume.array > 800).astype(np.uint8))
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # `import highdicom` now fails, as without the package
+    with pytest.raises(DicomSegUnavailableError, match="needs pydicom 3.*tumour.seg.nrrd"):
+        write_dicom_seg(mask, tmp_path / "series", tmp_path / "seg.dcm")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    _write_dicom_seg(mask, tmp_path / "series", staging)
+    assert [p.name for p in staging.iterdir()] == ["DICOM-SEG-NOT-WRITTEN.txt"]

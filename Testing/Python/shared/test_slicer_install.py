@@ -29,9 +29,9 @@ def _versions(table: dict):
 def test_consent_order_and_refusal(tmp_path: Path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# comment\nnumpy\nmonai==1.6.1\ntorch==2.13.0\nhighdicom>=0.23\n", encoding="utf-8")
-    have = _versions({"numpy": "2.0.2", "pydicom": "2.4.4", "monai": "1.6.1"})
+    have = _versions({"numpy": "2.0.2", "pydicom": "3.0.2", "monai": "1.6.1"})
     plan = dependencies.install_plan(requirements, have)
-    assert plan == ["torch==2.13.0", dependencies.PYDICOM2_HIGHDICOM]  # torch first; numpy never touched
+    assert plan == ["torch==2.13.0", "highdicom>=0.23"]  # torch first; numpy never touched
     pip, torch, steps = [], [], []
     with pytest.raises(ResponseAIError, match="not installed"):
         dependencies.ensure_installed(lambda q: False, pip.append, "BreastResponseAI", requirements, version_of=have)
@@ -40,8 +40,8 @@ def test_consent_order_and_refusal(tmp_path: Path):
     done = dependencies.ensure_installed(lambda q: questions.append(q) or True, pip.append, "BreastResponseAI",
                                          requirements, install_torch=torch.append,
                                          progress=lambda i, n, r: steps.append((i, n, r)), version_of=have)
-    assert done == plan and torch == ["torch==2.13.0"] and pip == [dependencies.PYDICOM2_HIGHDICOM]
-    assert steps == [(0, 2, "torch==2.13.0"), (1, 2, dependencies.PYDICOM2_HIGHDICOM)]
+    assert done == plan and torch == ["torch==2.13.0"] and pip == ["highdicom>=0.23"]
+    assert steps == [(0, 2, "torch==2.13.0"), (1, 2, "highdicom>=0.23")]
     assert "torch==2.13.0" in questions[0] and "GB" in questions[0] and "kept" in questions[0]
 
 
@@ -50,9 +50,14 @@ def test_shipped_requirements_never_replace_what_slicer_bundles(slicer: str):
     plan = dependencies.for_bundled_packages(dependencies.read_requirements(), _versions(SLICER_BUNDLES[slicer]))
     names = {re.split(r"[=<>!~ ]", r)[0].lower() for r in plan}
     assert "torch" in names and "jsonschema" in names and not names & {"numpy", "simpleitk", "pydicom", "requests"}
-    highdicom = next(r for r in plan if r.startswith("highdicom"))
     # highdicom >= 0.23 requires pydicom >= 3: on Slicer 5.10 it would pull pydicom 3 over Slicer's 2.4.4
-    assert highdicom == (dependencies.PYDICOM2_HIGHDICOM if slicer == "5.10" else "highdicom>=0.23")
+    # (and 0.22, the last for pydicom 2, fails with Slicer 5.10's numpy 2): no highdicom there
+    assert ("highdicom" in names) == (slicer != "5.10")
+
+
+def test_bundled_versions_become_pip_constraints():
+    constraints = dependencies.bundled_constraints(_versions({**SLICER_BUNDLES["5.10"], "simpleitk": "2.4.0"}))
+    assert constraints == ["numpy==2.0.2", "simpleitk==2.4.0", "pydicom==2.4.4"]
 
 
 def test_old_slicer_is_refused_with_a_clear_message():
