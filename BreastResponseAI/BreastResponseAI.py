@@ -166,6 +166,12 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         return field_errors(values, BREAST_SCHEMA)
 
     @staticmethod
+    def categoryLabels() -> dict:
+        from responseai.breast.constants import CATEGORY_LABELS
+
+        return CATEGORY_LABELS
+
+    @staticmethod
     def summaryText(results) -> str:
         return _("pCR probability {probability:.2f} ({label})").format(
             probability=results.record["pcr_probability"], label=results.record["predicted_class"])

@@ -153,6 +153,12 @@ class GradeGuidedFusionLogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         return field_errors(values, CLINICAL_SCHEMA)
 
     @staticmethod
+    def categoryLabels() -> dict:
+        from responseai.gradeguided.constants import CATEGORY_LABELS
+
+        return CATEGORY_LABELS
+
+    @staticmethod
     def summaryText(results) -> str:
         r = results.record
         return _("Grade {grade} ({source}); response probability {probability:.2f} ({label}); subtype {subtype}").format(

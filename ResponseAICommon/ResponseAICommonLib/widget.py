@@ -100,10 +100,21 @@ class ResponseAIWidgetMixin:
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._labelCategories()
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
     # --- form -----------------------------------------------------------------------------------
+    def _labelCategories(self) -> None:
+        """Show 'Luminal A', not 'luminal_a'. The wrapper's combo-box connector fills the items with the
+        choice codes and maps them by index (Slicer's parameterNodeWrapper/guiConnectors.py), so the
+        item texts can be relabelled without changing what is stored."""
+        labels = self.logic.categoryLabels()
+        for widget in self._fieldWidgets.values():
+            if isinstance(widget, qt.QComboBox):
+                for index in range(widget.count):
+                    widget.setItemText(index, labels.get(widget.itemText(index), widget.itemText(index)))
+
     def clinicalValues(self) -> dict:
         return {name: getattr(self._parameterNode, name) for name in self.clinicalFields}
 

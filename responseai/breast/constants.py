@@ -32,3 +32,10 @@ BREAST_VARIABLES: tuple[Variable, ...] = (
     Variable("tumour_size_mm", "Tumour size", "mm", 1, 200),
 )
 BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}
+# How the form shows each category code (the codes stay in files, manifests and result.json).
+CATEGORY_LABELS = {
+    "pre": "Premenopausal", "post": "Postmenopausal", "negative": "Negative", "positive": "Positive",
+    "luminal_a": "Luminal A", "luminal_b": "Luminal B", "her2_enriched": "HER2-enriched",
+    "triple_negative": "Triple negative", "ductal": "Invasive ductal (NST)", "lobular": "Invasive lobular",
+    "other": "Other", "1": "Grade 1", "2": "Grade 2", "3": "Grade 3", "unknown": "Unknown",
+}

@@ -28,3 +28,8 @@ CLINICAL_VARIABLES: tuple[Variable, ...] = (
     Variable("treatment", "Treatment", categories=TREATMENTS),
 )
 CLINICAL_SCHEMA: dict[str, Variable] = {v.name: v for v in CLINICAL_VARIABLES}
+# How the form shows each category code (the codes stay in files, manifests and result.json).
+CATEGORY_LABELS = {
+    "mutant": "Mutant", "wild-type": "Wild-type", "chemo": "Chemotherapy", "immunotherapy": "Immunotherapy",
+    "targeted": "Targeted therapy", "unknown": "Unknown",
+}

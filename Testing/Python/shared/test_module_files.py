@@ -102,3 +102,20 @@ def test_heavy_core_imports_come_after_the_dependency_install(path: Path):
             continue
         core = [n.lineno for n in ast.walk(function) if isinstance(n, ast.Attribute) and n.attr == "core"]
         assert core and min(core) < min(heavy), f"{path.name}:{function.name} imports the core before .core"
+
+
+@pytest.mark.parametrize("module,family", [("BreastResponseAI", "breast"), ("GradeGuidedFusion", "gradeguided")])
+def test_every_clinical_choice_has_a_readable_label(module: str, family: str):
+    """Combo boxes show labels ('Luminal A'), never a code ('luminal_a') the clinician has to decode;
+    stage notations (T2, N1, III) are shown as they are."""
+    import importlib
+
+    labels = importlib.import_module(f"responseai.{family}.constants").CATEGORY_LABELS
+    source = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+    wrapper = next(n for n in source.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode")
+    clinical = {s.target.id: s for s in wrapper.body if isinstance(s, ast.AnnAssign)}
+    choices = [c.value for name, s in clinical.items() if name != "biopsyGrade"
+               for call in ast.walk(s.annotation) if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Choice"
+               for c in call.args[0].elts]
+    worded = {c for c in choices if any(ch.islower() for ch in c)}  # T2, N1, III are read as they are
+    assert worded and worded <= set(labels), sorted(worded - set(labels))
