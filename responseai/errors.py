@@ -36,6 +36,10 @@ class MissingSegmentError(ResponseAIError):
     """No tumour segment was given, or none can be told apart from the others (say which to name)."""
 
 
+class AnatomyNotFoundError(ResponseAIError):
+    """The anatomy a model needs (both breasts, a body) is not in the image; say what was looked for."""
+
+
 class ClinicalValueError(ResponseAIError):
     """A clinical variable is out of range or an unknown category."""
 

@@ -99,6 +99,13 @@ def validate_volume(image: Image, label: str) -> None:
             raise InvalidImageError(f"{label}: {bad} voxel(s) are NaN or infinite")
 
 
+def validate_not_constant(image: Image, label: str) -> None:
+    """An image whose voxels all have one value carries nothing a model can read (a failed export, a blank series)."""
+    low, high = float(image.array.min()), float(image.array.max())
+    if low == high:
+        raise InvalidImageError(f"{label}: every voxel has the value {low:g}; this is not an image (blank or failed export?)")
+
+
 def validate_mask(mask: Image, label: str = "tumour mask") -> None:
     """A mask must be binary-like and neither empty nor the whole volume."""
     validate_volume(mask, label)

@@ -1,7 +1,10 @@
-"""Spatial helpers with no family knowledge: resampling to a spacing, crops around a mask and back.
+"""Spatial helpers with no family knowledge: the canonical grid, resampling to a spacing, crops and back.
 
 Training and inference of every family call these same functions, so a crop is cut the same
-way in both.
+way in both. The *canonical grid* makes every acquisition look alike to a network: axial,
+axis-aligned with LPS (i → left, j → posterior, k → superior), at the model's spacing, whatever
+the scanner stored (RAS-flipped, LPI, sagittal, oblique). Outputs go back onto the user's grid
+with :func:`responseai.io.resample_to`, which works in physical space.
 """
 
 from __future__ import annotations
@@ -13,6 +16,25 @@ import SimpleITK as sitk
 
 from responseai.image import Image
 from responseai.io import from_sitk, to_sitk
+
+
+def canonical_grid(image: Image, spacing: tuple[float, float, float]) -> Image:
+    """An empty LPS-aligned grid (identity direction) at ``spacing`` covering ``image``'s physical extent.
+
+    The extent is the bounding box of the voxel centres, so an oblique or sagittal volume keeps
+    all of its voxels; the array is zero (only the geometry is meant).
+    """
+    low, high = image.physical_extent()
+    size = [max(2, int(np.floor((hi - lo) / s)) + 1) for lo, hi, s in zip(low, high, spacing)]
+    return Image(np.zeros(size[::-1], np.uint8), spacing, tuple(low), np.eye(3))
+
+
+def to_canonical(image: Image, grid: Image, is_label: bool = False) -> Image:
+    """``image`` resampled onto a canonical grid from :func:`canonical_grid` (linear; nearest for labels)."""
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    out = sitk.Resample(to_sitk(image), to_sitk(grid), sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
+    result = from_sitk(out)
+    return result.with_array(result.array.astype(np.uint8)) if is_label else result
 
 
 def resample_to_spacing(image: Image, spacing: tuple[float, float, float], is_label: bool = False) -> Image:

@@ -1,10 +1,13 @@
 """Train the breast tumour segmentation network from a cohort manifest.
 
 ``python -m training.train breast segmentation --manifest CSV --out DIR``:
-trains on ``split == train`` rows, picks the epoch with the best Dice on ``split == val``
-(whole volumes, sliding window, same post-processing as inference), writes
-``DIR/breast_seg.safetensors`` + model card. Patches are sampled around the tumour two times
-in three (the tumour is < 2 % of the volume), with random flips; loss is MONAI's Dice + CE.
+trains on ``split == train`` rows, picks the epoch with the best tumour Dice on ``split == val``
+(whole exams, sliding window, inference's own breast-region and candidate selection), writes
+``DIR/breast_seg.safetensors`` + model card. Every exam is put on the canonical grid as at
+inference. With an ``anatomy`` column (the phantom's label map) the network learns three classes,
+background / breast / tumour, so inference can discard candidates outside the breasts.
+Patches: around the tumour half of the time, on enhancing non-tumour anatomy (heart, vessels,
+nodes, benign lesion) a quarter, anywhere a quarter; MONAI augmentation; loss Dice + CE.
 Runs on a GPU when present and under ``torchrun`` (DDP); ``--resume`` continues a run.
 """
 
@@ -23,14 +26,24 @@ from monai.losses import DiceCELoss
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from monai.transforms import (
+    Compose,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+)
+
+from responseai.breast.constants import DCE_CHANNELS, REFERENCE_PHASE
+from responseai.breast.preprocess import check_phases
+from responseai.breast.segmentation.inference import breast_region, network_input, predict_probabilities, select_tumour
+from responseai.breast.segmentation.model import DEFAULT_ARCHITECTURE, SPACING_MM, TASK, build_model
 from responseai.image import Image
-from responseai.breast.segmentation.inference import network_input, postprocess, predict_probability
 from responseai.io import read_image
 from responseai.metrics import dice
-from responseai.breast.segmentation.model import DEFAULT_ARCHITECTURE, SPACING_MM, TASK, build_model
-from responseai.breast.constants import REFERENCE_PHASE
-from responseai.breast.constants import DCE_CHANNELS
-from responseai.spatial import resample_to_spacing
+from responseai.spatial import to_canonical
 from responseai.weights import save_model
 from training.engine import (
     all_reduce_mean,
@@ -47,14 +60,17 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_seg"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "2.0.0"
+CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
+BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
+DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion
 
 
 @dataclass(frozen=True)
 class SegTrainConfig:
     """Everything a segmentation training run is given; also its command line."""
 
-    manifest: Path = field(metadata={"help": "cohort manifest.csv"})
+    manifest: Path = field(metadata={"help": "cohort manifest.csv (an `anatomy` column adds the breast class)"})
     out: Path = field(metadata={"help": "output folder for weights + card"})
     epochs: int = 20
     steps: int = field(default=25, metadata={"help": "optimiser steps per epoch"})
@@ -64,71 +80,112 @@ class SegTrainConfig:
     seed: int = 0
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.pt"})
+    n_val: int = field(default=16, metadata={"help": "validation exams scored each epoch (whole exams, sliding window)"})
+    augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, noise)"})
 
 
 @dataclass
 class SegCase:
-    """One case at network spacing: channels (C, Z, Y, X) and the tumour label (Z, Y, X)."""
+    """One exam on the canonical grid: channels (C, Z, Y, X, float16) and the label (Z, Y, X).
+
+    Labels: 0 background, 1 breast, 2 tumour when the manifest has anatomy maps, else 0 / 1 (tumour).
+    ``negatives`` are voxels of enhancing anatomy that is not tumour (heart, vessels, nodes,
+    benign lesion): patches are drawn there too, so the network learns what a tumour is not.
+    """
 
     patient_id: str
     channels: np.ndarray
     label: np.ndarray
+    negatives: np.ndarray
+
+
+def _labels(row: pd.Series, root: Path, grid: Image) -> tuple[np.ndarray, np.ndarray]:
+    """Training label and hard-negative voxels on the canonical grid."""
+    tumour = to_canonical(read_image(root / row["mask"], "mask"), grid, is_label=True).array > 0
+    if not isinstance(row.get("anatomy"), str):
+        return tumour.astype(np.uint8), np.zeros((0, 3), np.int32)
+    anatomy = to_canonical(read_image(root / row["anatomy"], "anatomy"), grid, is_label=True).array
+    label = np.where(np.isin(anatomy, BREAST_LABELS), 1, 0).astype(np.uint8)
+    label[tumour] = 2
+    negatives = np.argwhere(np.isin(anatomy, DISTRACTOR_LABELS) & ~tumour)
+    return label, negatives[:: max(1, len(negatives) // 5000)].astype(np.int32)
 
 
 def load_case(row: pd.Series, root: Path) -> SegCase:
-    """Read one manifest row and bring it to the network spacing, exactly as inference does."""
-    phases: dict[str, Image] = {name: read_image(root / row[name], name) for name in ("pre", "post1", "post2")}
-    channels, _ = network_input(phases, SPACING_MM)
-    label = resample_to_spacing(read_image(root / row["mask"], "mask"), SPACING_MM, is_label=True)
-    return SegCase(str(row["patient_id"]), channels.astype(np.float32), (label.array > 0).astype(np.uint8))
+    """Read one manifest row and bring it onto the canonical grid, exactly as inference does."""
+    phases: dict[str, Image] = {name: read_image(root / row[name], name) for name in ("pre", "post1", "post2")
+                                if isinstance(row.get(name), str)}
+    channels, grid = network_input(check_phases(phases), SPACING_MM)
+    label, negatives = _labels(row, root, grid)
+    return SegCase(str(row["patient_id"]), channels.astype(np.float16), label, negatives)
 
 
-def load_split(manifest: Path, split: str) -> list[SegCase]:
-    """All cases of one split, held in memory (200 phantom cases at network spacing ≈ 0.5 GB)."""
+def load_split(manifest: Path, split: str, limit: int | None = None) -> list[SegCase]:
+    """The cases of one split held in memory (float16: ≈ 12 MB per bilateral exam)."""
     frame = pd.read_csv(manifest)
-    rows = frame[frame["split"] == split]
+    rows = frame[frame["split"] == split].head(limit) if limit else frame[frame["split"] == split]
     progress = tqdm(rows.iterrows(), total=len(rows), desc=f"loading {split}")
     return [load_case(row, manifest.parent) for _, row in progress]
 
 
+def _augmentation(patch: tuple[int, int, int]) -> Compose:
+    """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms)."""
+    keys = ("image", "label")
+    return Compose([
+        RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
+        RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
+                    mode=("bilinear", "nearest"), padding_mode="zeros", spatial_size=patch),
+        RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.3)),
+        RandAdjustContrastd("image", prob=0.4, gamma=(0.7, 1.5)),
+        RandScaleIntensityd("image", prob=0.5, factors=0.25),
+        RandGaussianNoised("image", prob=0.3, std=0.03),
+    ])
+
+
 def sample_patch(case: SegCase, patch: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random patch, centred on a tumour voxel two times in three; randomly flipped."""
+    """A patch centred on a tumour voxel (1/2), on enhancing non-tumour anatomy (1/4) or anywhere (1/4)."""
     shape = np.array(case.label.shape)
     size = np.minimum(np.array(patch), shape)
-    if rng.random() < 2 / 3:
-        voxels = np.argwhere(case.label)
+    draw = rng.random()
+    if draw < 0.5:
+        voxels = np.argwhere(case.label == case.label.max())
         centre = voxels[rng.integers(len(voxels))]
+    elif draw < 0.75 and len(case.negatives):
+        centre = case.negatives[rng.integers(len(case.negatives))]
     else:
         centre = rng.integers(0, shape)
     start = np.clip(centre - size // 2, 0, shape - size)
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start, size))
-    image, label = case.channels[(slice(None), *box)], case.label[box]
-    for axis in (1, 2):
-        if rng.random() < 0.5:
-            image, label = np.flip(image, axis + 1), np.flip(label, axis)
     padding = [(0, int(p - n)) for p, n in zip(patch, size)]
-    return np.pad(image, [(0, 0), *padding]), np.pad(label, padding)
+    image = np.pad(case.channels[(slice(None), *box)].astype(np.float32), [(0, 0), *padding])
+    return image, np.pad(case.label[box], padding)
 
 
-def make_batch(
-    cases: list[SegCase], patch: tuple[int, int, int], batch_size: int, rng: np.random.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of patches from random cases (cases drawn with replacement: epochs are step counts)."""
-    picks = [sample_patch(cases[i], patch, rng) for i in rng.integers(0, len(cases), batch_size)]
-    images = torch.from_numpy(np.stack([p[0] for p in picks]).copy()).to(device)
-    labels = torch.from_numpy(np.stack([p[1] for p in picks])[:, None].astype(np.int64)).to(device)
-    return images, labels
+def make_batch(cases: list[SegCase], patch: tuple[int, int, int], batch_size: int, rng: np.random.Generator,
+               device: torch.device, augment: Compose | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of (augmented) patches from random cases (drawn with replacement: epochs are step counts)."""
+    images, labels = [], []
+    for i in rng.integers(0, len(cases), batch_size):
+        image, label = sample_patch(cases[i], patch, rng)
+        if augment is not None:
+            augment.set_random_state(int(rng.integers(2**31)))
+            out = augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label[None].astype(np.float32))})
+            image, label = np.asarray(out["image"]), np.asarray(out["label"])[0]
+        images.append(image)
+        labels.append(np.rint(label))
+    return (torch.from_numpy(np.stack(images).astype(np.float32)).to(device),
+            torch.from_numpy(np.stack(labels)[:, None].astype(np.int64)).to(device))
 
 
-def validation_dice(
-    model: torch.nn.Module, cases: list[SegCase], patch: tuple[int, int, int], threshold: float = 0.5
-) -> float:
-    """Mean Dice over whole validation volumes, with inference's own post-processing."""
+def validation_dice(model: torch.nn.Module, cases: list[SegCase], patch: tuple[int, int, int],
+                    threshold: float = 0.5) -> float:
+    """Mean tumour Dice over whole validation exams, with inference's own candidate selection."""
     model.eval()
     scores = []
     for case in cases:
-        probability = predict_probability(model, case.channels, patch)
-        scores.append(dice(postprocess(probability, threshold), case.label))
+        probabilities = predict_probabilities(model, case.channels.astype(np.float32), patch)
+        chosen, *_ = select_tumour(probabilities[-1], threshold, breast_region(probabilities))
+        scores.append(dice(chosen, case.label == case.label.max()))
     model.train()
     return float(np.mean(scores)) if scores else float("nan")
 
@@ -147,21 +204,26 @@ def cohort_seed(manifest: Path) -> int | None:
         return None
 
 
-def build_card(config: SegTrainConfig, n_train: int, n_val: int, best_dice: float, sites: list[str]) -> dict:
+def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: int, best_dice: float,
+               sites: list[str]) -> dict:
     """The model card: everything inference needs (spacing, patch, threshold) and provenance."""
     digest = hashlib.sha256(Path(config.manifest).read_bytes()).hexdigest()[:16]
     return {
         "name": MODEL_NAME, "version": MODEL_VERSION, "task": TASK,
-        "architecture": DEFAULT_ARCHITECTURE,
+        "architecture": architecture,
         "inputs": {"phases": ["pre", "post1", "post2 (optional: post1 used when absent)"],
                    "channels": list(DCE_CHANNELS), "spacing_mm": list(SPACING_MM),
                    "patch_size": list(config.patch), "reference_phase": REFERENCE_PHASE},
-        "classes": ["background", "tumour"], "threshold": 0.5,
-        "preprocessing": {"resample": f"linear to {SPACING_MM} mm (x, y, z)",
+        "classes": CLASSES[architecture["out_channels"]], "threshold": 0.5,
+        "preprocessing": {"resample": f"linear onto the canonical grid: axial, LPS-aligned, {SPACING_MM} mm (x, y, z)",
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
-                          "postprocessing": "tumour softmax probability >= threshold, largest connected "
-                                            "component, hole filling (MONAI)",
-                          "output": "nearest-neighbour resampling back onto the input post1 grid"},
+                          "postprocessing": "breast region = 1-2 largest breast components (3-class cards); tumour "
+                                            "candidates = components with probability >= threshold, those not mostly "
+                                            "inside the breast region discarded, the highest-probability one kept, "
+                                            "holes filled",
+                          "output": "nearest-neighbour resampling back onto the input post1 grid",
+                          "augmentation": "MONAI: L-R flip, affine (±10°, ±10 %), bias field, gamma, intensity "
+                                          "scale, Gaussian noise" if config.augment else "none"},
         "training_data": {"manifest": str(config.manifest), "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(config.manifest),
                           "epochs": config.epochs, "steps_per_epoch": config.steps, "batch_size": config.batch_size,
@@ -176,11 +238,14 @@ def train(config: SegTrainConfig) -> Path | None:
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    train_cases, val_cases = load_split(config.manifest, "train"), load_split(config.manifest, "val")
+    train_cases = load_split(config.manifest, "train")
+    val_cases = load_split(config.manifest, "val", config.n_val)
     if not train_cases or not val_cases:
         raise ValueError(f"{config.manifest}: needs rows with split == train and split == val "
                          f"(found {len(train_cases)} and {len(val_cases)}); the best epoch is chosen on val")
-    model = wrap_model(build_model({"architecture": DEFAULT_ARCHITECTURE}), info)
+    architecture = {**DEFAULT_ARCHITECTURE, "out_channels": int(max(c.label.max() for c in train_cases)) + 1}
+    model = wrap_model(build_model({"architecture": architecture}), info)
+    augment = _augmentation(tuple(config.patch)) if config.augment else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     checkpoint, best_path = config.out / "checkpoints" / "last.pt", config.out / "checkpoints" / "best.safetensors"
@@ -194,7 +259,7 @@ def train(config: SegTrainConfig) -> Path | None:
         rng = np.random.default_rng([config.seed, info.rank, epoch])
         losses = []
         for _ in tqdm(range(config.steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not info.is_main):
-            images, labels = make_batch(train_cases, patch, config.batch_size, rng, info.device)
+            images, labels = make_batch(train_cases, patch, config.batch_size, rng, info.device, augment)
             optimizer.zero_grad()
             loss = loss_fn(model(images), labels)
             loss.backward()
@@ -211,10 +276,10 @@ def train(config: SegTrainConfig) -> Path | None:
             save_checkpoint(checkpoint, model, optimizer, state)
     if not info.is_main:
         return None
-    best = build_model({"architecture": DEFAULT_ARCHITECTURE})
+    best = build_model({"architecture": architecture})
     best.load_state_dict(load_file(str(best_path)))
     sites = sorted(pd.read_csv(config.manifest).query("split == 'train'")["site"].unique().tolist())
-    card = build_card(config, len(train_cases), len(val_cases), state["best_dice"], sites)
+    card = build_card(config, architecture, len(train_cases), len(val_cases), state["best_dice"], sites)
     out = config.out / f"{MODEL_NAME}.safetensors"
     save_model(best, card, out)
     log.info("wrote %s (val Dice %.4f)", out, state["best_dice"])

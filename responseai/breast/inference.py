@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from responseai.breast.constants import BREAST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
 from responseai.breast.pcr.inference import PCRResult, predict_pcr
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
-from responseai.breast.segmentation.inference import segment_tumour
+from responseai.breast.segmentation.inference import segment_exam, side_of
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.image import Image
@@ -53,6 +55,7 @@ class BreastOutputs:
     mask_source: str  # "user" or "model"
     result: PCRResult
     card: dict = field(default_factory=dict)  # the pCR model card, for the report
+    findings: dict = field(default_factory=dict)  # tumour side, breast region, candidates (JSON-able)
 
 
 def make_case(
@@ -94,14 +97,20 @@ def run_case(
 ) -> BreastOutputs:
     """Segment (unless the case has a mask), then predict pCR with explanations."""
     if case.mask is None:
-        progress(10, "segmenting the tumour")
-        mask, source = segment_tumour(case.phases, seg_weights or SEG_DEFAULT), "model"
+        progress(10, "finding the breasts and segmenting the tumour")
+        found = segment_exam(case.phases, seg_weights or SEG_DEFAULT)
+        mask, source = found.mask, "model"
+        findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
+                    "candidates_outside_breasts": found.discarded_outside_breast,
+                    "segmentation_probability": round(found.probability, 4)}
     else:
         mask, source = case.mask, "user"
+        findings = {"tumour_side": side_of(mask)}
     progress(55, "predicting pCR")
     result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
-    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT))
+    findings["tumour_volume_ml"] = round(float(mask.array.sum()) * float(np.prod(mask.spacing)) / 1000, 2)
+    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
 
 
 def result_record(outputs: BreastOutputs) -> dict:
@@ -116,6 +125,7 @@ def result_record(outputs: BreastOutputs) -> dict:
         "attention_in_mask": round(float(r.attention_in_mask), 4),
         "pointing_game_hit": bool(r.pointing_game_hit),
         "mask_source": outputs.mask_source,
+        **outputs.findings,
         "model": {"name": r.model_name, "version": r.model_version},
         "clinical_used": outputs.case.clinical,
         "missing_clinical": list(r.missing_clinical),

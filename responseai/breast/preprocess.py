@@ -12,9 +12,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from responseai.breast.constants import REFERENCE_PHASE, REQUIRED_PHASES
-from responseai.errors import MissingPhaseError
+from responseai.errors import InvalidImageError, MissingPhaseError
 from responseai.image import Image
-from responseai.io import align_to_reference, validate_mask, validate_volume
+from responseai.io import align_to_reference, validate_mask, validate_not_constant, validate_volume
+from responseai.spatial import canonical_grid, to_canonical
+
+MIN_ENHANCEMENT = 0.05  # p99.9 of post1 − pre, as a fraction of the pre-contrast p99: below it, no contrast arrived
 
 
 def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> dict[str, Image]:
@@ -25,7 +28,35 @@ def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> 
         raise MissingPhaseError(f"missing DCE phase(s): {', '.join(missing)} (required: {', '.join(REQUIRED_PHASES)})")
     for name, image in present.items():
         validate_volume(image, f"phase {name}")
-    return align_to_reference(present, REFERENCE_PHASE, resample=resample)
+        validate_not_constant(image, f"phase {name}")
+    aligned = align_to_reference(present, REFERENCE_PHASE, resample=resample)
+    check_enhancement(aligned["pre"], aligned[REFERENCE_PHASE])
+    return aligned
+
+
+def check_enhancement(pre: Image, post1: Image) -> None:
+    """Refuse a post-contrast phase that shows no enhancement (the pre phase twice, a wrong series).
+
+    Every breast DCE exam enhances somewhere (heart, vessels, parenchyma, the lesion); a model
+    fed two copies of the same phase would still print a probability.
+    """
+    scale = float(np.percentile(pre.array, 99)) or float(np.abs(pre.array).max()) or 1.0
+    enhancement = np.percentile(post1.array.astype(np.float32) - pre.array.astype(np.float32), 99.9) / scale
+    if enhancement < MIN_ENHANCEMENT:
+        raise InvalidImageError(
+            f"phase {REFERENCE_PHASE} shows no enhancement over pre (strongest 0.1 % of voxels: {enhancement:+.1%} of "
+            f"the pre-contrast signal, {MIN_ENHANCEMENT:.0%} needed): check that the phases are pre- and "
+            "post-contrast series of the same DCE study, in the right order")
+
+
+def canonical_phases(phases: Mapping[str, Image], spacing: tuple[float, float, float]) -> tuple[dict[str, Image], Image]:
+    """Phases on one canonical grid (axial, LPS-aligned, model spacing) built around post1.
+
+    Whatever the acquisition (RAS-flipped, LPI, sagittal, oblique), the network sees the same
+    anatomy in the same array directions; maps go back with :func:`responseai.io.resample_to`.
+    """
+    grid = canonical_grid(phases[REFERENCE_PHASE], spacing)
+    return {name: to_canonical(image, grid) for name, image in phases.items()}, grid
 
 
 def check_mask(mask: Image, reference: Image, resample: bool = False) -> Image:

@@ -53,6 +53,18 @@ def _clinical_label(name: str) -> str:
     return f"{variable.label} ({variable.units})" if variable.units else variable.label
 
 
+def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
+    """Where the tumour is and how the mask was found (older records lack these: 'not recorded')."""
+    side = case.get("tumour_side")
+    rows: list[tuple[str, object]] = [("Tumour side", f"patient's {side} breast" if side else "not recorded"),
+                                      ("Tumour volume (mask)", f"{case['tumour_volume_ml']:.1f} ml" if "tumour_volume_ml" in case
+                                       else "not recorded")]
+    if "tumour_candidates" in case:
+        rows.append(("Enhancing candidates (outside the breasts, ignored)",
+                     f"{case['tumour_candidates']} ({case.get('candidates_outside_breasts', 0)})"))
+    return rows
+
+
 def build_report(case: Mapping) -> dict:
     """The breast pCR report from a prediction record (``result.json`` fields + ``model_card``).
 
@@ -74,6 +86,7 @@ def build_report(case: Mapping) -> dict:
             ("Model validation AUC", ci_text(val.get("auc"))),
             ("Calibration", calibration_note(card)),
         ]),
+        ("Findings", _finding_rows(case)),
         ("Clinical values used", [(_clinical_label(k), v) for k, v in used.items()]
          + [("Missing (model used missing indicators)", [_clinical_label(k) for k in missing])]),
         ("Attention and anatomy", [

@@ -45,7 +45,11 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
 
     assert results.segmentation.IsA("vtkMRMLSegmentationNode") and results.record["mask_source"] == "model"
     np.testing.assert_allclose(_ijk_to_ras(results.heatmap), _ijk_to_ras(nodes.phases["post1"]), atol=1e-9)
-    heat = logic.read_phases({"pre": nodes.phases["pre"], "post1": results.heatmap})["post1"].array
+    from responseai.slicer_bridge.nodes import volume_node_to_image
+
+    heat = volume_node_to_image(results.heatmap)
+    assert not heat.grid_differences(volume_node_to_image(nodes.phases["post1"]))
+    heat = heat.array
     assert heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0.5
     assert results.heatmap.GetDisplayNode().GetColorNode().GetName() == "ResponseAI Inferno"
     rows = table_rows(results.table)

@@ -27,17 +27,59 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return root, root / "run" / "breast_seg.safetensors"
 
 
-def test_network_maps_four_channels_to_two_classes():
+def test_network_maps_four_channels_to_background_breast_tumour():
     model = build_model({"architecture": DEFAULT_ARCHITECTURE})
     out = model(torch.zeros(1, 4, 16, 32, 32))
-    assert out.shape == (1, 2, 16, 32, 32)
+    assert out.shape == (1, 3, 16, 32, 32)
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def _ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2
+
+
+def test_the_breast_region_discards_a_stronger_larger_candidate_outside_it():
+    """The heart enhances more and is larger than the tumour: inside-the-breast and probability decide."""
+    from responseai.breast.segmentation.inference import breast_region, select_tumour
+
+    shape = (20, 40, 60)
+    probabilities = np.zeros((3, *shape), np.float32)
+    left, right = _ball(shape, (10, 10, 15), 9), _ball(shape, (10, 10, 45), 9)
+    heart = _ball(shape, (10, 32, 30), 7)
+    tumour, weak = _ball(shape, (10, 10, 15), 3), _ball(shape, (10, 10, 47), 4)
+    probabilities[1][left | right] = 0.9
+    probabilities[2][heart] = 0.99  # the heart: biggest, most "tumour-like" enhancement, outside the breasts
+    probabilities[2][weak] = 0.6  # a larger, weaker candidate in the other breast
+    probabilities[2][tumour] = 0.95
+    probabilities[0] = 1 - probabilities[1:].sum(0).clip(0, 1)
+    region = breast_region(probabilities)
+    assert region[10, 10, 15] and region[10, 10, 45] and not region[10, 32, 30]
+    mask, n, discarded, peak = select_tumour(probabilities[2], 0.5, region)
+    assert n == 3 and discarded == 1 and peak == pytest.approx(0.95)
+    assert np.array_equal(mask.astype(bool), tumour)
+
+
+def test_no_breast_found_is_a_clear_error(monkeypatch, tmp_path: Path):
+    import responseai.breast.segmentation.inference as seg
+    from responseai.errors import AnatomyNotFoundError
+
+    from test_breast_preprocess import _phases
+
+    architecture = {**DEFAULT_ARCHITECTURE, "channels": [4, 8], "strides": [2]}
+    card = {"architecture": architecture, "inputs": {"spacing_mm": [1.0, 1.0, 2.0], "patch_size": [8, 16, 16]},
+            "threshold": 0.5}
+    monkeypatch.setattr(seg, "load_segmentation_model", lambda path: (build_model(card), card))
+    monkeypatch.setattr(seg, "predict_probabilities", lambda model, channels, patch, device=None:
+                        np.stack([np.ones(channels.shape[1:]), np.zeros(channels.shape[1:]), np.zeros(channels.shape[1:])]))
+    with pytest.raises(AnatomyNotFoundError, match="no breast tissue"):
+        seg.segment_exam(_phases(), tmp_path / "unused.safetensors")
 
 
 def test_training_writes_weights_card_and_resumes(trained):
     root, weights = trained
     card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
-    assert card["task"] == "segmentation" and card["classes"] == ["background", "tumour"]
+    assert card["task"] == "segmentation" and card["classes"] == ["background", "breast", "tumour"]
     assert 0.0 <= card["metrics"]["val_dice"] <= 1.0 and card["training_data"]["n_train"] > 0
     from training.breast_seg import main
 
@@ -102,8 +144,8 @@ def test_empty_prediction_is_an_error_not_an_empty_mask(trained, monkeypatch):
     from responseai.breast.phantom import generate_case
 
     _, weights = trained
-    monkeypatch.setattr(seg, "predict_probability",
-                        lambda model, channels, patch, device=None: np.zeros(channels.shape[1:]))
+    monkeypatch.setattr(seg, "predict_probabilities", lambda model, channels, patch, device=None: np.stack(
+        [np.zeros(channels.shape[1:]), np.ones(channels.shape[1:]), np.zeros(channels.shape[1:])]))
     with pytest.raises(EmptyMaskError, match="no tumour"):
         seg.segment_tumour(generate_case(21, 102).phases, weights, device="cpu")
 
@@ -121,4 +163,4 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
     evaluate_segmentation(manifest, weights, split="val", n_boot=50, out=tmp_path / "eval")
     saved = json.loads((tmp_path / "eval" / "segmentation.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["dice"]["value"] == pytest.approx(dice["value"])
-    assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| split")
+    assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| cohort")

@@ -1,34 +1,57 @@
-"""Tumour segmentation of one case: DCE phases → binary mask on the input post1 grid.
+"""Tumour segmentation of one breast DCE exam: phases → breast region, tumour mask on the input post1 grid.
 
-Channels are built at the network's spacing (the card's), the volume is segmented with MONAI's
-sliding-window inference, the largest connected component is kept and holes are filled (MONAI
-transforms), and the mask is resampled back onto the exact input grid.
+1. The phases are checked, then resampled onto the *canonical grid* (axial, LPS-aligned, the
+   card's spacing) whatever the scanner stored: RAS-flipped, LPI, sagittal or oblique.
+2. MONAI sliding-window inference gives per-voxel class probabilities. A three-class network
+   (background / breast / tumour) also gives the **breast region**: the one or two largest
+   breast components, holes filled. A two-class network (older cards) has no region step.
+3. Tumour candidates are the connected components above the card's threshold. A candidate that
+   does not lie mostly inside the breast region (the heart, great vessels and nodes enhance
+   more than any tumour) is discarded; among the rest the one with the **highest probability**
+   is kept — not the largest, which on a real exam is often the heart.
+4. The mask is resampled back onto the exact input grid (physical space, nearest neighbour).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.transforms import FillHoles, KeepLargestConnectedComponent
+from monai.transforms import FillHoles
+from scipy import ndimage
 
 from responseai.breast.constants import REFERENCE_PHASE
-from responseai.breast.preprocess import check_phases, dce_channels
+from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.model import TASK, build_model
-from responseai.errors import EmptyMaskError
+from responseai.errors import AnatomyNotFoundError, EmptyMaskError
 from responseai.image import Image
 from responseai.io import resample_to
 from responseai.resources import model_path
-from responseai.spatial import resample_to_spacing
 from responseai.weights import load_model, load_once
 
 log = logging.getLogger(__name__)
 
 DEFAULT = model_path("breast_seg")
+BREAST, TUMOUR = 1, 2  # class indices of a three-class card
+MIN_INSIDE_BREAST = 0.5  # a candidate must have at least this fraction of its voxels in the breast region
+MIN_SECOND_BREAST = 0.15  # a second breast component counts if it is ≥ 15 % of the first (else: noise)
+
+
+@dataclass
+class ExamSegmentation:
+    """What the segmentation step found; masks on the input post1 grid."""
+
+    mask: Image
+    breast: Image | None  # breast region (None for a two-class card)
+    side: str  # "left" / "right" (patient's), from the tumour's centre in LPS world coordinates
+    candidates: int  # tumour components above the threshold
+    discarded_outside_breast: int
+    probability: float  # peak tumour probability of the chosen component
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -44,35 +67,109 @@ def load_segmentation_model(weights_path: str | Path = DEFAULT) -> tuple[torch.n
 
 
 def network_input(phases: Mapping[str, Image], spacing: tuple[float, float, float]) -> tuple[np.ndarray, Image]:
-    """DCE channels at the network spacing, and the resampled post1 grid they live on."""
-    resampled = {name: resample_to_spacing(image, spacing) for name, image in phases.items()}
-    return dce_channels(resampled), resampled[REFERENCE_PHASE]
+    """DCE channels on the canonical grid at the network spacing, and that grid."""
+    canonical, grid = canonical_phases(phases, spacing)
+    return dce_channels(canonical), grid
 
 
-def predict_probability(
+def predict_probabilities(
     model: torch.nn.Module,
     channels: np.ndarray,
     patch: tuple[int, int, int],
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """Tumour probability per voxel (sliding window, Gaussian blending at patch seams).
+    """Class probabilities per voxel, C×Z×Y×X (sliding window, Gaussian blending at patch seams).
 
     Sliding windows of the training patch size keep the receptive-field context the network
-    was trained with and bound memory, whatever the size of the input volume.
+    was trained with and bound memory, whatever the size of the exam.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(channels[None])).float().to(device)
         logits = sliding_window_inference(x, patch, sw_batch_size=2, predictor=model, overlap=0.25, mode="gaussian")
-        return torch.softmax(logits, 1)[0, 1].cpu().numpy()
+        return torch.softmax(logits, 1)[0].cpu().numpy()
 
 
-def postprocess(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """Threshold, keep the largest component, fill holes (a tumour is one solid object here)."""
-    mask = torch.from_numpy(probability[None] >= threshold)
-    mask = KeepLargestConnectedComponent(applied_labels=[1])(mask.to(torch.uint8))
-    mask = FillHoles(applied_labels=[1])(mask)
-    return np.asarray(mask[0], dtype=np.uint8)
+def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
+    """The one or two largest breast(+tumour) components, holes filled; None without a breast class."""
+    if probabilities.shape[0] < 3:
+        return None
+    tissue = probabilities.argmax(0) >= BREAST
+    labels, n = ndimage.label(tissue)
+    if n == 0:
+        return np.zeros(tissue.shape, bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(sizes)[::-1][:2]
+    keep = [i + 1 for i in order if sizes[i] >= MIN_SECOND_BREAST * sizes[order[0]]]
+    return ndimage.binary_fill_holes(np.isin(labels, keep))
+
+
+def select_tumour(tumour_probability: np.ndarray, threshold: float,
+                  region: np.ndarray | None) -> tuple[np.ndarray, int, int, float]:
+    """The candidate component with the highest probability inside the breast region.
+
+    Returns (mask, n candidates, n discarded outside the breast, its peak probability).
+    """
+    labels, n = ndimage.label(tumour_probability >= threshold)
+    if n == 0:
+        return np.zeros(tumour_probability.shape, np.uint8), 0, 0, 0.0
+    index = np.arange(1, n + 1)
+    peaks = ndimage.maximum(tumour_probability, labels, index)
+    inside = ndimage.mean(region, labels, index) if region is not None else np.ones(n)
+    allowed = inside >= MIN_INSIDE_BREAST
+    if not allowed.any():
+        return np.zeros(tumour_probability.shape, np.uint8), n, n, 0.0
+    best = index[allowed][int(np.argmax(peaks[allowed]))]
+    mask = torch.from_numpy((labels == best)[None].astype(np.uint8))
+    filled = np.asarray(FillHoles(applied_labels=[1])(mask)[0], np.uint8)
+    return filled, n, int((~allowed).sum()), float(peaks[best - 1])
+
+
+def side_of(mask: Image) -> str:
+    """The patient's side of a mask's centre: LPS world x > 0 is the patient's left."""
+    k, j, i = np.argwhere(mask.array > 0).mean(0)
+    world = mask.direction @ (np.array([i, j, k]) * np.asarray(mask.spacing)) + np.asarray(mask.origin)
+    return "left" if world[0] > 0 else "right"
+
+
+def segment_exam(
+    phases: Mapping[str, Image | None],
+    weights_path: str | Path = DEFAULT,
+    device: torch.device | str | None = None,
+) -> ExamSegmentation:
+    """Breast region and tumour mask of one exam, on the post1 grid of ``phases``.
+
+    ``phases`` needs ``pre`` and ``post1`` (``post2`` optional) on one grid. Raises
+    MissingPhaseError, InvalidImageError (NaN, constant phase, no enhancement) or
+    GeometryMismatchError before the model is loaded; AnatomyNotFoundError when a three-class
+    model finds no breast; EmptyMaskError when no tumour candidate lies in the breasts.
+    """
+    aligned = check_phases(phases)
+    model, card = load_segmentation_model(weights_path)
+    model.to(torch.device(device) if device is not None else torch.device("cpu"))
+    spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
+    channels, grid = network_input(aligned, spacing)
+    probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
+    region = breast_region(probabilities)
+    if region is not None and not region.any():
+        raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
+                                   "DCE-MRI covering both breasts (a breast-only field of view is fine)")
+    threshold = float(card["threshold"])
+    chosen, n, discarded, peak = select_tumour(probabilities[-1], threshold, region)
+    if not chosen.any():
+        where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
+        raise EmptyMaskError(
+            f"the segmentation model found no tumour in the breasts (no voxel above the card's threshold "
+            f"{threshold:g}){where}; check the phases are pre/post-contrast of the same study, or draw the "
+            "tumour segment manually")
+    reference = aligned[REFERENCE_PHASE]
+    on_input = resample_to(grid.with_array(chosen), reference, is_label=True)
+    if not on_input.array.any():
+        raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
+    mask = on_input.with_array(on_input.array.astype(np.uint8))
+    breast = None if region is None else resample_to(grid.with_array(region.astype(np.uint8)), reference, is_label=True)
+    log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
+    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, peak)
 
 
 def segment_tumour(
@@ -80,30 +177,5 @@ def segment_tumour(
     weights_path: str | Path = DEFAULT,
     device: torch.device | str | None = None,
 ) -> Image:
-    """Binary tumour mask (uint8) on the post1 grid of ``phases``.
-
-    ``phases`` needs ``pre`` and ``post1`` (``post2`` optional, see the card), finite 3D volumes
-    on the post1 grid: a missing phase raises :class:`MissingPhaseError`, NaN/Inf voxels
-    :class:`InvalidImageError`, a different grid :class:`GeometryMismatchError` (checked before
-    the model is loaded, so a bad input fails fast). ``device`` defaults to the CPU; the cached
-    model is moved there. An empty prediction raises :class:`EmptyMaskError` rather than
-    returning an empty mask that would silently break the pCR step downstream.
-    """
-    aligned = check_phases(phases)
-    model, card = load_segmentation_model(weights_path)
-    model.to(torch.device(device) if device is not None else torch.device("cpu"))
-    spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
-    channels, grid = network_input(aligned, spacing)
-    probability = predict_probability(model, channels, tuple(card["inputs"]["patch_size"]))
-    mask = postprocess(probability, float(card["threshold"]))
-    if not mask.any():
-        raise EmptyMaskError(
-            "the segmentation model found no tumour (no voxel above the card's threshold "
-            f"{float(card['threshold']):g}); check the phases are pre/post-contrast of the same study, "
-            "or draw the tumour segment manually"
-        )
-    on_input = resample_to(grid.with_array(mask), aligned[REFERENCE_PHASE], is_label=True)
-    if not on_input.array.any():
-        raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
-    log.debug("segmented %d voxels", int(on_input.array.sum()))
-    return on_input.with_array(on_input.array.astype(np.uint8))
+    """Binary tumour mask (uint8) on the post1 grid of ``phases`` (see :func:`segment_exam`)."""
+    return segment_exam(phases, weights_path, device).mask

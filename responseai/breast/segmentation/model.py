@@ -1,8 +1,9 @@
-"""Tumour segmentation network: a compact MONAI 3D UNet over the DCE channels.
+"""Breast and tumour segmentation network: a compact MONAI 3D UNet over the DCE channels.
 
-Sized for CPU inference (152 k parameters, 0.6 MB; a 48×96×96 volume in well under a second on
-two cores): the enhancing tumour is a high-contrast object in the subtraction channel, so
-depth matters more than width here.
+Sized for CPU inference (≈ 0.6 M parameters; a bilateral exam on the 1.5 × 1.5 × 2 mm canonical
+grid in a few seconds on two cores). Three classes, background / breast / tumour: the breast
+class is what lets inference discard the heart, vessels and nodes, which enhance as much as a
+tumour. The architecture is read from each card, so older two-class cards still load.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from responseai.errors import WeightsError
 DEFAULT_ARCHITECTURE = {
     "family": "monai.UNet",
     "in_channels": len(DCE_CHANNELS),
-    "out_channels": 2,
-    "channels": [8, 16, 32, 64],
+    "out_channels": 3,  # background, breast, tumour (a 2-class card still loads: its architecture says so)
+    "channels": [16, 32, 64, 128],
     "strides": [2, 2, 2],
     "num_res_units": 1,
 }
