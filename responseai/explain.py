@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from responseai.image import Image
 from responseai.io import resample_to
-from responseai.spatial import paste_crop
 
 
 def upsample_to_crop(grid_map: np.ndarray, crop_shape: tuple[int, int, int]) -> np.ndarray:
@@ -45,8 +44,7 @@ def pointing_game(crop_map: np.ndarray, mask: np.ndarray) -> bool:
     return bool(np.asarray(mask).ravel()[int(np.argmax(values))] > 0)
 
 
-def crop_map_to_input(crop_map: np.ndarray, slices: tuple[slice, ...], resampled: Image, reference: Image) -> Image:
-    """Paste a crop-grid map into the model-spacing grid, resample onto the input (post1) grid, scale to [0, 1]."""
-    full = paste_crop(np.asarray(crop_map, np.float32), slices, resampled.shape)
-    on_input = resample_to(resampled.with_array(full), reference)
+def crop_map_to_input(crop_map: np.ndarray, grid: Image, reference: Image) -> Image:
+    """A map on a crop grid resampled onto the input (post1) grid, scaled to [0, 1] (0 outside the crop)."""
+    on_input = resample_to(grid.with_array(np.asarray(crop_map, np.float32)), reference)
     return on_input.with_array(normalise_unit(on_input.array))

@@ -68,15 +68,20 @@ def check_mask(mask: Image, reference: Image, resample: bool = False) -> Image:
     return binary
 
 
-def dce_channels(phases: Mapping[str, Image]) -> np.ndarray:
-    """Stack pre, post1, post2 and post1−pre as float32 channels (C, Z, Y, X).
+def exam_scale(pre: Image) -> float:
+    """The exam's intensity unit: the 99.5th percentile of the pre-contrast phase (removes the site's gain)."""
+    return float(np.percentile(pre.array, 99.5)) or 1.0
 
-    Intensities are divided by the 99.5th percentile of the pre-contrast phase, which removes
-    the site's gain without looking at the tumour. A missing post2 is replaced by post1
-    (a plateau assumption), which the model card states.
+
+def dce_channels(phases: Mapping[str, Image], scale: float | None = None) -> np.ndarray:
+    """Stack pre, post1, post2 and post1−pre as float32 channels (C, Z, Y, X), divided by ``scale``.
+
+    ``scale`` defaults to :func:`exam_scale` of these phases; a crop passes the whole exam's, so
+    it is not normalised by its own content. A missing post2 is replaced by post1 (a plateau
+    assumption), which the model card states.
     """
     pre = phases["pre"].array.astype(np.float32)
     post1 = phases["post1"].array.astype(np.float32)
     post2 = phases["post2"].array.astype(np.float32) if phases.get("post2") is not None else post1
-    scale = float(np.percentile(pre, 99.5)) or 1.0
+    scale = exam_scale(phases["pre"]) if scale is None else scale
     return np.stack([pre, post1, post2, post1 - pre]) / scale

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from responseai.breast.constants import BREAST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
+from responseai.breast.pcr.features import cohort_features
 from responseai.breast.pcr.inference import ImageOnlyModel
 from responseai.breast.pcr.model import build_model
 from responseai.clinical import ClinicalEncoder, records_from_frame
@@ -112,6 +113,24 @@ def clinical_reference(train_manifest: Path, cohort: Cohort) -> ModelOutputs:
     return ModelOutputs(model.predict_proba(cohort.clinical)[:, 1], nan, nan, nan, nan, threshold, False)
 
 
+def image_feature_reference(train: Cohort, cohort: Cohort) -> ModelOutputs:
+    """Kinetic features of the tumour (logistic regression; train rows, Youden on val rows): image-only reference."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from responseai.metrics import youden_threshold
+
+    features = cohort_features(train.images, train.masks)
+    fit_rows, val_rows = train.rows("train"), train.rows("val")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    model.fit(features[fit_rows], train.labels[fit_rows])
+    threshold = youden_threshold(train.labels[val_rows], model.predict_proba(features[val_rows])[:, 1])
+    nan = np.full(len(cohort.frame), np.nan)
+    probs = model.predict_proba(cohort_features(cohort.images, cohort.masks))[:, 1]
+    return ModelOutputs(probs, nan, nan, nan, nan, threshold, False)
+
+
 def mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict:
     """Mean of a per-case score with a percentile bootstrap 95 % CI."""
     return bootstrap(lambda v: {"mean": float(np.nanmean(v))}, (np.asarray(values, float),), n_boot, seed)["mean"]
@@ -151,9 +170,9 @@ def sensitivity_at_reference_specificity(y: np.ndarray, a: ModelOutputs, ref: Mo
 def shortcut_reliance(probs: np.ndarray, truth: pd.DataFrame, ids: pd.Series) -> dict:
     """Spearman ρ of the probability with the coil-artefact amplitude and with the true pCR logit."""
     t = truth.set_index("patient_id").loc[ids.to_numpy()]
-    rho_art = spearmanr(probs, t["artefact_amplitude"]).statistic
-    rho_logit = spearmanr(probs, t["pcr_logit"]).statistic
-    return {"rho_artefact": float(rho_art), "rho_true_logit": float(rho_logit)}
+    rho = {name: float(spearmanr(probs, t[column]).statistic) if column in t else float("nan")
+           for name, column in (("rho_artefact", "artefact_amplitude"), ("rho_true_logit", "pcr_logit"))}
+    return rho  # the independent variant plants no artefact: its rho_artefact is NaN
 
 
 def summarise(name: str, out: ModelOutputs, y: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -290,10 +309,13 @@ def evaluate_pcr(
         outputs[name] = run_ablation(runs_dir / folder / file, cohort)
         results[name] = summarise(name, outputs[name], y, n_boot, seed)
         results[name]["shortcut"] = shortcut_reliance(outputs[name].probs, truth, cohort.frame["patient_id"])
-    reference = "clinical-only logistic regression (reference)"
-    outputs[reference] = clinical_reference(train_manifest, cohort)
-    results[reference] = summarise(reference, outputs[reference], y, n_boot, seed)
-    results[reference]["shortcut"] = shortcut_reliance(outputs[reference].probs, truth, cohort.frame["patient_id"])
+    train = load_cohort(train_manifest, final_card["architecture"], encoder=encoder, show_progress=False)
+    references = {"clinical-only logistic regression (reference)": clinical_reference(train_manifest, cohort),
+                  "kinetic features, image-only logistic regression (reference)": image_feature_reference(train, cohort)}
+    for reference, output in references.items():
+        outputs[reference] = output
+        results[reference] = summarise(reference, output, y, n_boot, seed)
+        results[reference]["shortcut"] = shortcut_reliance(output.probs, truth, cohort.frame["patient_id"])
     paired = paired_difference(y, outputs[STEPWISE], outputs[BASELINE], n_boot, seed)
     matched = sensitivity_at_reference_specificity(y, outputs[STEPWISE], outputs[BASELINE], n_boot, seed)
     summary = {
@@ -343,8 +365,9 @@ def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
     seeds = []
     for manifest in (train_manifest, test_manifest):
         meta = manifest.parent / "cohort.json"
-        seeds.append(json.loads(meta.read_text(encoding="utf-8")).get("seed") if meta.exists() else None)
-    if seeds[0] is not None and seeds[0] == seeds[1]:
+        info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+        seeds.append((info.get("generator"), info.get("seed")))
+    if seeds[0][1] is not None and seeds[0] == seeds[1]:
         raise ValueError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
 
 

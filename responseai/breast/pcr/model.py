@@ -45,8 +45,8 @@ DEFAULT_CONFIG: dict = {
     "clinical_hidden": 32,
     "fusion_hidden": 32,
     "dropout": 0.2,
-    "crop_size": [32, 64, 64],  # z, y, x voxels
-    "spacing": [2.0, 2.0, 2.0],  # x, y, z mm
+    "crop_size": [48, 64, 64],  # z, y, x voxels: 60 × 80 × 80 mm, a T3 tumour with its margin
+    "spacing": [1.25, 1.25, 1.25],  # x, y, z mm: rim, washout texture and spiculae stay visible
 }
 
 

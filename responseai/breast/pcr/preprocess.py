@@ -12,22 +12,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from responseai.breast.constants import REFERENCE_PHASE
-from responseai.breast.preprocess import check_mask, check_phases, dce_channels
+from responseai.breast.preprocess import check_mask, check_phases, dce_channels, exam_scale
 from responseai.errors import EmptyMaskError
 from responseai.image import Image
-from responseai.spatial import bounding_box_crop, mask_centre, resample_to_spacing
+from responseai.spatial import crop_grid, mask_centre_world, to_canonical
 
 
 
 
 @dataclass
 class PreparedCase:
-    """Model input for one case plus what is needed to map maps back onto the input grid."""
+    """Model input for one case plus the crop grid, so maps go back onto the input grid exactly."""
 
-    image: np.ndarray  # C×Z×Y×X float32 crop at the model spacing
-    mask: np.ndarray  # Z×Y×X uint8 crop of the tumour mask at the model spacing
-    slices: tuple[slice, ...]  # crop position in the (padded) resampled grid, see paste_crop
-    resampled: Image  # the resampled grid (geometry only is used)
+    image: np.ndarray  # C×Z×Y×X float32 crop on the canonical crop grid
+    mask: np.ndarray  # Z×Y×X uint8 tumour mask on the same crop grid
+    grid: Image  # the crop grid (axial, LPS-aligned, the model spacing; geometry only)
     reference: Image  # the input post1 grid
 
 
@@ -39,16 +38,19 @@ def check_inputs(phases: Mapping[str, Image | None], mask: Image) -> dict[str, I
 
 
 def prepare_case(phases: Mapping[str, Image | None], mask: Image, config: Mapping) -> PreparedCase:
-    """Validated phases + mask → crop of the DCE channels around the tumour at the model spacing."""
+    """Validated phases + mask → an axial crop of the DCE channels centred on the tumour at the model spacing.
+
+    The crop grid is LPS-aligned whatever the acquisition (sagittal, flipped, oblique), and the
+    phases are resampled straight onto it; intensities are scaled by the *whole* exam's
+    pre-contrast statistics, so a crop is not normalised by its own tumour.
+    """
     aligned = check_inputs(phases, mask)
-    spacing = tuple(float(s) for s in config["spacing"])
-    resampled = {name: resample_to_spacing(img, spacing) for name, img in aligned.items()}
-    mask_rs = resample_to_spacing(mask.with_array((mask.array > 0).astype(np.uint8)), spacing, is_label=True)
-    if not mask_rs.array.any():
+    binary = mask.with_array((mask.array > 0).astype(np.uint8))
+    grid = crop_grid(mask_centre_world(binary), tuple(int(s) for s in config["crop_size"]),
+                     tuple(float(s) for s in config["spacing"]))
+    mask_crop = to_canonical(binary, grid, is_label=True).array
+    if not mask_crop.any():
         raise EmptyMaskError("tumour mask vanishes at the model spacing (smaller than one voxel)")
-    channels = dce_channels(resampled)
-    size = tuple(int(s) for s in config["crop_size"])
-    centre = mask_centre(mask_rs.array)
-    crop, slices = bounding_box_crop(channels, centre, size)
-    mask_crop, _ = bounding_box_crop(mask_rs.array.astype(np.uint8), centre, size)
-    return PreparedCase(crop.astype(np.float32), mask_crop, slices, mask_rs, aligned[REFERENCE_PHASE])
+    crop = {name: to_canonical(image, grid) for name, image in aligned.items()}
+    channels = dce_channels(crop, exam_scale(aligned["pre"]))
+    return PreparedCase(channels.astype(np.float32), mask_crop, grid, aligned[REFERENCE_PHASE])

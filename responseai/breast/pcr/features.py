@@ -1,0 +1,42 @@
+"""Hand-made kinetic features of the tumour on the pCR crop: the image-only reference a deep model must beat.
+
+A radiologist's reading of a DCE lesion in numbers: initial enhancement, washout, enhancement
+heterogeneity, rim versus core, and enhancement in a shell just outside the tumour. Computed on
+the same canonical crop the network sees (channels pre, post1, post2, post1 − pre, all in the
+exam's intensity unit), so the comparison is about the model, not the preprocessing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+FEATURES = ("initial_enhancement", "washout", "washout_fraction", "heterogeneity", "rim_to_core",
+            "peritumoural_enhancement")
+EPS = 1e-3
+
+
+def kinetic_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One row of :data:`FEATURES` for a C×Z×Y×X crop and its tumour mask."""
+    pre, post1, post2 = image[0], image[1], image[2]
+    tumour = mask > 0
+    early = post1 - pre
+    relative = early / np.maximum(pre, EPS)
+    late_change = (post2 - post1) / np.maximum(early, EPS)
+    core = ndimage.binary_erosion(tumour, iterations=2)
+    rim = tumour & ~core
+    shell = ndimage.binary_dilation(tumour, iterations=3) & ~tumour
+    core_mean = float(early[core].mean()) if core.any() else float(early[tumour].mean())
+    return np.array([
+        float(np.median(relative[tumour])),
+        float(np.median(late_change[tumour])),
+        float((late_change[tumour] < -0.1).mean()),
+        float(early[tumour].std() / (abs(early[tumour].mean()) + EPS)),
+        float(early[rim].mean() / (abs(core_mean) + EPS)) if rim.any() else 1.0,
+        float(early[shell].mean()) if shell.any() else 0.0,
+    ], np.float32)
+
+
+def cohort_features(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """:func:`kinetic_features` for every case of a cohort (N×C×Z×Y×X crops, N×Z×Y×X masks)."""
+    return np.stack([kinetic_features(image, mask) for image, mask in zip(images, masks)])
