@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from responseai.clinical import validate_clinical
+from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.gradeguided.preprocess import (
     CLINICAL_SCHEMA, RoiSpec, check_clinical_columns, clinical_encoder_from_card, missing_modalities, parse_grade,
@@ -220,20 +220,6 @@ def write_result(result: GradeGuidedResult, out: str | Path, inputs: Mapping[str
     return {name: out / name for name in names}
 
 
-def _read_clinical(value: str | None) -> dict:
-    """``--clinical``: a JSON file path or an inline JSON object; absent means all unknown."""
-    if not value:
-        return {}
-    text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResponseAIError(f"--clinical: neither a JSON file nor a JSON object ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ResponseAIError("--clinical: expected a JSON object of variable → value")
-    return data
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="responseai predict gradeguided", description=__doc__.split("\n\n")[0])
     for name, option in MODALITY_OPTIONS.items():
@@ -258,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         log_progress(5, "reading the inputs")
         paths = {name: getattr(args, name) for name in MODALITY_OPTIONS if getattr(args, name)}
         images = {name: read_image(path, name) for name, path in paths.items()}
-        result = predict_gradeguided(images, read_mask(args.mask), _read_clinical(args.clinical), args.biopsy_grade,
+        result = predict_gradeguided(images, read_mask(args.mask), read_clinical_record(args.clinical), args.biopsy_grade,
                                      args.weights, log_progress)
         log_progress(90, "writing results")
         write_result(result, args.out, {**paths, "mask": args.mask}, load_gradeguided(args.weights).card, args.case_id)
