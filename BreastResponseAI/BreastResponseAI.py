@@ -12,10 +12,8 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
@@ -23,7 +21,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from ResponseAICommonLib.widget import (
-    ResponseAILogicMixin, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
+    ResponseAILogicMixin, ResponseAIModule, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
 )
 
 # Clinical fields: names are the core schema's (responseai.clinical.BREAST_SCHEMA); a test checks
@@ -35,24 +33,19 @@ CLINICAL_FIELDS = (
 NUMERIC_FIELDS = ("age", "ki67", "tumour_size_mm")  # text fields: empty means unknown
 
 
-class BreastResponseAI(ScriptedLoadableModule):
-    """Module metadata, shown in Slicer's module list and Help panel."""
+class BreastResponseAI(ResponseAIModule):
+        """Module metadata, shown in Slicer's module list and Help panel."""
 
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("BreastResponseAI")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
-        self.parent.dependencies = ["ResponseAICommon"]
-        self.parent.contributors = ["ResponseAI developers"]
-        self.parent.helpText = _(
-            "Predicts pathological complete response (pCR) to neoadjuvant therapy from breast "
-            "DCE-MRI (pre, post-contrast phases) and clinical variables, with a tumour-guided "
-            "attention map. Research use only: not a medical device."
-        )
-        self.parent.acknowledgementText = _(
-            "Implements the stepwise clinically-guided attention approach for pCR prediction; "
-            "built on MONAI, SimpleITK and 3D Slicer."
-        )
+    title = _("BreastResponseAI")
+    helpText = _(
+        "Predicts pathological complete response (pCR) to neoadjuvant therapy from breast "
+        "DCE-MRI (pre, post-contrast phases) and clinical variables, with a tumour-guided "
+        "attention map. Research use only: not a medical device."
+    )
+    acknowledgementText = _(
+        "Implements the stepwise clinically-guided attention approach for pCR prediction; "
+        "built on MONAI, SimpleITK and 3D Slicer."
+    )
 
 
 @parameterNodeWrapper
@@ -79,19 +72,60 @@ class BreastResponseAIParameterNode:
     showGradcam: bool = False
 
 
+class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
+    """Owns the parameter node; delegates the work to the core-backed BreastLogic."""
+
+    moduleTitle = "BreastResponseAI"
+    parameterNodeClass = BreastResponseAIParameterNode
+    familyConstants = "responseai.breast.constants"
+    coreLogic = "BreastResponseAILib.logic:BreastLogic"
+
+    @property
+    def coreJobs(self):
+        core = self.core  # installs the dependencies (with consent) before the Lib imports the core
+        from BreastResponseAILib.logic import BreastJobs
+
+        return BreastJobs(core)
+
+    @staticmethod
+    def summaryText(results) -> str:
+        return _("pCR probability {probability:.2f} ({label})").format(
+            probability=results.record["pcr_probability"], label=results.record["predicted_class"])
+
+    def exportReport(self, results, folder: str, post1Node) -> dict:
+        """Snapshots from Slicer's own slice views through the tumour, then the core's report."""
+        mask = self.core.read_mask(results.segmentation, results.reference)
+        from BreastResponseAILib.logic import export_report
+
+        with sliceSnapshots(mask) as (snapshots, work):
+            return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
+
+    def importResults(self, job, previous, parameterNode):
+        """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""
+        scene = self.core.scene
+        from BreastResponseAILib.logic import import_results
+
+        return import_results(scene, job, parameterNode.post1Phase, previous,
+                              with_gradcam=parameterNode.showGradcam)
+
+    def loadDemoCase(self):
+        """Generate the embedded demo case; load its phases (the model will segment it)."""
+        core = self.core  # the demo generator needs the core's dependencies: install them first
+        from responseai.breast.demo import demo_case
+
+        case = demo_case()
+        return core.load_case(case.patient_id, case.phases), case.clinical
+
+
 class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The breast form: DCE phases, optional tumour segment, clinical variables; the job and its outputs."""
 
+    uiFile = "UI/BreastResponseAI.ui"
     clinicalFields = CLINICAL_FIELDS
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.initResponseAI()
+    logicClass = BreastResponseAILogic
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        self.setupResponseAI("UI/BreastResponseAI.ui", BreastResponseAILogic())
+    def setupModule(self) -> None:
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)
 
     def readiness(self) -> tuple:
@@ -131,74 +165,6 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
 
     def writeReport(self, folder: str) -> dict:
         return self.logic.exportReport(self._results, folder, self._parameterNode.post1Phase)
-
-
-class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
-    """Owns the parameter node; delegates the work to the core-backed BreastLogic."""
-
-    moduleTitle = "BreastResponseAI"
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._core = None
-
-    def getParameterNode(self):
-        return BreastResponseAIParameterNode(super().getParameterNode())
-
-    def createCore(self, scene):
-        from BreastResponseAILib.logic import BreastLogic
-
-        return BreastLogic(scene)
-
-    @property
-    def coreJobs(self):
-        core = self.core  # installs the dependencies (with consent) before the Lib imports the core
-        from BreastResponseAILib.logic import BreastJobs
-
-        return BreastJobs(core)
-
-    @staticmethod
-    def clinicalErrors(values: dict) -> dict:
-        """Per-field messages; the validation rules are the core's (no torch / pandas needed)."""
-        from responseai.breast.constants import BREAST_SCHEMA
-        from responseai.clinical import field_errors
-
-        return field_errors(values, BREAST_SCHEMA)
-
-    @staticmethod
-    def categoryLabels() -> dict:
-        from responseai.breast.constants import CATEGORY_LABELS
-
-        return CATEGORY_LABELS
-
-    @staticmethod
-    def summaryText(results) -> str:
-        return _("pCR probability {probability:.2f} ({label})").format(
-            probability=results.record["pcr_probability"], label=results.record["predicted_class"])
-
-    def exportReport(self, results, folder: str, post1Node) -> dict:
-        """Snapshots from Slicer's own slice views through the tumour, then the core's report."""
-        mask = self.core.read_mask(results.segmentation, results.reference)
-        from BreastResponseAILib.logic import export_report
-
-        with sliceSnapshots(mask) as (snapshots, work):
-            return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
-
-    def importResults(self, job, previous, parameterNode):
-        """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""
-        scene = self.core.scene
-        from BreastResponseAILib.logic import import_results
-
-        return import_results(scene, job, parameterNode.post1Phase, previous,
-                              with_gradcam=parameterNode.showGradcam)
-
-    def loadDemoCase(self):
-        """Generate the embedded demo case; load its phases (the model will segment it)."""
-        core = self.core  # the demo generator needs the core's dependencies: install them first
-        from responseai.breast.demo import demo_case
-
-        case = demo_case()
-        return core.load_case(case.patient_id, case.phases), case.clinical
 
 
 def dicomSourceFolder(volumeNode, work):

@@ -11,10 +11,8 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
@@ -22,7 +20,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from ResponseAICommonLib.widget import (
-    ResponseAILogicMixin, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
+    ResponseAILogicMixin, ResponseAIModule, ResponseAIWidgetMixin, skipWithoutDependencies, sliceSnapshots,
 )
 
 # Channel parameter → the core's modality name (responseai.gradeguided.constants.MODALITIES).
@@ -33,21 +31,16 @@ VOLUME_FIELDS = {"ctNcVolume": "ct_nc", "ctArtVolume": "ct_art", "ctPvVolume": "
 CLINICAL_FIELDS = ("age", "pdl1", "egfr", "afp", "stage", "treatment")
 
 
-class GradeGuidedFusion(ScriptedLoadableModule):
-    """Module metadata, shown in Slicer's module list and Help panel."""
+class GradeGuidedFusion(ResponseAIModule):
+        """Module metadata, shown in Slicer's module list and Help panel."""
 
-    def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("GradeGuidedFusion")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
-        self.parent.dependencies = ["ResponseAICommon"]
-        self.parent.contributors = ["ResponseAI developers"]
-        self.parent.helpText = _(
-            "Non-invasive tumour grade, treatment-response probability and response subtype from "
-            "CT, MRI and PET with clinical phenotype; the grade is injected as a prior into a gated "
-            "multimodal fusion. Any modality may be missing. Research use only."
-        )
-        self.parent.acknowledgementText = _("Implements grade-guided multimodal fusion; built on MONAI and 3D Slicer.")
+    title = _("GradeGuidedFusion")
+    helpText = _(
+        "Non-invasive tumour grade, treatment-response probability and response subtype from "
+        "CT, MRI and PET with clinical phenotype; the grade is injected as a prior into a gated "
+        "multimodal fusion. Any modality may be missing. Research use only."
+    )
+    acknowledgementText = _("Implements grade-guided multimodal fusion; built on MONAI and 3D Slicer.")
 
 
 @parameterNodeWrapper
@@ -71,19 +64,44 @@ class GradeGuidedFusionParameterNode:
     mapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
 
 
+class GradeGuidedFusionLogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
+    """Owns the parameter node; delegates the work to the core-backed GradeGuidedLogic."""
+
+    moduleTitle = "GradeGuidedFusion"
+    parameterNodeClass = GradeGuidedFusionParameterNode
+    familyConstants = "responseai.gradeguided.constants"
+    coreLogic = "GradeGuidedFusionLib.logic:GradeGuidedLogic"
+
+    @staticmethod
+    def modalityStatus(nodes: dict) -> str:
+        """Which channels are given / missing (stdlib only: no torch needed)."""
+        from responseai.gradeguided.form import modality_status
+
+        return modality_status(nodes)
+
+    @staticmethod
+    def summaryText(results) -> str:
+        r = results.record
+        return _("Grade {grade} ({source}); response probability {probability:.2f} ({label}); subtype {subtype}").format(
+            grade=r["grade_used"], source=r["grade_source"], probability=r["response_probability"],
+            label=r["response_class"], subtype=r["subtype"])
+
+    def exportReport(self, results, folder: str, segmentationNode, referenceNode) -> dict:
+        """Snapshots of Slicer's own slice views through the tumour, then the core's report."""
+        mask = self.core.read_mask(segmentationNode, referenceNode)
+        from GradeGuidedFusionLib.logic import export_report
+
+        with sliceSnapshots(mask) as (snapshots, _work):
+            return export_report(results, folder, snapshots)
+
+
 class GradeGuidedFusionWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The grade-guided form: six channel selectors, tumour segment, clinical phenotype, biopsy grade."""
 
+    uiFile = "UI/GradeGuidedFusion.ui"
     clinicalFields = CLINICAL_FIELDS
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.initResponseAI()
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        self.setupResponseAI("UI/GradeGuidedFusion.ui", GradeGuidedFusionLogic())
+    logicClass = GradeGuidedFusionLogic
 
     def _volumeNodes(self) -> dict:
         return {modality: getattr(self._parameterNode, field) for field, modality in VOLUME_FIELDS.items()}
@@ -118,60 +136,6 @@ class GradeGuidedFusionWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidge
         nodes = self._volumeNodes()
         reference = nodes[self.logic.core.reference_name(nodes)]
         return self.logic.exportReport(self._results, folder, self._parameterNode.tumourSegmentation, reference)
-
-
-class GradeGuidedFusionLogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
-    """Owns the parameter node; delegates the work to the core-backed GradeGuidedLogic."""
-
-    moduleTitle = "GradeGuidedFusion"
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._core = None
-
-    def getParameterNode(self):
-        return GradeGuidedFusionParameterNode(super().getParameterNode())
-
-    def createCore(self, scene):
-        from GradeGuidedFusionLib.logic import GradeGuidedLogic
-
-        return GradeGuidedLogic(scene)
-
-    @staticmethod
-    def modalityStatus(nodes: dict) -> str:
-        """Which channels are given / missing (stdlib only: no torch needed)."""
-        from responseai.gradeguided.form import modality_status
-
-        return modality_status(nodes)
-
-    @staticmethod
-    def clinicalErrors(values: dict) -> dict:
-        """Per-field messages; the rules are the core's grade-guided clinical schema (no torch needed)."""
-        from responseai.clinical import field_errors
-        from responseai.gradeguided.constants import CLINICAL_SCHEMA
-
-        return field_errors(values, CLINICAL_SCHEMA)
-
-    @staticmethod
-    def categoryLabels() -> dict:
-        from responseai.gradeguided.constants import CATEGORY_LABELS
-
-        return CATEGORY_LABELS
-
-    @staticmethod
-    def summaryText(results) -> str:
-        r = results.record
-        return _("Grade {grade} ({source}); response probability {probability:.2f} ({label}); subtype {subtype}").format(
-            grade=r["grade_used"], source=r["grade_source"], probability=r["response_probability"],
-            label=r["response_class"], subtype=r["subtype"])
-
-    def exportReport(self, results, folder: str, segmentationNode, referenceNode) -> dict:
-        """Snapshots of Slicer's own slice views through the tumour, then the core's report."""
-        mask = self.core.read_mask(segmentationNode, referenceNode)
-        from GradeGuidedFusionLib.logic import export_report
-
-        with sliceSnapshots(mask) as (snapshots, _work):
-            return export_report(results, folder, snapshots)
 
 
 class GradeGuidedFusionTest(ScriptedLoadableModuleTest):

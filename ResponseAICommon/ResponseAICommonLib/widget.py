@@ -13,6 +13,7 @@ Nothing here imports the core at module load; what it calls before the dependenc
 (form validation, progress parsing, error messages) is stdlib + numpy.
 """
 
+import importlib
 import logging
 import shutil
 import sys
@@ -24,6 +25,9 @@ import qt
 import slicer
 import vtk
 from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
 
 from ResponseAICommonLib.processjob import ProcessJob
 
@@ -32,12 +36,17 @@ SLICE_VIEWS = (("axial", "Red"), ("sagittal", "Yellow"), ("coronal", "Green"))
 
 
 class ResponseAIWidgetMixin:
-    """Shared widget behaviour; list it *before* ScriptedLoadableModuleWidget in the bases."""
+    """Shared widget behaviour; list it first: ``class W(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget,
+    VTKObservationMixin)``. A module sets ``uiFile``, ``clinicalFields`` and ``logicClass`` and implements
+    the hooks; ``setupModule`` connects what only that module has."""
 
+    uiFile = ""
     clinicalFields: tuple = ()
+    logicClass = None
 
-    def initResponseAI(self) -> None:
-        """Call from ``__init__``: the state every hook may read."""
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
@@ -46,9 +55,10 @@ class ResponseAIWidgetMixin:
         self._results = None
         self._cancelled = False
 
-    def setupResponseAI(self, uiFile: str, logic) -> None:
-        """Call from ``setup``: load the .ui, find the clinical fields, connect the shared buttons."""
-        uiWidget = slicer.util.loadUI(self.resourcePath(uiFile))
+    def setup(self) -> None:
+        """Load the .ui, find the clinical fields, connect the shared buttons, then the module's own."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(self.uiFile))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
@@ -56,7 +66,7 @@ class ResponseAIWidgetMixin:
         self._fieldWidgets = {w.property("SlicerParameterName"): w for w in uiWidget.findChildren(qt.QWidget)
                               if w.property("SlicerParameterName") in self.clinicalFields}
         self._fieldTips = {name: widget.toolTip for name, widget in self._fieldWidgets.items()}
-        self.logic = logic
+        self.logic = self.logicClass()
         self.logic.installProgress = self._onInstallProgress
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -65,6 +75,7 @@ class ResponseAIWidgetMixin:
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.applyButton.enabled = False  # until the inputs are checked
+        self.setupModule()
         self.initializeParameterNode()
 
     # --- parameter node (Slicer's template, once) ------------------------------------------------
@@ -194,6 +205,9 @@ class ResponseAIWidgetMixin:
             slicer.util.infoDisplay(_("Report written:\n") + "\n".join(str(f) for f in files.values()))
 
     # --- hooks each module implements -------------------------------------------------------------
+    def setupModule(self) -> None:
+        """Connect the widgets only this module has (none by default)."""
+
     def readiness(self) -> tuple:
         """(inputs selected, tooltip for Apply)."""
         raise NotImplementedError
@@ -216,22 +230,45 @@ class ResponseAIWidgetMixin:
 
 
 class ResponseAILogicMixin:
-    """Shared logic behaviour; the MRML + core logic is created on first use, after the install."""
+    """Shared logic behaviour; list it first: ``class L(ResponseAILogicMixin, ScriptedLoadableModuleLogic)``.
+
+    The module names its parameter node class and its MRML + core logic (``"Lib.module:Class"``);
+    that logic is created on first use of :attr:`core`, after the consent-based install.
+    """
 
     moduleTitle = "ResponseAI"
+    parameterNodeClass = None
+    coreLogic = ""  # "ModuleLib.logic:ClassName"
+    familyConstants = ""  # "responseai.<family>.constants": CLINICAL_SCHEMA and CATEGORY_LABELS (stdlib only)
+    installProgress = None  # the widget sets a callback (done, total, requirement) to show the install
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._core = None
+
+    def getParameterNode(self):
+        return self.parameterNodeClass(super().getParameterNode())
 
     def createCore(self, scene):
         """The module's MRML + core logic (imports the core: called after the dependency check)."""
-        raise NotImplementedError
-
-    installProgress = None  # the widget sets a callback (done, total, requirement) to show the install
+        module, _, name = self.coreLogic.partition(":")
+        return getattr(importlib.import_module(module), name)(scene)
 
     @property
     def core(self):
-        if getattr(self, "_core", None) is None:
+        if self._core is None:
             ensureDependencies(self.moduleTitle, self.installProgress)
             self._core = self.createCore(slicer.mrmlScene)
         return self._core
+
+    def clinicalErrors(self, values: dict) -> dict:
+        """Per-field messages; the rules are the family's schema (no torch / pandas needed)."""
+        from responseai.clinical import field_errors
+
+        return field_errors(values, importlib.import_module(self.familyConstants).CLINICAL_SCHEMA)
+
+    def categoryLabels(self) -> dict:
+        return importlib.import_module(self.familyConstants).CATEGORY_LABELS
 
     @staticmethod
     def parseProgress(line: str):
@@ -263,6 +300,24 @@ def sliceSnapshots(mask):
         yield captureSliceViews(tumour_centre_ras(mask), work), work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class ResponseAIModule(ScriptedLoadableModule):
+    """The metadata every ResponseAI module shows in Slicer's module list and Help panel.
+
+    A module subclasses it with its own ``title``, ``helpText`` and ``acknowledgementText``.
+    """
+
+    title = helpText = acknowledgementText = ""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        parent.title = self.title
+        parent.categories = [translate("qSlicerAbstractCoreModule", "Oncology")]
+        parent.dependencies = ["ResponseAICommon"]
+        parent.contributors = ["ResponseAI developers"]
+        parent.helpText = self.helpText
+        parent.acknowledgementText = self.acknowledgementText
 
 
 def skipWithoutDependencies(testCase) -> None:

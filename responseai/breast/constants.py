@@ -32,6 +32,7 @@ BREAST_VARIABLES: tuple[Variable, ...] = (
     Variable("tumour_size_mm", "Tumour size", "mm", 1, 200),
 )
 BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}
+CLINICAL_SCHEMA = BREAST_SCHEMA  # the name every family's form schema has (the Slicer form reads it)
 # How the form shows each category code (the codes stay in files, manifests and result.json).
 CATEGORY_LABELS = {
     "pre": "Premenopausal", "post": "Postmenopausal", "negative": "Negative", "positive": "Positive",
