@@ -34,7 +34,7 @@ NUMERIC_FIELDS = ("age", "ki67", "tumour_size_mm")  # text fields: empty means u
 
 
 class BreastResponseAI(ResponseAIModule):
-        """Module metadata, shown in Slicer's module list and Help panel."""
+    """Module metadata, shown in Slicer's module list and Help panel."""
 
     title = _("BreastResponseAI")
     helpText = _(

@@ -32,7 +32,7 @@ CLINICAL_FIELDS = ("age", "pdl1", "egfr", "afp", "stage", "treatment")
 
 
 class GradeGuidedFusion(ResponseAIModule):
-        """Module metadata, shown in Slicer's module list and Help panel."""
+    """Module metadata, shown in Slicer's module list and Help panel."""
 
     title = _("GradeGuidedFusion")
     helpText = _(
