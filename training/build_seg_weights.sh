@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Rebuild the shipped segmentation model (Resources/Models/breast_seg.*) and its external evaluation.
 #
-# Training cohort: phantom seed 1 (n = 200); evaluation: the external site E of phantom seed 2,
-# which training never sees. ~6-12 min on 2 shared cores.
+# Training cohort: phantom v2 seed 1 (n = N_TRAIN, its train / val splits: bilateral exams with the
+# heart, vessels, nodes and a benign lesion in view, axial and sagittal, fat-suppressed or not).
+# Evaluation: the external site of phantom seed 2 and the independently coded variant phantom
+# (responseai/breast/phantom_variant.py), neither ever seen in training. ~25 min on 2 cores.
 #
-# Usage: training/build_seg_weights.sh            (WORK=/tmp/seg-build, PY=.venv/bin/python)
+# Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-WORK=${WORK:-/tmp/seg-build}
+WORK=${WORK:-/tmp/breast-v2}
+N_TRAIN=${N_TRAIN:-240}
 EVAL_OUT=${EVAL_OUT:-docs/segmentation-evaluation}
+EPOCHS=${EPOCHS:-16}
+STEPS=${STEPS:-30}
 
-[ -f "$WORK/train/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 1 --out "$WORK/train"
-[ -f "$WORK/test/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
+[ -f "$WORK/train/manifest.csv" ]   || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 1 --out "$WORK/train"
+[ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
+[ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
 
-"$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/run" \
-    --epochs 12 --steps 25 --batch-size 4 --patch 32 64 64 --seed 0 --threads 1
+"$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/seg-run" \
+    --epochs "$EPOCHS" --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 0 --threads 2 --n-val 16 --resume
 mkdir -p Resources/Models
-cp "$WORK/run/breast_seg.safetensors" "$WORK/run/breast_seg.json" Resources/Models/
+cp "$WORK/seg-run/breast_seg.safetensors" "$WORK/seg-run/breast_seg.json" Resources/Models/
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
-    --weights Resources/Models/breast_seg.safetensors --split external --threads 1 --out "$EVAL_OUT"
+    --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
+"$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
+    --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/variant"
