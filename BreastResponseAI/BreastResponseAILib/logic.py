@@ -158,6 +158,8 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Attention in tumour (fraction)": record["attention_in_mask"],
         "Pointing game hit": "yes" if record["pointing_game_hit"] else "no",
         "Tumour mask": record["mask_source"],
+        "Tumour side": record.get("tumour_side", "not recorded"),
+        "Tumour volume (ml)": record.get("tumour_volume_ml", "not recorded"),
         "Missing clinical": record["missing_clinical"],
         "Model": f"{record['model']['name']} {record['model']['version']}",
     }
