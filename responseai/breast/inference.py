@@ -103,6 +103,9 @@ def run_case(
         findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
                     "candidates_outside_breasts": found.discarded_outside_breast,
                     "segmentation_probability": round(found.probability, 4)}
+        if found.bpe_percent is not None:
+            findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
+            findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
     else:
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}

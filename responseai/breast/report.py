@@ -59,6 +59,10 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = [("Tumour side", f"patient's {side} breast" if side else "not recorded"),
                                       ("Tumour volume (mask)", f"{case['tumour_volume_ml']:.1f} ml" if "tumour_volume_ml" in case
                                        else "not recorded")]
+    if "background_enhancement_index_percent" in case:
+        rows.append(("Background parenchymal enhancement index (p90 of post1 over pre, outside the tumour)",
+                     f"{case['background_enhancement_index_percent']:.0f} %"))
+        rows.append(("Breast volume (both breasts, model's breast region)", f"{case['breast_volume_ml']:.0f} ml"))
     if "tumour_candidates" in case:
         rows.append(("Enhancing candidates (outside the breasts, ignored)",
                      f"{case['tumour_candidates']} ({case.get('candidates_outside_breasts', 0)})"))

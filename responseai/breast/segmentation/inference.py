@@ -52,6 +52,8 @@ class ExamSegmentation:
     candidates: int  # tumour components above the threshold
     discarded_outside_breast: int
     probability: float  # peak tumour probability of the chosen component
+    bpe_percent: float | None  # background parenchymal enhancement index (see :func:`bpe_index`)
+    breast_volume_ml: float | None
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -125,6 +127,21 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float,
     return filled, n, int((~allowed).sum()), float(peaks[best - 1])
 
 
+def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarray) -> float | None:
+    """Background parenchymal enhancement: the 90th percentile of post1 enhancement over pre, in percent,
+    in the breasts outside the tumour and a 5-voxel margin.
+
+    The 90th percentile reads the enhancing parenchyma, not the fat (which barely enhances and is most
+    of the breast); it is a continuous index, not a BI-RADS category.
+    """
+    if region is None:
+        return None
+    background = region & ~ndimage.binary_dilation(tumour > 0, iterations=5)
+    pre = channels[0][background]
+    enhancement = channels[3][background] / np.maximum(pre, 0.05)  # channel 3 = post1 − pre
+    return float(np.percentile(enhancement, 90) * 100) if enhancement.size else None
+
+
 def side_of(mask: Image) -> str:
     """The patient's side of a mask's centre: LPS world x > 0 is the patient's left."""
     k, j, i = np.argwhere(mask.array > 0).mean(0)
@@ -168,8 +185,9 @@ def segment_exam(
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
     mask = on_input.with_array(on_input.array.astype(np.uint8))
     breast = None if region is None else resample_to(grid.with_array(region.astype(np.uint8)), reference, is_label=True)
+    volume = None if region is None else float(region.sum() * np.prod(grid.spacing) / 1000)
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
-    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, peak)
+    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, peak, bpe_index(channels, region, chosen), volume)
 
 
 def segment_tumour(
