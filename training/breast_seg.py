@@ -89,8 +89,9 @@ class SegCase:
     """One exam on the canonical grid: channels (C, Z, Y, X, float16) and the label (Z, Y, X).
 
     Labels: 0 background, 1 breast, 2 tumour when the manifest has anatomy maps, else 0 / 1 (tumour).
-    ``negatives`` are voxels of enhancing anatomy that is not tumour (heart, vessels, nodes,
-    benign lesion): patches are drawn there too, so the network learns what a tumour is not.
+    ``negatives`` are voxels of anatomy that is not tumour but can look like it (heart, vessels,
+    nodes, benign lesion, enhancing parenchyma of either breast): patches are drawn there too, so
+    the network learns what a tumour is not.
     """
 
     patient_id: str
@@ -107,7 +108,7 @@ def _labels(row: pd.Series, root: Path, grid: Image) -> tuple[np.ndarray, np.nda
     anatomy = to_canonical(read_image(root / row["anatomy"], "anatomy"), grid, is_label=True).array
     label = np.where(np.isin(anatomy, BREAST_LABELS), 1, 0).astype(np.uint8)
     label[tumour] = 2
-    negatives = np.argwhere(np.isin(anatomy, DISTRACTOR_LABELS) & ~tumour)
+    negatives = np.argwhere(np.isin(anatomy, DISTRACTOR_LABELS + BREAST_LABELS) & ~tumour)
     return label, negatives[:: max(1, len(negatives) // 5000)].astype(np.int32)
 
 
@@ -143,7 +144,7 @@ def _augmentation(patch: tuple[int, int, int]) -> Compose:
 
 
 def sample_patch(case: SegCase, patch: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A patch centred on a tumour voxel (1/2), on enhancing non-tumour anatomy (1/4) or anywhere (1/4)."""
+    """A patch centred on a tumour voxel (1/2), on non-tumour breast or enhancing anatomy (1/4) or anywhere (1/4)."""
     shape = np.array(case.label.shape)
     size = np.minimum(np.array(patch), shape)
     draw = rng.random()

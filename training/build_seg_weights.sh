@@ -13,17 +13,17 @@ PY=${PY:-.venv/bin/python}
 WORK=${WORK:-/tmp/breast-v2}
 N_TRAIN=${N_TRAIN:-240}
 EVAL_OUT=${EVAL_OUT:-docs/segmentation-evaluation}
-EPOCHS=${EPOCHS:-16}
-STEPS=${STEPS:-30}
+EPOCHS=${EPOCHS:-40}
+STEPS=${STEPS:-40}
 
 [ -f "$WORK/train/manifest.csv" ]   || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 [ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
 
-"$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/seg-run" \
+"$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/seg-run2" \
     --epochs "$EPOCHS" --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 0 --threads 2 --n-val 16 --resume
 mkdir -p Resources/Models
-cp "$WORK/seg-run/breast_seg.safetensors" "$WORK/seg-run/breast_seg.json" Resources/Models/
+cp "$WORK/seg-run2/breast_seg.safetensors" "$WORK/seg-run2/breast_seg.json" Resources/Models/
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

@@ -85,7 +85,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
-    stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": float(np.nanmean(h)),
+    stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
                                           "found_rate": float(np.mean(f)), "distractor_fp_rate": float(np.mean(p))},
                       (table["dice"].to_numpy(), table["hd95_mm"].to_numpy(), table["found"].to_numpy(float),
                        table["false_positive_on_distractor"].to_numpy(float)), n_boot)
@@ -100,6 +100,12 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         (out / "segmentation.md").write_text(markdown(result), encoding="utf-8")
         (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _mean_finite(values: np.ndarray) -> float:
+    """Mean over the cases where the metric exists (HD95 needs a found tumour); NaN when none does."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 DISTRACTORS = (3, 4, 5, 6, 7)  # anatomy labels: heart, great vessels, internal mammary vessels, nodes, benign lesion
