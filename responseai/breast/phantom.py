@@ -1103,7 +1103,7 @@ def render_figure(path: str | Path, seed: int = 1, index: int = 5) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``responseai synth breast``: write a phantom cohort (optionally measure its planted shortcut)."""
-    parser = cohort_parser("breast", "Write the breast DCE-MRI phantom cohort", 200, 1)
+    parser = cohort_parser("responseai synth breast", "Write the breast DCE-MRI phantom cohort", 200, 1)
     parser.add_argument("--check-shortcut", action="store_true",
                         help="report how well a feature outside the tumour predicts pCR per domain")
     args = parse_cohort_args(parser, argv)

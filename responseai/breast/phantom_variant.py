@@ -1159,8 +1159,8 @@ def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.Dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``responseai synth breast-variant``: write the independent validation phantom cohort."""
-    parser = cohort_parser("breast-variant", "Write the independent breast DCE-MRI validation phantom", 100, 0)
+    """``python -m responseai.breast.phantom_variant``: write the independent validation phantom cohort."""
+    parser = cohort_parser("python -m responseai.breast.phantom_variant", "Write the independent breast DCE-MRI validation phantom", 100, 0)
     args = parse_cohort_args(parser, argv)
     write_cohort(args.out, args.n, args.seed, args.workers)
     return 0

@@ -321,7 +321,7 @@ def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.Dat
 
 def main(argv: list[str] | None = None) -> int:
     """``responseai synth gradeguided``: write a phantom cohort."""
-    parser = cohort_parser("gradeguided", "Write the grade-guided CT/MRI/PET phantom cohort", 400, 0)
+    parser = cohort_parser("responseai synth gradeguided", "Write the grade-guided CT/MRI/PET phantom cohort", 400, 0)
     args = parse_cohort_args(parser, argv)
     write_cohort(args.out, args.n, args.seed, args.workers)
     return 0

@@ -64,9 +64,9 @@ def write_cohort_files(
     return manifest
 
 
-def cohort_parser(family: str, description: str, default_n: int, default_seed: int) -> argparse.ArgumentParser:
-    """The options every ``responseai synth <family>`` shares (``--n --seed --out --workers``)."""
-    parser = argparse.ArgumentParser(prog=f"responseai synth {family}", description=description)
+def cohort_parser(prog: str, description: str, default_n: int, default_seed: int) -> argparse.ArgumentParser:
+    """The options every phantom command shares (``--n --seed --out --workers``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--n", type=int, default=default_n, help=f"number of patients (default {default_n})")
     parser.add_argument("--seed", type=int, default=default_seed, help="cohort seed (same seed, same bytes)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
