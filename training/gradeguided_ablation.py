@@ -54,7 +54,7 @@ from responseai.gradeguided.preprocess import (  # noqa: E402
 from responseai.metrics import N_BOOTSTRAP, auc_metric, auc_or_nan, binary_report, bootstrap, concordance_index  # noqa: E402
 from responseai.gradeguided.reference import design, fit_reference  # noqa: E402
 from responseai.gradeguided.model import ABLATIONS, predict_arrays  # noqa: E402
-from responseai.gradeguided.phantom import GRADES, SITES, SUBTYPES, assign_split, generate_case  # noqa: E402
+from responseai.gradeguided.constants import GRADES, SUBTYPES  # noqa: E402
 from responseai.gradeguided.evaluation import development_samples, phantom_samples  # noqa: E402
 from responseai.outputs import json_safe  # noqa: E402
 from training.gradeguided import TrainConfig, train_gradeguided  # noqa: E402

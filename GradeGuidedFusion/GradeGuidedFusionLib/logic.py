@@ -17,17 +17,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responseai.clinical import field_errors, validate_clinical
+from responseai.clinical import validate_clinical
 from responseai.errors import GeometryMismatchError, MissingPhaseError
-from responseai.gradeguided.constants import CLINICAL_SCHEMA, MODALITIES, MODALITY_LABELS
+from responseai.gradeguided.constants import CLINICAL_SCHEMA, MODALITY_LABELS
 from responseai.gradeguided.inference import DEFAULT as DEFAULT_WEIGHTS
 from responseai.gradeguided.preprocess import RoiSpec, check_pet_suv, missing_modalities, parse_grade
 from responseai.gradeguided.report import build_gradeguided_report, reference_modality
 from responseai.image import Image
 from responseai.io import align_to_reference, read_image, volumes_overlap, write_image
-from responseai.progress import parse_progress
 from responseai.reports.writer import write_report
-from responseai.slicer_bridge.jobs import PredictionJob, error_from_log, job_environment, python_executable, run_command
+from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import read_tumour_segment, volume_node_to_image
 from responseai.slicer_bridge.outputs import require_in_scene, set_heatmap, set_results_table
 from responseai.weights import read_card
@@ -81,11 +80,6 @@ class GradeGuidedLogic:
         if not present:
             raise MissingPhaseError("no imaging volume selected: choose at least one of CT, MRI or PET")
         return next((n for n in present if n.split("_")[0] in MODALITY_ORDER), present[0])
-
-    @staticmethod
-    def clinical_errors(values: dict) -> dict[str, str]:
-        """Per-field messages for the form (empty when each entry is valid or unknown)."""
-        return field_errors(values, CLINICAL_SCHEMA)
 
     def read_mask(self, segmentation_node, reference_node) -> Image:
         """The tumour segment (named Tumour, or the only one) on the reference grid, user edits included."""
@@ -183,7 +177,3 @@ def result_rows(record: dict) -> list[tuple[str, str]]:
              ("Model", f"{record['model']['name']} {record['model']['version']}"),
              ("Note", "α is per source stream (every stream sees all modalities); research use only")]
     return rows
-
-
-__all__ = ["GradeGuidedLogic", "GradeGuidedOutputs", "Job", "error_from_log", "export_report", "parse_progress",
-           "result_rows"]
