@@ -124,6 +124,7 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
     clinicalFields = CLINICAL_FIELDS
 
     logicClass = BreastResponseAILogic
+    sections = ()  # "BreastResponseAISections.<file>:<Class>" panels below the pCR form
 
     def setupModule(self) -> None:
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)

@@ -33,6 +33,7 @@ from monai.transforms import (
     RandBiasFieldd,
     RandFlipd,
     RandGaussianNoised,
+    RandGaussianSmoothd,
     RandScaleIntensityd,
 )
 
@@ -44,7 +45,7 @@ from responseai.image import Image
 from responseai.io import read_image
 from responseai.metrics import dice
 from responseai.spatial import to_canonical
-from responseai.weights import save_model
+from responseai.weights import load_model, save_model
 from training.engine import (
     all_reduce_mean,
     init_distributed,
@@ -81,7 +82,9 @@ class SegTrainConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.pt"})
     n_val: int = field(default=16, metadata={"help": "validation exams scored each epoch (whole exams, sliding window)"})
-    augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, noise)"})
+    augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, blur, noise)"})
+    init: Path | None = field(default=None, metadata={"help": "start from these verified weights (.safetensors "
+                                                                "with its card) instead of random ones"})
 
 
 @dataclass
@@ -130,16 +133,24 @@ def load_split(manifest: Path, split: str, limit: int | None = None) -> list[Seg
 
 
 def _augmentation(patch: tuple[int, int, int]) -> Compose:
-    """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms)."""
+    """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms).
+
+    Beyond pose and gain: a coarser or blurrier scanner (Gaussian smoothing, in-plane pixels up
+    to 1.6 mm and thick slices look like this after resampling), a noisier one, and a contrast
+    bolus that arrives earlier or later (each channel scaled on its own, which changes the
+    post/pre ratios a little, as timing does).
+    """
     keys = ("image", "label")
     return Compose([
         RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
-        RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
+        RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.15, 0.15, 0.15),
                     mode=("bilinear", "nearest"), padding_mode="zeros", spatial_size=patch),
-        RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.3)),
+        RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.4)),
+        RandGaussianSmoothd("image", prob=0.3, sigma_x=(0.2, 1.0), sigma_y=(0.3, 1.2), sigma_z=(0.3, 1.2)),
         RandAdjustContrastd("image", prob=0.4, gamma=(0.7, 1.5)),
         RandScaleIntensityd("image", prob=0.5, factors=0.25),
-        RandGaussianNoised("image", prob=0.3, std=0.03),
+        RandScaleIntensityd("image", prob=0.4, factors=0.12, channel_wise=True),
+        RandGaussianNoised("image", prob=0.4, std=0.05),
     ])
 
 
@@ -191,6 +202,18 @@ def validation_dice(model: torch.nn.Module, cases: list[SegCase], patch: tuple[i
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def initial_model(architecture: dict, init: Path | None) -> torch.nn.Module:
+    """A fresh network, or one warm-started from verified weights of the same architecture."""
+    if init is None:
+        return build_model({"architecture": architecture})
+    model, card = load_model(init, build_model, expected_task=TASK)
+    if card["architecture"] != architecture:
+        raise ValueError(f"--init {init}: its architecture {card['architecture']} differs from this run's "
+                         f"{architecture}")
+    log.info("warm start from %s (val Dice %s)", init, card.get("metrics", {}).get("val_dice"))
+    return model
+
+
 def cohort_seed(manifest: Path) -> int | None:
     """The phantom seed from ``cohort.json`` next to the manifest (None for a real cohort).
 
@@ -223,9 +246,9 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                                             "inside the breast region discarded, the highest-probability one kept, "
                                             "holes filled",
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
-                          "augmentation": "MONAI: L-R flip, affine (±10°, ±10 %), bias field, gamma, intensity "
-                                          "scale, Gaussian noise" if config.augment else "none"},
-        "training_data": {"manifest": str(config.manifest), "manifest_sha256_16": digest, "n_train": n_train,
+                          "augmentation": "MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
+                                          "gamma, intensity scale (global and per channel), Gaussian noise" if config.augment else "none"},
+        "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(config.manifest),
                           "epochs": config.epochs, "steps_per_epoch": config.steps, "batch_size": config.batch_size,
                           "lr": config.lr, "seed": config.seed},
@@ -245,7 +268,7 @@ def train(config: SegTrainConfig) -> Path | None:
         raise ValueError(f"{config.manifest}: needs rows with split == train and split == val "
                          f"(found {len(train_cases)} and {len(val_cases)}); the best epoch is chosen on val")
     architecture = {**DEFAULT_ARCHITECTURE, "out_channels": int(max(c.label.max() for c in train_cases)) + 1}
-    model = wrap_model(build_model({"architecture": architecture}), info)
+    model = wrap_model(initial_model(architecture, config.init), info)
     augment = _augmentation(tuple(config.patch)) if config.augment else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

@@ -21,6 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import ctk
 import qt
 import slicer
 import vtk
@@ -55,6 +56,8 @@ class ResponseAIWidgetMixin:
         self._results = None
         self._cancelled = False
 
+    sections: tuple = ()  # "ModuleSections.file:Class" of ResponseAISection panels shown below the form
+
     def setup(self) -> None:
         """Load the .ui, find the clinical fields, connect the shared buttons, then the module's own."""
         ScriptedLoadableModuleWidget.setup(self)
@@ -76,11 +79,17 @@ class ResponseAIWidgetMixin:
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.applyButton.enabled = False  # until the inputs are checked
         self.setupModule()
+        self.sectionPanels = [_resolve(target)(self) for target in self.sections]
+        for panel in self.sectionPanels:
+            panel.setup()
+        self.layout.addStretch(1)
         self.initializeParameterNode()
 
     # --- parameter node (Slicer's template, once) ------------------------------------------------
     def cleanup(self) -> None:
         self.onCancel()
+        for panel in getattr(self, "sectionPanels", ()):
+            panel.onCancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -226,6 +235,118 @@ class ResponseAIWidgetMixin:
 
     def writeReport(self, folder: str) -> dict:
         """Write the per-patient report of the shown results into ``folder``."""
+        raise NotImplementedError
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class ResponseAISection:
+    """A collapsible panel of further analysis in a module (DCE kinetics, recurrence, cross-modal…).
+
+    Each section has its own ``.ui`` (in the module's ``Resources/UI``) with ``runButton``,
+    ``cancelButton``, ``progressBar`` and ``statusLabel``, and its own MRML + core logic in the
+    module's Lib (tested headless). Like the module form, the model runs in a background
+    ``ProcessJob`` (a ``responseai predict <family>`` command) so the GUI stays live and Cancel
+    works. A section implements :meth:`setupSection`, :meth:`readiness`, :meth:`prepareJob`,
+    :meth:`importResults` and :meth:`showResults`; the module widget lists it in ``sections``.
+    """
+
+    title = ""
+    uiFile = ""
+
+    def __init__(self, moduleWidget) -> None:
+        self.moduleWidget = moduleWidget
+        self.results = None
+        self._job = None
+        self._process = None
+        self._cancelled = False
+
+    @property
+    def logic(self):
+        """The module's logic (its ``core`` installs dependencies on first use)."""
+        return self.moduleWidget.logic
+
+    def setup(self) -> None:
+        panel = ctk.ctkCollapsibleButton()
+        panel.text = self.title
+        panel.collapsed = True
+        self.moduleWidget.layout.addWidget(panel)
+        uiWidget = slicer.util.loadUI(self.moduleWidget.resourcePath(self.uiFile))
+        qt.QVBoxLayout(panel).addWidget(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self.ui.runButton.connect("clicked(bool)", self.onRun)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.cancelButton.enabled = False
+        self.setupSection()
+        self.updateRunButton()
+
+    def updateRunButton(self, *unused) -> None:
+        """Enable Run only when the section's inputs are selected and no job of it is running."""
+        ready, tip = self.readiness()
+        self.ui.runButton.enabled = ready and self._process is None
+        self.ui.runButton.toolTip = tip
+
+    def onRun(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot start {title}.").format(title=self.title), waitCursor=True):
+            self._job = self.prepareJob()
+            self._process = ProcessJob(self._job, self.logic.parseProgress, self._onProgress, self._onFinished)
+            self._cancelled = False
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = _("Starting…")
+            self.ui.cancelButton.enabled = True
+            self.updateRunButton()
+            self._process.start()
+
+    def _onProgress(self, percent: int, message: str) -> None:
+        self.ui.progressBar.value = percent
+        self.ui.statusLabel.text = message
+
+    def _onFinished(self, succeeded: bool, log: list) -> None:
+        self._process = None
+        self.ui.cancelButton.enabled = False
+        try:
+            if self._cancelled:
+                self.ui.statusLabel.text = _("Cancelled")
+            elif not succeeded:
+                self.ui.statusLabel.text = _("Failed")
+                slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
+            else:
+                with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
+                    self.results = self.importResults(self._job, self.results)
+                    self.ui.progressBar.value = 100
+                    self.ui.statusLabel.text = _("Done")
+                    self.showResults(self.results)
+        finally:
+            shutil.rmtree(self._job.folder, ignore_errors=True)
+            self.updateRunButton()
+
+    def onCancel(self) -> None:
+        if self._process is not None:
+            self._cancelled = True
+            self._process.cancel()
+
+    # --- hooks each section implements -------------------------------------------------------------
+    def setupSection(self) -> None:
+        """Connect the section's own widgets (call :meth:`updateRunButton` when an input changes)."""
+
+    def readiness(self) -> tuple:
+        """(inputs selected, tooltip for Run)."""
+        raise NotImplementedError
+
+    def prepareJob(self):
+        """Check the inputs and write them for the background job (raises with a user message)."""
+        raise NotImplementedError
+
+    def importResults(self, job, previous):
+        """The finished job's outputs as MRML nodes (reusing ``previous``'s)."""
+        raise NotImplementedError
+
+    def showResults(self, results) -> None:
+        """Put the results in the views."""
         raise NotImplementedError
 
 

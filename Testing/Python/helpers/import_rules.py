@@ -9,7 +9,8 @@ Rules (docs: ../shared/design/ARCHITECTURE.md, README "Layout"):
 3. a family imports another family only through its public pieces (the package, ``constants``,
    ``preprocess``), never its internals;
 4. the core (``responseai``) never imports ``training``;
-5. only the Slicer module files (``<Module>/<Module>.py``, ``ResponseAICommonLib``) import Qt / ctk.
+5. only the Slicer module files (``<Module>/<Module>.py``, its ``<Module>Sections/`` panels,
+   ``ResponseAICommonLib``) import Qt / ctk; ``<Module>Lib`` (MRML + core, tested headless) never does.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def test_only_the_module_files_import_qt(project):
 
 def test_a_module_never_imports_another_modules_files():
     for module in SLICER_MODULES:
-        sources = [ROOT / module / f"{module}.py", *(ROOT / module).glob("*Lib/*.py")]
+        sources = [ROOT / module / f"{module}.py", *(ROOT / module).glob("*Lib/*.py"), *(ROOT / module).glob("*Sections/*.py")]
         imported = {t.split(".")[0] for targets in scan(ROOT, sources).imports.values() for t in targets}
         others = {m for m in SLICER_MODULES if m not in (module, "ResponseAICommon")}
         assert not imported & ({*others} | {f"{m}Lib" for m in others}), module
