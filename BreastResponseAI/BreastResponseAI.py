@@ -124,7 +124,9 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
     clinicalFields = CLINICAL_FIELDS
 
     logicClass = BreastResponseAILogic
-    sections = ()  # "BreastResponseAISections.<file>:<Class>" panels below the pCR form
+    sections = (  # collapsible panels below the pCR form ("BreastResponseAISections.<file>:<Class>")
+        "BreastResponseAISections.kinetics:KineticsSection",
+    )
 
     def setupModule(self) -> None:
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)

@@ -1,0 +1,76 @@
+"""`responseai predict kinetics` → result.json + NRRD maps (atomically); `responseai report` → PDF + JSON + pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from responseai.cli import main
+from responseai.io import read_image, write_image
+from responseai.kinetics.constants import PHASES
+
+
+@pytest.fixture(scope="module")
+def case_files(tmp_path_factory, kinetics_case) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("kinetics-case")
+    files = {name: write_image(image, folder / f"{name}.nrrd") for name, image in kinetics_case.baseline.phases.items()}
+    files.update({f"followup-{n}": write_image(im, folder / f"followup_{n}.nrrd")
+                  for n, im in kinetics_case.followup.phases.items()})
+    files["mask"] = write_image(kinetics_case.baseline.mask, folder / "mask.nrrd")
+    files["followup-mask"] = write_image(kinetics_case.followup.mask, folder / "followup_mask.nrrd")
+    return {name: str(path) for name, path in files.items()}
+
+
+def _argv(files: dict[str, str], names) -> list[str]:
+    return [a for name in names for a in (f"--{name}", files[name])]
+
+
+def test_predict_then_report(case_files, kinetics_case, tmp_path: Path):
+    out = tmp_path / "prediction"
+    names = [*PHASES, "mask", *(f"followup-{p}" for p in PHASES), "followup-mask"]
+    argv = ["predict", "kinetics", *_argv(case_files, names), "--patient-id", "P1", "--followup-patient-id", "P1",
+            "--config", '{"pe_threshold": 70}', "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    assert record["family"] == "kinetics" and record["case_id"] == "P1"
+    assert record["baseline"]["majority_class"] == "washout" and record["followup_roi_source"] == "given"
+    assert record["changes"]["delta_ftv_percent"] == pytest.approx(kinetics_case.truth["true_delta_ftv_percent"], rel=0.1)
+    assert {"pe.nrrd", "ser.nrrd", "kinetic_class.nrrd", "followup_pe.nrrd", "followup_kinetic_class.nrrd",
+            "followup_to_baseline.tfm"} <= {p.name for p in out.iterdir()}
+    classes = read_image(out / "kinetic_class.nrrd")
+    assert classes.array.dtype == np.uint8 and set(np.unique(classes.array)) <= {0, 1, 2, 3}
+    assert not classes.grid_differences(kinetics_case.baseline.phases["post1"])
+
+    report = tmp_path / "report"
+    assert main(["report", "--prediction", str(out), "--out", str(report)]) == 0
+    data = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    assert data["report_type"] == "kinetics" and data["headline"]["label"] == "ΔFTV"
+    assert [image["key"] for image in data["images"]] == ["baseline_map", "followup_map", "curves"]
+    assert "washout" in data["image_legend"] and (report / "report.pdf").stat().st_size > 10_000
+    titles = [section["title"] for section in data["sections"]]
+    assert titles[:3] == ["Inputs", "Thresholds", "Baseline"] and "Change baseline → follow-up" in titles
+
+
+def test_a_bad_input_writes_nothing(case_files, kinetics_case, tmp_path: Path, caplog):
+    empty = write_image(kinetics_case.baseline.mask.with_array(np.zeros(kinetics_case.baseline.mask.shape, np.uint8)),
+                        tmp_path / "empty.nrrd")
+    out = tmp_path / "prediction"
+    assert main(["predict", "kinetics", *_argv(case_files, PHASES), "--mask", str(empty), "--out", str(out)]) == 2
+    assert "the mask is empty" in caplog.text and not out.exists()
+    assert main(["predict", "kinetics", *_argv(case_files, ["pre", "mask"]), "--out", str(out)]) == 2
+    assert "missing: post1, post2" in caplog.text and not out.exists()
+
+
+def test_baseline_only(case_files, tmp_path: Path):
+    out, report = tmp_path / "prediction", tmp_path / "report"
+    assert main(["predict", "kinetics", *_argv(case_files, [*PHASES, "mask"]), "--pe-threshold", "80",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    assert record["followup"] is None and record["config"]["pe_threshold"] == 80
+    assert not (out / "followup_pe.nrrd").exists()
+    assert main(["report", "kinetics", "--prediction", str(out), "--out", str(report)]) == 0
+    data = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    assert data["headline"]["label"] == "Baseline FTV" and [i["key"] for i in data["images"]] == ["baseline_map", "curves"]

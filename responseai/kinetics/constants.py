@@ -1,0 +1,25 @@
+"""The kinetics family's vocabulary: phases, kinetic classes with their label values and colours.
+
+Defined once; the analysis, phantom, report and the Slicer colour table read them, so a label
+value means the same class in a NRRD file, a report legend and a Slicer view.
+"""
+
+from __future__ import annotations
+
+PHASES = ("pre", "post1", "post2")  # S0, S1 (early, ≈ 90–150 s), S2 (late, ≈ 5–8 min)
+FOLLOWUP_PREFIX = "followup_"
+TIMEPOINTS = ("baseline", "followup")
+
+# Kinetic class label values (0 = voxel not assessed: not enhancing enough, or no pre-contrast signal).
+NOT_ASSESSED = 0
+PERSISTENT, PLATEAU, WASHOUT = 1, 2, 3
+CLASS_NAMES = {NOT_ASSESSED: "not assessed", PERSISTENT: "persistent", PLATEAU: "plateau", WASHOUT: "washout"}
+KINETIC_TYPES = ("persistent", "plateau", "washout")  # increasing suspicion (the worst-curve order)
+CLASS_VALUES = {name: value for value, name in CLASS_NAMES.items()}
+# The colours breast CAD workstations use: blue rising, yellow/green plateau, red washout.
+CLASS_COLORS = {NOT_ASSESSED: (0.0, 0.0, 0.0), PERSISTENT: (0.17, 0.42, 0.90),
+                PLATEAU: (0.98, 0.80, 0.10), WASHOUT: (0.89, 0.10, 0.11)}
+COLOR_TABLE_NAME = "ResponseAI kinetic classes"
+
+# The output files of `responseai predict kinetics` (the follow-up's carry the FOLLOWUP_PREFIX).
+MAP_FILES = {"pe": "pe.nrrd", "ser": "ser.nrrd", "class": "kinetic_class.nrrd"}

@@ -1,0 +1,201 @@
+"""DCE kinetics of one patient: PE / SER / kinetic-class maps, FTV, worst curve, optional follow-up.
+
+    responseai predict kinetics --pre PRE --post1 POST1 --post2 POST2 --mask MASK \
+        [--followup-pre .. --followup-post1 .. --followup-post2 .. [--followup-mask ..]] \
+        [--patient-id ID --followup-patient-id ID] [--config CONFIG.json] [--pe-threshold 70] \
+        [--bspline] [--resample] --out DIR
+
+No model, no weights: standard DCE definitions with every threshold in
+:class:`~responseai.kinetics.analysis.KineticsConfig` (``--config`` takes a JSON object of its
+fields). Outputs (all or nothing, through a staging folder): ``result.json`` (``"family":
+"kinetics"``; both timepoints, the changes, the registration, the thresholds, the inputs),
+``pe.nrrd``, ``ser.nrrd``, ``kinetic_class.nrrd`` (0 not assessed, 1 persistent, 2 plateau,
+3 washout) and, with a follow-up, the same maps prefixed ``followup_`` *on the baseline grid*
+plus ``followup_to_baseline.tfm`` (the SimpleITK transform: baseline point → follow-up point).
+Progress as ``PROGRESS <pct> <msg>`` log lines for the Slicer job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from responseai.errors import InputFileError, ResponseAIError
+from responseai.image import Image
+from responseai.io import read_image, read_mask, write_image
+from responseai.kinetics.analysis import KineticMaps, KineticsConfig, analyse_exam
+from responseai.kinetics.constants import CLASS_COLORS, CLASS_NAMES, FOLLOWUP_PREFIX, MAP_FILES, PHASES
+from responseai.kinetics.longitudinal import FollowUp, Timepoint, analyse_followup, check_same_patient
+from responseai.outputs import json_safe, staged_output_dir
+
+log = logging.getLogger(__name__)
+
+FAMILY = "kinetics"
+TRANSFORM_FILE = "followup_to_baseline.tfm"
+Progress = Callable[[int, str], None]
+
+
+@dataclass
+class KineticsResult:
+    """Both timepoints (the follow-up may be absent), their changes and the thresholds used."""
+
+    baseline: Timepoint
+    followup: FollowUp | None
+    config: KineticsConfig
+    patient_id: str | None = None
+    followup_patient_id: str | None = None
+
+    def record(self) -> dict:
+        """JSON-able summary (``result.json`` without case id and inputs); non-finite numbers → None."""
+        followup = self.followup
+        maps = {"baseline": dict(MAP_FILES)}
+        if followup is not None:
+            maps["followup"] = {key: FOLLOWUP_PREFIX + name for key, name in MAP_FILES.items()}
+        return json_safe({
+            "patient_id": self.patient_id, "followup_patient_id": self.followup_patient_id,
+            "config": self.config.record(),
+            "baseline": self.baseline.summary,
+            "followup": followup.timepoint.summary if followup else None,
+            "followup_roi_source": followup.roi_source if followup else None,
+            "registration": followup.registration.record() if followup else None,
+            "changes": followup.changes if followup else None,
+            "class_labels": {str(value): name for value, name in CLASS_NAMES.items()},
+            "class_colors": {str(value): list(rgb) for value, rgb in CLASS_COLORS.items()},
+            "maps": maps, "maps_grid": "baseline post1 grid (follow-up maps resampled through the registration)",
+            "research_use_only": True,
+        })
+
+
+def predict_kinetics(phases: Mapping[str, Image | None], mask: Image,
+                     followup_phases: Mapping[str, Image | None] | None = None, followup_mask: Image | None = None,
+                     config: KineticsConfig | None = None, patient_id: str | None = None,
+                     followup_patient_id: str | None = None, bspline: bool = False, resample: bool = False,
+                     progress: Progress | None = None) -> KineticsResult:
+    """Baseline kinetics and, when follow-up phases are given, the registered comparison."""
+    progress = progress or (lambda pct, msg: None)
+    config = config or KineticsConfig()
+    if followup_phases is not None:
+        check_same_patient(patient_id, followup_patient_id)  # before any work: the cheapest refusal
+    progress(20, "baseline: percent enhancement, SER, kinetic classes, FTV")
+    images, roi, maps, summary = analyse_exam(phases, mask, config, resample)
+    baseline = Timepoint(images, roi, maps, summary)
+    followup = None
+    if followup_phases is not None:
+        progress(45, "registering the follow-up exam onto the baseline")
+        followup = analyse_followup(baseline, followup_phases, followup_mask, config, bspline, resample)
+    return KineticsResult(baseline, followup, config, patient_id, followup_patient_id)
+
+
+def _write_maps(maps: KineticMaps, folder: Path, prefix: str = "") -> None:
+    for key, image in (("pe", maps.pe), ("ser", maps.ser), ("class", maps.kinetic_class)):
+        write_image(image, folder / f"{prefix}{MAP_FILES[key]}")
+
+
+def write_result(result: KineticsResult, out: str | Path, inputs: Mapping[str, str] | None = None,
+                 case_id: str | None = None) -> dict[str, Path]:
+    """``result.json`` + the maps (+ the follow-up's and its transform) into ``out``: all or none."""
+    out = Path(out)
+    with staged_output_dir(out) as staging:
+        _write_maps(result.baseline.maps, staging)
+        if result.followup is not None:
+            _write_maps(result.followup.timepoint.maps, staging, FOLLOWUP_PREFIX)
+            sitk.WriteTransform(result.followup.registration.transform, str(staging / TRANSFORM_FILE))
+        record = {"family": FAMILY, "case_id": case_id or result.patient_id or out.name, **result.record(),
+                  "inputs": dict(inputs or {})}
+        (staging / "result.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        names = [p.name for p in staging.iterdir()]
+    return {name: out / name for name in names}
+
+
+def config_from(text: str | None, pe_threshold: float | None = None) -> KineticsConfig:
+    """A config from a JSON file or object of :class:`KineticsConfig` fields; unknown fields are refused."""
+    values = _json_object(text) if text else {}
+    known = {f.name for f in fields(KineticsConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputFileError(f"--config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if pe_threshold is not None:
+        values["pe_threshold"] = pe_threshold
+    try:
+        return KineticsConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(f"--config: {exc}") from exc
+
+
+def _json_object(text: str) -> dict:
+    try:
+        values = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"--config {text}: neither a readable JSON file nor a JSON object ({exc})") from exc
+    if not isinstance(values, dict):
+        raise InputFileError(f"--config {text}: expected a JSON object of threshold: value")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="responseai predict kinetics", description=__doc__.split("\n\n")[0])
+    for phase in PHASES:
+        parser.add_argument(f"--{phase}", help=f"baseline {phase} phase (file or DICOM folder)")
+        parser.add_argument(f"--followup-{phase}", help=f"follow-up {phase} phase (file or DICOM folder)")
+    parser.add_argument("--mask", required=True, help="lesion ROI (.nrrd/.nii.gz or .seg.nrrd with a 'Tumour' segment)")
+    parser.add_argument("--followup-mask", help="follow-up lesion ROI (default: the baseline ROI through the registration)")
+    parser.add_argument("--patient-id", help="baseline patient ID (checked against --followup-patient-id)")
+    parser.add_argument("--followup-patient-id")
+    parser.add_argument("--case-id", help="case identifier for result.json and the report (default: patient ID or --out name)")
+    parser.add_argument("--config", help="JSON file or object of KineticsConfig fields (thresholds)")
+    parser.add_argument("--pe-threshold", type=float, help="FTV percent-enhancement threshold (default 70)")
+    parser.add_argument("--bspline", action="store_true", help="refine the rigid registration with a coarse B-spline")
+    parser.add_argument("--resample", action="store_true", help="resample phases / masks onto each exam's post1 grid")
+    parser.add_argument("--out", required=True, type=Path)
+    return parser
+
+
+def _read_phases(args: argparse.Namespace, prefix: str) -> tuple[dict[str, Image | None], dict[str, str]]:
+    paths = {phase: getattr(args, f"{prefix}{phase}") for phase in PHASES}
+    label = "follow-up " if prefix else ""
+    images = {phase: read_image(path, f"{label}{phase}") if path else None for phase, path in paths.items()}
+    return images, {f"{prefix}{phase}": path for phase, path in paths.items() if path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Analyse one patient from files; 0 on success, 2 on an input error (logged as ERROR)."""
+    from responseai.progress import log_progress
+
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_progress(5, "reading the inputs")
+        config = config_from(args.config, args.pe_threshold)
+        phases, inputs = _read_phases(args, "")
+        followup, followup_inputs = _read_phases(args, "followup_")
+        has_followup = bool(followup_inputs) or args.followup_mask is not None
+        followup_mask = read_mask(args.followup_mask) if args.followup_mask else None
+        result = predict_kinetics(phases, read_mask(args.mask), followup if has_followup else None, followup_mask,
+                                  config, args.patient_id, args.followup_patient_id, args.bspline, args.resample,
+                                  log_progress)
+        log_progress(90, "writing results")
+        inputs = {**inputs, "mask": args.mask, **followup_inputs}
+        if args.followup_mask:
+            inputs["followup_mask"] = args.followup_mask
+        write_result(result, args.out, inputs, args.case_id)
+    except ResponseAIError as exc:
+        log.error("%s", exc)
+        return 2
+    summary = result.baseline.summary
+    message = f"done: FTV {summary['ftv_ml']:.2f} ml, worst curve {summary['worst_curve']}"
+    if result.followup is not None and result.followup.changes["delta_ftv_percent"] is not None:
+        message += f", ΔFTV {result.followup.changes['delta_ftv_percent']:+.0f} %"
+    log_progress(100, message)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
