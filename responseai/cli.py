@@ -1,6 +1,7 @@
 """``responseai``: one command shape for every model family, built from the registry.
 
     responseai predict  <family> …            one case → result folder
+    responseai predict  <family> --manifest CSV --out DIR   a cohort, models loaded once (resumable)
     responseai report   [<family>] --prediction DIR --out DIR   (family read from result.json)
     responseai synth    <family> …            phantom cohort (images + manifest.csv)
     responseai evaluate <family> [<part>] …   held-out evaluation of trained weights / runs
@@ -11,6 +12,11 @@
 Each family's sub-command keeps its own options (``responseai predict breast --help``). Heavy
 libraries are imported only by the chosen sub-command, so ``responseai --help`` answers
 instantly and a bad argument fails before any import cost.
+
+Options for every command: --version, -v/--verbose, --debug (traceback of an error).
+Exit codes: 0 success; 2 a problem with the input (a file, value, manifest or option: one
+line per problem on stderr, nothing half-written); 1 an internal error (a bug: report it
+with the --debug traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
-from responseai import registry
+from responseai import __version__, registry
 from responseai.errors import ResponseAIError
 
 log = logging.getLogger("responseai")
@@ -46,6 +52,10 @@ def _family_verb(verb: str, argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         raise registry.UnknownEntryError(f"usage: responseai {verb} {{{','.join(registry.families())}}} …")
     family = registry.family(argv[0])
+    if verb == "predict" and any(a == "--manifest" or a.startswith("--manifest=") for a in argv[1:]):
+        from responseai import batch
+
+        return batch.main(family, argv[1:])
     parts = family.evaluate if verb == "evaluate" else family.train if verb == "train" else None
     if parts is not None:
         target, rest = registry.part_target(parts, family.name, verb, argv[1:])
@@ -87,27 +97,43 @@ def _help() -> str:
     return "\n".join(lines)
 
 
+def _dispatch(verb: str, rest: list[str]) -> int:
+    if verb == "report":
+        return _report(rest)
+    if verb == "demo":
+        return _demo(rest)
+    if verb in VERB_HELP:
+        return _family_verb(verb, rest)
+    raise registry.UnknownEntryError(f"unknown command '{verb}'; commands: {', '.join([*VERB_HELP, 'demo'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code says whose fault a failure is (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
-    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    debug = "--debug" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose", "--debug")]
+    if argv[:1] == ["--version"]:
+        print(f"responseai {__version__}")  # noqa: T201 - the version is the command's output
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(_help())  # noqa: T201 - the help text is the command's output
         return 0 if argv else 2
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    logging.basicConfig(level=logging.DEBUG if verbose or debug else logging.INFO, format=LOG_FORMAT)
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
-    verb, rest = argv[0], argv[1:]
     try:
-        if verb == "report":
-            return _report(rest)
-        if verb == "demo":
-            return _demo(rest)
-        if verb in VERB_HELP:
-            return _family_verb(verb, rest)
-        raise registry.UnknownEntryError(f"unknown command '{verb}'; commands: {', '.join([*VERB_HELP, 'demo'])}")
+        return _dispatch(argv[0], argv[1:])
     except ResponseAIError as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, exc_info=debug)
         return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        log.error("internal error %s: %s%s", type(exc).__name__, exc,
+                  "" if debug else " (a bug, not your input: run again with --debug and report the traceback)",
+                  exc_info=debug)
+        return 1
 
 
 if __name__ == "__main__":

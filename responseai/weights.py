@@ -84,6 +84,11 @@ def read_card(weights_path: str | Path, expected_task: str | None = None) -> dic
         card = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{path}: model card is not valid JSON ({exc})") from exc
+    if not isinstance(card, dict):
+        raise WeightsError(f"{path}: model card is not a JSON object")
+    if not isinstance(card.get("card_format", 1), int) or card.get("card_format", 1) > CARD_FORMAT:
+        raise WeightsError(f"{path}: card_format {card.get('card_format')!r} is newer than this ResponseAI reads "
+                           f"({CARD_FORMAT}); update ResponseAI or use weights made for version {__version__}")
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
     if missing:
         raise WeightsError(f"{path}: model card lacks {', '.join(missing)}")

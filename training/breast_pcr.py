@@ -25,6 +25,7 @@ CPU). ``--resume`` continues from ``OUT/checkpoints``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from responseai.breast.constants import DCE_CHANNELS
+from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, prior_offset, probabilities
 from responseai.breast.pcr.model import TASK, PCRNet, build_model, guidance_loss, inherit_weights, make_config, mask_target
+from responseai.manifest import prepare_manifest
 from responseai.metrics import binary_report, youden_threshold
 from responseai.weights import save_model
 from training.engine import (
@@ -60,6 +62,7 @@ MODEL_NAME = "breast_pcr"
 MODEL_VERSION = "1.0.0"
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
+MANIFEST_NEEDS = {"require": ("split", "site", "mask", "pcr"), "need_splits": ("train", "val")}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class PcrTrainConfig:
 
     manifest: Path = field(metadata={"help": "cohort manifest.csv (split: train/val/…)"})
     out: Path = field(metadata={"help": "output folder"})
+    columns: str | None = field(default=None, metadata={
+        "help": "map manifest names to the CSV's: pcr=PCR_LABEL,age=AGE or a JSON file"})
     mode: str = field(default="stepwise", metadata={"choices": ["stepwise", "single-stage"]})
     steps: int = field(default=3, metadata={"choices": [1, 2, 3], "help": "stop the stepwise run after N steps"})
     epochs: tuple[int, ...] = field(default=(12, 12, 24), metadata={
@@ -365,5 +370,8 @@ def train(config: PcrTrainConfig) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    train(parse_config(PcrTrainConfig, argv, "python -m training.train breast pcr", __doc__.splitlines()[0]))
+    """Validate the manifest (every problem listed, exit 2 through the CLI), then train."""
+    config = parse_config(PcrTrainConfig, argv, "python -m training.train breast pcr", __doc__.splitlines()[0])
+    manifest = prepare_manifest(config.manifest, MANIFEST_SCHEMA, config.columns, config.out, **MANIFEST_NEEDS)
+    train(dataclasses.replace(config, manifest=manifest))
     return 0

@@ -13,6 +13,7 @@ Runs on a GPU when present and under ``torchrun`` (DDP); ``--resume`` continues 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,12 +38,13 @@ from monai.transforms import (
     RandScaleIntensityd,
 )
 
-from responseai.breast.constants import DCE_CHANNELS, REFERENCE_PHASE
+from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.inference import breast_region, network_input, predict_probabilities, select_tumour
 from responseai.breast.segmentation.model import DEFAULT_ARCHITECTURE, SPACING_MM, TASK, build_model
 from responseai.image import Image
 from responseai.io import read_image
+from responseai.manifest import prepare_manifest, read_manifest
 from responseai.metrics import dice
 from responseai.spatial import to_canonical
 from responseai.weights import load_model, save_model
@@ -65,6 +67,7 @@ MODEL_VERSION = "2.0.0"
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion
+MANIFEST_NEEDS = {"require": ("split", "site", "mask"), "need_splits": ("train", "val")}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class SegTrainConfig:
 
     manifest: Path = field(metadata={"help": "cohort manifest.csv (an `anatomy` column adds the breast class)"})
     out: Path = field(metadata={"help": "output folder for weights + card"})
+    columns: str | None = field(default=None, metadata={
+        "help": "map manifest names to the CSV's: mask=TUMOUR_MASK,split=SET or a JSON file"})
     epochs: int = 20
     steps: int = field(default=25, metadata={"help": "optimiser steps per epoch"})
     batch_size: int = 4
@@ -125,9 +130,9 @@ def load_case(row: pd.Series, root: Path) -> SegCase:
 
 
 def load_split(manifest: Path, split: str, limit: int | None = None) -> list[SegCase]:
-    """The cases of one split held in memory (float16: ≈ 12 MB per bilateral exam)."""
-    frame = pd.read_csv(manifest)
-    rows = frame[frame["split"] == split].head(limit) if limit else frame[frame["split"] == split]
+    """The cases of one split held in memory (float16: ≈ 12 MB per bilateral exam); paths come back absolute."""
+    rows = read_manifest(manifest, MANIFEST_SCHEMA, require=MANIFEST_NEEDS["require"]).rows(split)
+    rows = rows.head(limit) if limit else rows
     progress = tqdm(rows.iterrows(), total=len(rows), desc=f"loading {split}")
     return [load_case(row, manifest.parent) for _, row in progress]
 
@@ -313,6 +318,8 @@ def train(config: SegTrainConfig) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (``training.train breast segmentation`` dispatches here)."""
     config = parse_config(SegTrainConfig, argv, "python -m training.train breast segmentation", __doc__.splitlines()[0])
+    manifest = prepare_manifest(config.manifest, MANIFEST_SCHEMA, config.columns, config.out, **MANIFEST_NEEDS)
+    config = dataclasses.replace(config, manifest=manifest)
     try:
         train(config)
     finally:

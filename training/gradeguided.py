@@ -51,7 +51,8 @@ from responseai.metrics import auc_or_nan, youden_threshold
 from responseai.gradeguided.model import (
     TASK, ABLATIONS, GradeGuidedNet, grade_guided_loss, order_subtypes, predict_arrays,
 )
-from responseai.gradeguided.constants import GRADES, SUBTYPES
+from responseai.gradeguided.constants import GRADES, MANIFEST_SCHEMA, MODALITIES, SUBTYPES
+from responseai.manifest import prepare_manifest
 from responseai.gradeguided.evaluation import development_samples
 from responseai.weights import save_model
 from training.engine import add_config_arguments, config_from_args, seed_everything
@@ -304,6 +305,8 @@ class RunConfig:
 
     out: Path = field(metadata={"help": "output folder for weights + card"})
     manifest: Path | None = field(default=None, metadata={"help": "cohort manifest.csv (train / val splits)"})
+    columns: str | None = field(default=None, metadata={
+        "help": "map manifest names to the CSV's: response=RESP,grade=WHO_GRADE or a JSON file"})
     phantom: tuple[int, ...] | None = field(default=None, metadata={
         "nargs": 2, "metavar": ("N", "SEED"),
         "help": "train on the in-memory phantom cohort (train/val splits) instead of a manifest"})
@@ -320,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     if run.phantom:
         samples = development_samples(*run.phantom)
     elif run.manifest:
-        samples = samples_from_manifest(run.manifest)
+        manifest = prepare_manifest(run.manifest, MANIFEST_SCHEMA, run.columns, run.out,
+                                    require=("split", *MODALITIES, "grade", "response"), need_splits=("train", "val"))
+        samples = samples_from_manifest(manifest)
     else:
         parser.error("give --manifest or --phantom N SEED")
     train_gradeguided(samples, run.out, config)

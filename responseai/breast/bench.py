@@ -3,6 +3,12 @@
 Why not a timed test: timings depend on the machine and on whatever else runs on it; a test
 that fails on a busy CI runner teaches nothing. The numbers go into the docs with the machine
 they were measured on. Run: ``responseai bench breast --n 10 --threads 2``.
+
+``--cohort MANIFEST`` compares the two ways to run a cohort, in the same run on the same cases:
+one ``responseai predict breast --manifest`` process (models loaded once) against one
+``responseai predict breast`` process per case (what a shell loop does: every case pays the
+Python, torch and MONAI imports and the model loads). Both segment automatically; each child's
+wall time and peak RSS come from the operating system (``os.wait4``), so nothing is estimated.
 """
 
 from __future__ import annotations
@@ -13,11 +19,16 @@ import logging
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from responseai.breast.constants import BREAST_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,65 @@ def bench_case(weights_path: str | Path | None = None, n_cases: int = 10, seed: 
     return result
 
 
+def _child(argv: list[str], threads: int) -> dict:
+    """Run ``responseai <argv>`` in a fresh process: wall seconds, its own peak RSS, exit code."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "responseai.cli", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024, "code": process.returncode}
+
+
+def _single_case_argv(row: dict, out: Path) -> list[str]:
+    argv = ["predict", "breast", "--case-id", str(row["patient_id"]), "--out", str(out / str(row["patient_id"]))]
+    argv += [item for phase in ("pre", "post1", "post2") if row.get(phase) for item in (f"--{phase}", row[phase])]
+    clinical = {k: v for k, v in row.items() if k in BREAST_SCHEMA and v is not None}
+    return [*argv, "--clinical", json.dumps(clinical)]
+
+
+def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2) -> dict:
+    """Cohort throughput: one batch process vs one process per case (ratios from the same run)."""
+    from tqdm import tqdm
+
+    from responseai.breast.constants import MANIFEST_SCHEMA
+    from responseai.manifest import read_manifest
+
+    frame = read_manifest(manifest, MANIFEST_SCHEMA).frame.head(n_cases)
+    rows = frame.to_dict("records")
+    load_before = os.getloadavg()[0]  # a shared machine slows both modes; the load says how much
+    with tempfile.TemporaryDirectory(prefix="responseai-bench-") as scratch:
+        work = Path(scratch)
+        frame.to_csv(work / "cohort.csv", index=False)
+        log.info("batch: one process for %d cases", len(rows))
+        batch = _child(["predict", "breast", "--manifest", str(work / "cohort.csv"), "--out", str(work / "batch"),
+                        "--segment"], threads)
+        summary = json.loads((work / "batch" / "summary.json").read_text(encoding="utf-8"))
+        singles = [_child(_single_case_argv(row, work / "single"), threads)
+                   for row in tqdm(rows, desc="one process per case")]
+    per_case_total = sum(c["seconds"] for c in singles)
+    per_case_rss = max(c["peak_rss_mb"] for c in singles)
+    result = {
+        "manifest": str(manifest), "n_cases": len(rows), "threads": threads,
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "what": "whole exam (checks, breast region + tumour segmentation, pCR, attention, Grad-CAM, files) per case",
+        "batch": {"wall_s": round(batch["seconds"], 2), "cases_ok": summary["ok"], "exit_code": batch["code"],
+                  "cases_per_s": round(len(rows) / batch["seconds"], 3), "model_loads": 1,
+                  "model_load_s": summary["model_load_seconds"], "peak_rss_mb": round(batch["peak_rss_mb"], 1)},
+        "one_process_per_case": {
+            "wall_s": round(per_case_total, 2), "cases_ok": sum(c["code"] == 0 for c in singles),
+            "cases_per_s": round(len(rows) / per_case_total, 3), "model_loads": len(rows),
+            "median_case_s": round(float(np.median([c["seconds"] for c in singles])), 2),
+            "peak_rss_mb_max": round(per_case_rss, 1)},
+        "ratios": {"throughput_batch_over_per_case": round(per_case_total / batch["seconds"], 2),
+                   "peak_rss_batch_over_per_case": round(batch["peak_rss_mb"] / per_case_rss, 2)},
+    }
+    log.info("cohort throughput: %s", json.dumps(result, indent=2))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="responseai bench breast", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="pCR weights (default: shipped)")
@@ -82,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--cohort", type=Path, metavar="MANIFEST",
+                        help="compare one cohort process with one process per case on the first --n cases")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = bench_case(args.weights, args.n, threads=args.threads, seg_weights=args.seg_weights)
+    if args.cohort:
+        result = bench_cohort(args.cohort, args.n, args.threads)
+    else:
+        result = bench_case(args.weights, args.n, threads=args.threads, seg_weights=args.seg_weights)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

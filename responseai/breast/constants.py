@@ -7,6 +7,7 @@ Defined here, once; the phantom, preprocessing, models, Slicer form and report i
 from __future__ import annotations
 
 from responseai.clinical import Variable
+from responseai.manifest import Column, ManifestSchema, clinical_columns, split_column
 
 REQUIRED_PHASES = ("pre", "post1")
 OPTIONAL_PHASES = ("post2",)
@@ -40,3 +41,19 @@ CATEGORY_LABELS = {
     "triple_negative": "Triple negative", "ductal": "Invasive ductal (NST)", "lobular": "Invasive lobular",
     "other": "Other", "1": "Grade 1", "2": "Grade 2", "3": "Grade 3", "unknown": "Unknown",
 }
+
+# One row per patient; paths relative to the manifest's folder (what `responseai synth breast`
+# and the variant phantom write). Labels and `split` are needed only by training / evaluation.
+MANIFEST_SCHEMA = ManifestSchema("breast", (
+    Column("patient_id", "id", "patient identifier, unique", required=True),
+    Column("site", "text", "acquisition site (training records it in the model card)"),
+    Column("external", "category", "1 for an external-site case", values=("0", "1")),
+    split_column(),
+    Column("pre", "path", "pre-contrast phase (file or DICOM folder)", required=True),
+    Column("post1", "path", "first post-contrast phase (the reference grid)", required=True),
+    Column("post2", "path", "later post-contrast phase (optional)"),
+    Column("mask", "path", "tumour mask on the post1 grid (prediction: replaces automatic segmentation)"),
+    Column("anatomy", "path", "anatomy label map (phantoms; segmentation training and evaluation)"),
+    *clinical_columns(BREAST_VARIABLES),
+    Column("pcr", "category", "pathological complete response: 1 yes, 0 no", values=("0", "1")),
+))

@@ -3,6 +3,8 @@
 The same functions serve ``responseai demo``, ``responseai predict breast`` (:func:`main`) and
 the Slicer module's background job, so the three can never disagree. Inputs are checked before any model runs;
 outputs are written through a staging folder, so a failure leaves the output folder as it was.
+:data:`COHORT` plugs the same functions into ``responseai predict breast --manifest`` (:mod:`responseai.batch`):
+a manifest row's ``mask`` cell acts as ``--mask`` unless ``--segment`` is given.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from responseai.breast.constants import BREAST_SCHEMA, REFERENCE_PHASE
+from responseai.batch import COHORT_EPILOG, CohortHook
+from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
-from responseai.breast.pcr.inference import PCRResult, predict_pcr
+from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
-from responseai.breast.segmentation.inference import segment_exam, side_of
+from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam, side_of
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.image import Image
@@ -151,18 +154,56 @@ def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
     return {name: out / name for name in names}
 
 
+def _weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resample", action="store_true", help="resample phases/mask onto the post1 grid")
+    parser.add_argument("--seg-weights", help="segmentation weights (.safetensors, default: shipped)")
+    parser.add_argument("--pcr-weights", help="pCR weights (.safetensors, default: shipped)")
+
+
+def _cohort_arguments(parser: argparse.ArgumentParser) -> None:
+    _weights_arguments(parser)
+    parser.add_argument("--segment", action="store_true",
+                        help="segment every case automatically, even where the manifest has a mask column")
+
+
+def _load_models(args: argparse.Namespace) -> argparse.Namespace:
+    """Verify and load both networks once (cached per file), before the first case."""
+    load_segmentation_model(args.seg_weights or SEG_DEFAULT)
+    load_pcr_model(args.pcr_weights or PCR_DEFAULT)
+    return args
+
+
+def _read_row(row: Mapping[str, object], args: argparse.Namespace) -> BreastCase:
+    """A validated manifest row (absolute paths) → a checked case; a mask cell replaces segmentation (like --mask)."""
+    clinical = {name: row.get(name) for name in BREAST_SCHEMA}
+    phases = {name: row.get(name) for name in ("pre", "post1", "post2")}
+    mask = None if args.segment else row.get("mask")
+    return load_case(str(row["patient_id"]), phases, clinical, mask, args.resample)
+
+
+def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dict:
+    """One cohort case: predict silently (the cohort reports progress), write its folder, main outputs."""
+    outputs = run_case(case, models.seg_weights, models.pcr_weights, progress=lambda percent, message: None)
+    write_outputs(outputs, out)
+    record = result_record(outputs)
+    return {key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
+                                               "tumour_side", "tumour_volume_ml")}
+
+
+COHORT = CohortHook(MANIFEST_SCHEMA, _cohort_arguments, _load_models, _read_row, _predict_row)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="responseai predict breast",
-                                     description="tumour mask + pCR probability + attention for one breast DCE-MRI case")
+                                     description="tumour mask + pCR probability + attention for one breast DCE-MRI case",
+                                     epilog=COHORT_EPILOG.format(family=FAMILY))
     parser.add_argument("--pre", required=True, help="pre-contrast phase (NRRD/NIfTI file or DICOM folder)")
     parser.add_argument("--post1", required=True, help="first post-contrast phase (the reference grid)")
     parser.add_argument("--post2", help="later post-contrast phase (optional)")
     parser.add_argument("--mask", help="tumour mask (.nrrd/.nii.gz/.seg.nrrd); skips automatic segmentation")
     parser.add_argument("--clinical", help="JSON file or object of clinical variables (missing ones are unknown)")
     parser.add_argument("--case-id", default="case", help="identifier written to the outputs")
-    parser.add_argument("--resample", action="store_true", help="resample phases/mask onto the post1 grid")
-    parser.add_argument("--seg-weights", help="segmentation weights (.safetensors, default: shipped)")
-    parser.add_argument("--pcr-weights", help="pCR weights (.safetensors, default: shipped)")
+    _weights_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder")
     return parser
 

@@ -1,13 +1,14 @@
 """The grade-guided family's vocabulary: modalities, grades, stages, treatments, subtypes, clinical schema.
 
 Defined here, once: the phantom, preprocessing, model, Slicer form and report import these
-(never the other way round). Stdlib + :mod:`responseai.clinical` only, so the Slicer panel can
+(never the other way round). Stdlib + :mod:`responseai.clinical` / :mod:`responseai.manifest` only, so the Slicer panel can
 validate its form before torch or pandas are installed.
 """
 
 from __future__ import annotations
 
 from responseai.clinical import Variable
+from responseai.manifest import Column, ManifestSchema, clinical_columns, split_column
 
 MODALITIES = ("ct_nc", "ct_art", "ct_pv", "mr_t1", "mr_t2", "pet")
 QUANTITATIVE = ("ct_nc", "ct_art", "ct_pv", "pet")  # HU and SUV: absolute units, training statistics
@@ -33,3 +34,19 @@ CATEGORY_LABELS = {
     "mutant": "Mutant", "wild-type": "Wild-type", "chemo": "Chemotherapy", "immunotherapy": "Immunotherapy",
     "targeted": "Targeted therapy", "unknown": "Unknown",
 }
+
+# One row per patient; paths relative to the manifest's folder (what `responseai synth gradeguided`
+# writes). An empty modality cell is a missing modality; labels are needed only by training.
+MANIFEST_SCHEMA = ManifestSchema("gradeguided", (
+    Column("patient_id", "id", "patient identifier, unique", required=True),
+    Column("site", "text", "acquisition site"),
+    Column("external", "category", "1 for an external-site case", values=("0", "1")),
+    split_column(),
+    *(Column(m, "path", f"{MODALITY_LABELS[m]} volume (empty: missing)") for m in MODALITIES),
+    Column("mask", "path", "tumour mask", required=True),
+    *clinical_columns(CLINICAL_VARIABLES),
+    Column("grade", "category", "histological grade", values=GRADES),
+    Column("response", "category", "treatment response: 1 responder, 0 not", values=("0", "1")),
+    Column("pfs_months", "number", "progression-free survival (months)", low=0),
+    Column("pfs_event", "category", "1 progression observed, 0 censored", values=("0", "1")),
+))

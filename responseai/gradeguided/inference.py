@@ -25,7 +25,9 @@ Outputs of the command (written through a staging folder, so all or nothing): ``
 (NaN written as ``null``; ``case_id``, and ``inputs`` naming the files used, which the report
 reads), ``subtype_map.nrrd`` and ``model_card.json`` (so the folder alone can be reported on);
 progress as ``PROGRESS <pct> <msg>`` log lines, as :func:`responseai.progress.log_progress`
-writes them for the Slicer job.
+writes them for the Slicer job. :data:`COHORT` plugs the same functions into ``responseai predict
+gradeguided --manifest`` (:mod:`responseai.batch`); there the predicted grade guides the fusion (a
+manifest's ``grade`` column is a training label, not a biopsy result).
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
+from responseai.gradeguided.constants import MANIFEST_SCHEMA
 from responseai.gradeguided.preprocess import (
     CLINICAL_SCHEMA, RoiSpec, check_clinical_columns, clinical_encoder_from_card, missing_modalities, parse_grade,
     preprocess_images, reference_grid,
@@ -219,15 +223,57 @@ def write_result(result: GradeGuidedResult, out: str | Path, inputs: Mapping[str
     return {name: out / name for name in names}
 
 
+@dataclass
+class CohortCase:
+    """One manifest row read from disk: what :func:`predict_gradeguided` takes."""
+
+    case_id: str
+    images: dict[str, Image]
+    mask: Image
+    clinical: dict[str, object]
+    inputs: dict[str, str]
+
+
+def _weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=str(DEFAULT), help="weights (.safetensors, default: shipped)")
+
+
+def _load_models(args: argparse.Namespace) -> argparse.Namespace:
+    """Verify and load the network once (cached per file) before the first case."""
+    load_gradeguided(args.weights)
+    return args
+
+
+def _read_row(row: Mapping[str, object], args: argparse.Namespace) -> CohortCase:  # noqa: ARG001 - hook signature
+    """A validated manifest row (absolute paths; an empty modality cell is a missing modality)."""
+    paths = {m: str(row[m]) for m in MODALITY_OPTIONS if row.get(m)}
+    images = {name: read_image(path, name) for name, path in paths.items()}
+    clinical = {name: row[name] for name in CLINICAL_SCHEMA if row.get(name) is not None}
+    return CohortCase(str(row["patient_id"]), images, read_mask(row["mask"]), clinical, {**paths, "mask": str(row["mask"])})
+
+
+def _predict_row(case: CohortCase, out: Path, args: argparse.Namespace) -> dict:
+    """One cohort case with the predicted grade guiding the fusion (a manifest's grade is a label, not a biopsy)."""
+    result = predict_gradeguided(case.images, case.mask, case.clinical, None, args.weights)
+    write_result(result, out, case.inputs, load_gradeguided(args.weights).card, case.case_id)
+    return {"predicted_grade": result.predicted_grade, "response_probability": round(result.response_probability, 4),
+            "response_class": result.response_class, "subtype": result.subtype,
+            "missing_modalities": " ".join(result.missing_modalities)}
+
+
+COHORT = CohortHook(MANIFEST_SCHEMA, _weights_argument, _load_models, _read_row, _predict_row)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="responseai predict gradeguided", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="responseai predict gradeguided", description=__doc__.split("\n\n")[0],
+                                     epilog=COHORT_EPILOG.format(family=FAMILY))
     for name, option in MODALITY_OPTIONS.items():
         parser.add_argument(option, dest=name, help=f"{name} volume (file or DICOM folder); may be omitted")
     parser.add_argument("--mask", required=True, help="tumour mask (.nrrd/.nii.gz or .seg.nrrd with a 'Tumour' segment)")
     parser.add_argument("--clinical", help="JSON file or object: age, pdl1, egfr, afp, stage, treatment")
     parser.add_argument("--biopsy-grade", help="G1/G2/G3 if known (else the predicted grade guides the fusion)")
     parser.add_argument("--case-id", help="case identifier for result.json and the report (default: the --out folder name)")
-    parser.add_argument("--weights", default=str(DEFAULT))
+    _weights_argument(parser)
     parser.add_argument("--out", required=True, type=Path)
     return parser
 

@@ -29,6 +29,7 @@ from responseai.errors import (
 from responseai.explain import mass_in_mask, pointing_game
 from responseai.image import Image
 from responseai.breast.pcr.inference import predict_pcr
+from responseai.manifest import ManifestError
 from responseai.metrics import youden_threshold
 from responseai.breast.pcr.model import build_model, guidance_loss, inherit_weights, make_config, mask_target
 from responseai.breast.phantom import write_cohort
@@ -232,7 +233,7 @@ def test_bad_clinical_value_in_manifest_fails_before_any_weights_are_written(tin
     frame.loc[frame.index[frame["split"] == "train"][0], "age"] = 250
     bad = tiny_cohort.parent / "bad_manifest.csv"
     frame.to_csv(bad, index=False)
-    with pytest.raises(ClinicalValueError, match="Age"):
+    with pytest.raises(ManifestError, match="Age"):
         _train(bad, tmp_path / "bad", "--epochs", "1", "1", "1")
     assert not list((tmp_path / "bad").rglob("*.safetensors"))
 

@@ -94,3 +94,28 @@ def test_report_dispatches_on_the_recorded_family(caplog, tmp_path: Path):
     assert main(["report", "gradeguided", "--prediction", str(prediction), "--out", str(tmp_path / "r")]) == 2
     assert "holds a 'breast' prediction, not 'gradeguided'" in caplog.text
     assert not (tmp_path / "r").exists()
+
+
+def test_version_and_help_answer_without_heavy_imports():
+    import subprocess
+    import sys
+
+    code = ("import sys; from responseai.cli import main; assert main(['--version']) == 0; "
+            "assert main(['--help']) == 0; heavy = {'torch', 'monai', 'pandas'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("responseai 0.") and "Exit codes: 0 success" in done.stdout
+
+
+def test_internal_error_is_one_line_exit_1_and_debug_shows_the_traceback(caplog, monkeypatch):
+    def crash(verb, rest):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("responseai.cli._dispatch", crash)
+    assert main(["predict", "breast"]) == 1
+    record = caplog.records[-1]
+    assert record.getMessage().startswith("internal error RuntimeError: boom (a bug, not your input: run again with --debug")
+    assert not record.exc_info
+    assert main(["predict", "breast", "--debug"]) == 1
+    assert caplog.records[-1].exc_info  # the traceback is printed with --debug

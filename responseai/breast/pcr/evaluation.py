@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
 from responseai.breast.pcr.features import cohort_features
 from responseai.breast.pcr.inference import ImageOnlyModel
@@ -32,6 +32,7 @@ from responseai.breast.pcr.model import build_model
 from responseai.clinical import ClinicalEncoder, records_from_frame
 from responseai.errors import ResponseAIError
 from responseai.explain import mass_in_mask, pointing_game, upsample_to_crop
+from responseai.manifest import read_manifest
 from responseai.metrics import binary_report, bootstrap, net_benefit, reliability_curve, sensitivity_specificity
 from responseai.weights import load_model
 
@@ -295,6 +296,9 @@ def evaluate_pcr(
     """
     out_dir, train_manifest, test_manifest = Path(out_dir), Path(train_manifest), Path(test_manifest)
     runs_dir = Path(runs_dir)
+    needs = ("split", "mask", "pcr")
+    read_manifest(train_manifest, MANIFEST_SCHEMA, require=needs, need_splits=("train",))
+    read_manifest(test_manifest, MANIFEST_SCHEMA, require=needs, need_splits=("external",))
     _check_runs(runs_dir)
     _check_different_seeds(train_manifest, test_manifest)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +372,7 @@ def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
         info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
         seeds.append((info.get("generator"), info.get("seed")))
     if seeds[0][1] is not None and seeds[0] == seeds[1]:
-        raise ValueError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
+        raise ResponseAIError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
 
 
 def main(argv: list[str] | None = None) -> int:

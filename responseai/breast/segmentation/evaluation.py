@@ -22,9 +22,11 @@ import torch
 from monai.metrics import compute_hausdorff_distance
 from tqdm import tqdm
 
+from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.segmentation.inference import DEFAULT, segment_tumour
 from responseai.errors import EmptyMaskError
 from responseai.io import read_image
+from responseai.manifest import read_manifest
 from responseai.metrics import bootstrap, dice
 from responseai.weights import card_path
 
@@ -62,10 +64,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     """
     manifest = Path(manifest_csv)
     weights = Path(weights_path)
-    frame = pd.read_csv(manifest)
-    rows = frame[frame["split"] == split]
-    if rows.empty:
-        raise ValueError(f"{manifest}: no rows with split == {split!r}")
+    rows = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=(split,)).rows(split)
     _warn_if_training_seed(manifest, weights)
     per_case, seconds = [], []
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
