@@ -126,6 +126,8 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
     logicClass = BreastResponseAILogic
     sections = (  # collapsible panels below the pCR form ("BreastResponseAISections.<file>:<Class>")
         "BreastResponseAISections.kinetics:KineticsSection",
+        "BreastResponseAISections.recurrence:RecurrenceSection",
+        "BreastResponseAISections.crossmodal:CrossModalSection",
     )
 
     def setupModule(self) -> None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from responseai.errors import ResponseAIError
 
-FAMILY_PACKAGES = ("responseai.breast", "responseai.gradeguided")
+FAMILY_PACKAGES = ("responseai.breast", "responseai.kinetics", "responseai.recurrence", "responseai.crossmodal",
+                   "responseai.gradeguided")
 DEMO_FAMILY = "breast"
 VERBS = ("predict", "report", "synth", "evaluate", "train", "bench")
 

@@ -47,13 +47,18 @@ class BreastLogic:
         self.scene = scene
 
     def load_case(self, case_id: str, phases: dict[str, Image], mask: Image | None = None) -> CaseNodes:
-        """Add one volume node per phase (and the tumour segment) with the images' geometry."""
+        """Add one volume node per phase (and the tumour segment) with the images' geometry.
+
+        Phases and mask are both checked before the first node is added: a bad mask must not
+        leave half a case in the scene.
+        """
         images = check_phases(phases)
+        if mask is not None:
+            mask = check_mask(mask, images[REFERENCE_PHASE])
         nodes = CaseNodes(case_id)
         for name, image in images.items():
             nodes.phases[name] = add_volume_node(self.scene, image, f"{case_id} {name}")
         if mask is not None:
-            mask = check_mask(mask, images[REFERENCE_PHASE])
             nodes.segmentation = add_segmentation_node(
                 self.scene, mask, nodes.phases[REFERENCE_PHASE], f"{case_id} segmentation", TUMOUR_SEGMENT
             )

@@ -1,10 +1,13 @@
 """The kinetics family's vocabulary: phases, kinetic classes with their label values and colours.
 
 Defined once; the analysis, phantom, report and the Slicer colour table read them, so a label
-value means the same class in a NRRD file, a report legend and a Slicer view.
+value means the same class in a NRRD file, a report legend and a Slicer view. Stdlib +
+:mod:`responseai.manifest` only, so the Slicer panel can import it before pandas is installed.
 """
 
 from __future__ import annotations
+
+from responseai.manifest import Column, ManifestSchema, split_column
 
 PHASES = ("pre", "post1", "post2")  # S0, S1 (early, ≈ 90–150 s), S2 (late, ≈ 5–8 min)
 FOLLOWUP_PREFIX = "followup_"
@@ -23,3 +26,15 @@ COLOR_TABLE_NAME = "ResponseAI kinetic classes"
 
 # The output files of `responseai predict kinetics` (the follow-up's carry the FOLLOWUP_PREFIX).
 MAP_FILES = {"pe": "pe.nrrd", "ser": "ser.nrrd", "class": "kinetic_class.nrrd"}
+
+# One row per patient; paths relative to the manifest's folder (what `responseai synth kinetics`
+# writes; its truth columns are kept as extra columns). Empty follow-up cells: baseline only.
+MANIFEST_SCHEMA = ManifestSchema("kinetics", (
+    Column("patient_id", "id", "patient identifier, unique (checked against followup_patient_id)", required=True),
+    Column("followup_patient_id", "text", "patient ID of the follow-up exam, if it has its own"),
+    split_column(),
+    *(Column(p, "path", f"baseline {p} phase (file or DICOM folder)", required=True) for p in PHASES),
+    Column("mask", "path", "baseline lesion ROI on the post1 grid", required=True),
+    *(Column(FOLLOWUP_PREFIX + p, "path", f"follow-up {p} phase (empty: no follow-up)") for p in PHASES),
+    Column("followup_mask", "path", "follow-up lesion ROI (empty: the baseline ROI through the registration)"),
+))

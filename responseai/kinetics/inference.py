@@ -12,7 +12,9 @@ fields). Outputs (all or nothing, through a staging folder): ``result.json`` (``
 ``pe.nrrd``, ``ser.nrrd``, ``kinetic_class.nrrd`` (0 not assessed, 1 persistent, 2 plateau,
 3 washout) and, with a follow-up, the same maps prefixed ``followup_`` *on the baseline grid*
 plus ``followup_to_baseline.tfm`` (the SimpleITK transform: baseline point → follow-up point).
-Progress as ``PROGRESS <pct> <msg>`` log lines for the Slicer job.
+Progress as ``PROGRESS <pct> <msg>`` log lines for the Slicer job. :data:`COHORT` plugs the same
+reading and writing into ``responseai predict kinetics --manifest`` (:mod:`responseai.batch`): the
+manifest's columns are named as the options are (``pre`` … ``followup_mask``, ``patient_id``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.errors import InputFileError, ResponseAIError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image
 from responseai.kinetics.analysis import KineticMaps, KineticsConfig, analyse_exam
-from responseai.kinetics.constants import CLASS_COLORS, CLASS_NAMES, FOLLOWUP_PREFIX, MAP_FILES, PHASES
+from responseai.kinetics.constants import (
+    CLASS_COLORS, CLASS_NAMES, FOLLOWUP_PREFIX, MANIFEST_SCHEMA, MAP_FILES, PHASES,
+)
 from responseai.kinetics.longitudinal import FollowUp, Timepoint, analyse_followup, check_same_patient
 from responseai.outputs import json_safe, staged_output_dir
 
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 FAMILY = "kinetics"
 TRANSFORM_FILE = "followup_to_baseline.tfm"
+# The input files, in the order result.json lists them: option dests and manifest columns alike.
+INPUT_FILES = (*PHASES, "mask", *(FOLLOWUP_PREFIX + p for p in PHASES), "followup_mask")
 Progress = Callable[[int, str], None]
 
 
@@ -139,8 +146,102 @@ def _json_object(text: str) -> dict:
     return values
 
 
+@dataclass
+class KineticsInputs:
+    """One patient read from files (the follow-up may be absent) and the files it came from."""
+
+    phases: dict[str, Image | None]
+    mask: Image
+    followup_phases: dict[str, Image | None] | None
+    followup_mask: Image | None
+    files: dict[str, str]
+    case_id: str | None = None
+    patient_id: str | None = None
+    followup_patient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The options every case of a run shares: thresholds, registration, resampling."""
+
+    config: KineticsConfig
+    bspline: bool = False
+    resample: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "AnalysisSettings":
+        return cls(config_from(args.config, args.pe_threshold), args.bspline, args.resample)
+
+
+def read_inputs(files: Mapping[str, object], case_id: str | None = None, patient_id: str | None = None,
+                followup_patient_id: str | None = None) -> KineticsInputs:
+    """Phases and ROIs from files or DICOM folders; ``files`` maps :data:`INPUT_FILES` names to paths (or None).
+
+    The command line and a manifest row name their inputs alike, so both read through here. Any
+    follow-up file (a phase or its ROI) means a follow-up exam, whose missing phases are then named.
+    """
+    given = {name: str(files[name]) for name in INPUT_FILES if files.get(name)}
+    has_followup = any(name.startswith(FOLLOWUP_PREFIX) for name in given)
+    followup_mask = given.get("followup_mask")
+    return KineticsInputs(
+        _read_exam(given, ""), read_mask(given.get("mask")), _read_exam(given, FOLLOWUP_PREFIX) if has_followup else None,
+        read_mask(followup_mask) if followup_mask else None, given, case_id, patient_id, followup_patient_id)
+
+
+def _read_exam(given: Mapping[str, str], prefix: str) -> dict[str, Image | None]:
+    label = "follow-up " if prefix else ""
+    paths = {phase: given.get(f"{prefix}{phase}") for phase in PHASES}
+    return {phase: read_image(path, f"{label}{phase}") if path else None for phase, path in paths.items()}
+
+
+def analyse_and_write(case: KineticsInputs, settings: AnalysisSettings, out: str | Path,
+                      progress: Progress | None = None) -> KineticsResult:
+    """One patient end to end (the command and each cohort case): analysis, then its folder, all or nothing."""
+    progress = progress or (lambda pct, msg: None)
+    result = predict_kinetics(case.phases, case.mask, case.followup_phases, case.followup_mask, settings.config,
+                              case.patient_id, case.followup_patient_id, settings.bspline, settings.resample, progress)
+    progress(90, "writing results")
+    write_result(result, out, case.files, case.case_id)
+    return result
+
+
+def _analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="JSON file or object of KineticsConfig fields (thresholds)")
+    parser.add_argument("--pe-threshold", type=float, help="FTV percent-enhancement threshold (default 70)")
+    parser.add_argument("--bspline", action="store_true", help="refine the rigid registration with a coarse B-spline")
+    parser.add_argument("--resample", action="store_true", help="resample phases / masks onto each exam's post1 grid")
+
+
+def _load_settings(args: argparse.Namespace) -> AnalysisSettings:
+    """No network to load: the thresholds are checked once, so a bad --config stops the run before any case."""
+    return AnalysisSettings.from_args(args)
+
+
+def _read_row(row: Mapping[str, object], settings: AnalysisSettings) -> KineticsInputs:  # noqa: ARG001 - hook signature
+    """A validated manifest row (absolute paths; empty follow-up cells: baseline only)."""
+    patient = str(row["patient_id"])
+    followup_patient = row.get("followup_patient_id")
+    return read_inputs(row, patient, patient, str(followup_patient) if followup_patient else None)
+
+
+def _predict_row(case: KineticsInputs, out: Path, settings: AnalysisSettings) -> dict:
+    """One cohort case: its folder, and the table's columns (FTV, worst curve, changes; empty without follow-up)."""
+    result = analyse_and_write(case, settings, out)
+    summary, followup = result.baseline.summary, result.followup
+    changes = followup.changes if followup is not None else {}
+    return json_safe({"ftv_ml": summary["ftv_ml"], "worst_curve": summary["worst_curve"],
+                      "majority_class": summary["majority_class"],
+                      "followup_ftv_ml": followup.timepoint.summary["ftv_ml"] if followup is not None else None,
+                      "delta_ftv_ml": changes.get("delta_ftv_ml"), "delta_ftv_percent": changes.get("delta_ftv_percent"),
+                      "delta_longest_diameter_mm": changes.get("delta_longest_diameter_mm")})
+
+
+COHORT = CohortHook(MANIFEST_SCHEMA, _analysis_arguments, _load_settings, _read_row, _predict_row)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="responseai predict kinetics", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="responseai predict kinetics", description=__doc__.split("\n\n")[0],
+                                     epilog=COHORT_EPILOG.format(family=FAMILY))
     for phase in PHASES:
         parser.add_argument(f"--{phase}", help=f"baseline {phase} phase (file or DICOM folder)")
         parser.add_argument(f"--followup-{phase}", help=f"follow-up {phase} phase (file or DICOM folder)")
@@ -149,19 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patient-id", help="baseline patient ID (checked against --followup-patient-id)")
     parser.add_argument("--followup-patient-id")
     parser.add_argument("--case-id", help="case identifier for result.json and the report (default: patient ID or --out name)")
-    parser.add_argument("--config", help="JSON file or object of KineticsConfig fields (thresholds)")
-    parser.add_argument("--pe-threshold", type=float, help="FTV percent-enhancement threshold (default 70)")
-    parser.add_argument("--bspline", action="store_true", help="refine the rigid registration with a coarse B-spline")
-    parser.add_argument("--resample", action="store_true", help="resample phases / masks onto each exam's post1 grid")
+    _analysis_arguments(parser)
     parser.add_argument("--out", required=True, type=Path)
     return parser
-
-
-def _read_phases(args: argparse.Namespace, prefix: str) -> tuple[dict[str, Image | None], dict[str, str]]:
-    paths = {phase: getattr(args, f"{prefix}{phase}") for phase in PHASES}
-    label = "follow-up " if prefix else ""
-    images = {phase: read_image(path, f"{label}{phase}") if path else None for phase, path in paths.items()}
-    return images, {f"{prefix}{phase}": path for phase, path in paths.items() if path}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,19 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         log_progress(5, "reading the inputs")
-        config = config_from(args.config, args.pe_threshold)
-        phases, inputs = _read_phases(args, "")
-        followup, followup_inputs = _read_phases(args, "followup_")
-        has_followup = bool(followup_inputs) or args.followup_mask is not None
-        followup_mask = read_mask(args.followup_mask) if args.followup_mask else None
-        result = predict_kinetics(phases, read_mask(args.mask), followup if has_followup else None, followup_mask,
-                                  config, args.patient_id, args.followup_patient_id, args.bspline, args.resample,
-                                  log_progress)
-        log_progress(90, "writing results")
-        inputs = {**inputs, "mask": args.mask, **followup_inputs}
-        if args.followup_mask:
-            inputs["followup_mask"] = args.followup_mask
-        write_result(result, args.out, inputs, args.case_id)
+        settings = AnalysisSettings.from_args(args)
+        case = read_inputs(vars(args), args.case_id, args.patient_id, args.followup_patient_id)
+        result = analyse_and_write(case, settings, args.out, log_progress)
     except ResponseAIError as exc:
         log.error("%s", exc)
         return 2

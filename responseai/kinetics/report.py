@@ -23,7 +23,6 @@ from responseai.kinetics.constants import FOLLOWUP_PREFIX, MAP_FILES
 from responseai.kinetics.figures import curves_png, kinetic_map_png
 from responseai.kinetics.inference import TRANSFORM_FILE
 from responseai.kinetics.registration import resample_onto
-from responseai.kinetics.report_schema import write_schema
 from responseai.reports.writer import make_report, write_report
 
 log = logging.getLogger(__name__)
@@ -142,8 +141,7 @@ def kinetics_report_from_prediction(prediction_dir: str | Path, out_dir: str | P
     record = json.loads((prediction_dir / "result.json").read_text(encoding="utf-8"))
     work = Path(tempfile.mkdtemp(prefix="responseai-kinetics-report-"))
     try:
-        files = write_report(build_kinetics_report(record), _pictures(prediction_dir, record, work), out_dir,
-                             schema=write_schema(work))
+        files = write_report(build_kinetics_report(record), _pictures(prediction_dir, record, work), out_dir)
         log.info("kinetics report for %s written to %s", record["case_id"], out_dir)
         return files
     finally:

@@ -77,7 +77,7 @@ def test_every_family_verb_answers_help(capsys):
 
 def test_unknown_family_part_or_verb_is_a_clear_error(caplog, tmp_path: Path):
     assert main(["predict", "lung", "--out", str(tmp_path)]) == 2
-    assert "unknown model family 'lung'; known: breast, gradeguided" in caplog.text
+    assert "unknown model family 'lung'; known: breast, kinetics, recurrence, crossmodal, gradeguided" in caplog.text
     assert main(["evaluate", "breast", "--out", str(tmp_path)]) == 2
     assert "evaluate breast: choose one of pcr, segmentation" in caplog.text
     assert main(["fly", "breast"]) == 2

@@ -1,0 +1,106 @@
+"""Cross-modal diagnosis in BreastResponseAI: mammogram volume node + pathology tiles → job → MRML results.
+
+Imports ``slicer`` (MRML) and the core only, so CI runs it on a real scene from the
+``slicer-core`` wheel and Slicer runs the very same code. A mammogram in Slicer is a scalar
+volume node with one slice; :meth:`CrossModalLogic.prepare_job` checks it (single slice,
+single channel, finite, not constant, large enough) and the pathology path (a tile or a folder
+of tiles) before writing anything, then builds a ``responseai predict crossmodal`` command.
+Nothing is added to the scene until the job has succeeded; :meth:`import_results` then shows
+the cross-attention heatmap over the mammogram (on its exact grid) and a results table,
+reusing the previous run's nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from responseai.crossmodal.inference import DEFAULT as DEFAULT_WEIGHTS
+from responseai.crossmodal.preprocess import check_mammogram, pathology_files
+from responseai.errors import InvalidImageError, MissingPhaseError
+from responseai.image import Image
+from responseai.io import from_sitk, write_image
+from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
+from responseai.slicer_bridge.nodes import volume_node_to_image
+from responseai.slicer_bridge.outputs import require_in_scene, set_heatmap, set_results_table
+
+
+@dataclass
+class CrossModalJob(PredictionJob):
+    """A cross-modal prediction job; keeps the mammogram node the heatmap will be drawn over."""
+
+    case_name: str = ""
+    mammogram: object | None = None
+
+
+@dataclass
+class CrossModalOutputs:
+    """The MRML nodes a run produced (reused on the next run) and the parsed ``result.json``."""
+
+    table: object  # vtkMRMLTableNode
+    heatmap: object | None  # vtkMRMLScalarVolumeNode, None without pathology
+    record: dict
+
+
+class CrossModalLogic:
+    def __init__(self, scene) -> None:
+        self.scene = scene
+
+    @staticmethod
+    def read_mammogram(node) -> Image:
+        """The node's one slice, checked as a mammogram (the core's messages)."""
+        if node is None:
+            raise MissingPhaseError("no mammogram selected: choose the 2D mammogram volume")
+        image = volume_node_to_image(node)
+        if image.array.shape[0] != 1:
+            raise InvalidImageError(f"{node.GetName()}: a 2D mammogram (one slice) is needed, "
+                                    f"got {image.array.shape[0]} slices")
+        return image.with_array(check_mammogram(image.array[0], node.GetName())[None])
+
+    def prepare_job(self, case_name: str, mammogram_node, pathology: str | Path | None = None,
+                    weights: str | Path | None = None, folder: Path | None = None) -> CrossModalJob:
+        """Validate the inputs, write the mammogram for the job, return its command."""
+        image = self.read_mammogram(mammogram_node)
+        if pathology:
+            pathology_files(pathology)  # a missing file / empty folder is reported now, not by the job
+        folder = Path(folder or tempfile.mkdtemp(prefix="responseai-cm-job-"))
+        mammogram = write_image(image, folder / "input" / "mammogram.nrrd")
+        command = [python_executable(), "-m", "responseai.cli", "predict", "crossmodal", "--mammogram", str(mammogram),
+                   "--weights", str(weights or DEFAULT_WEIGHTS), "--case-id", case_name, "--out", str(folder / "out")]
+        if pathology:
+            command += ["--pathology", str(pathology)]
+        return CrossModalJob(folder, command, job_environment(), case_name, mammogram_node)
+
+    def import_results(self, job: CrossModalJob, previous: CrossModalOutputs | None = None) -> CrossModalOutputs:
+        """Heatmap volume over the mammogram (when there was pathology) + results table."""
+        require_in_scene(self.scene, job.mammogram, "the mammogram")
+        record = json.loads((job.out / "result.json").read_text(encoding="utf-8"))
+        heatmap = previous.heatmap if previous else None
+        if record["heatmap"]:
+            heat = from_sitk(sitk.ReadImage(str(job.out / record["heatmap"])))
+            heatmap = set_heatmap(self.scene, heat, f"{job.case_name} cross-attention", heatmap, job.mammogram)
+        table = set_results_table(self.scene, dict(result_rows(record)), f"{job.case_name} cross-modal results",
+                                  previous.table if previous else None)
+        return CrossModalOutputs(table, heatmap, record)
+
+    def run(self, job: CrossModalJob, previous: CrossModalOutputs | None = None, timeout: float = 600) -> CrossModalOutputs:
+        """Synchronous run of a prepared job (tests, scripting); raises with the job's ERROR line."""
+        run_command(job.command, job.env, timeout)
+        return self.import_results(job, previous)
+
+
+def result_rows(record: dict) -> list[tuple[str, str]]:
+    """(quantity, value) rows: class probabilities, grade, box, modalities, evidence, conclusion."""
+    rows = [(f"P({c.replace('_', ' ')})", f"{p:.3f}") for c, p in record["class_probabilities"].items()]
+    rows += [("Diagnosis", f"{record['predicted_class'].replace('_', ' ')} ({record['confidence']:.2f})"),
+             ("Grade", record["predicted_grade"] if record["grade_applies"] else "not applicable"),
+             ("Lesion box (row0, col0, row1, col1)", ", ".join(map(str, record["box"])) if record["box"] else "none"),
+             ("Modalities used", ", ".join(record["modalities_used"]))]
+    rows += [(f"Evidence patch {e['rank']}", f"{e['tile']} {e['pixel_box']} attention {e['attention']:.3f}")
+             for e in record["evidence"]]
+    rows += [("Conclusion", record["conclusion"])] + [("Note", n) for n in record["notes"]]
+    return rows

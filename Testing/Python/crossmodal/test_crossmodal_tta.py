@@ -1,0 +1,42 @@
+"""Test-time adaptation moves only LayerNorms and adapters; too small a batch is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from responseai.crossmodal.model import CrossModalNet, ModelConfig
+from responseai.crossmodal.tta import MIN_BATCH, AdaptationError, TTAConfig, adapt, adaptable_names
+
+SMALL = ModelConfig(image_size=32, patch_size=8, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=2, adapter_dim=2,
+                    embed_dim=16, head_hidden=32)
+
+
+def _inputs(n):
+    torch.manual_seed(1)
+    return torch.randn(n, 1, 32, 32), torch.randn(n, 3, 32, 32), torch.ones(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
+
+
+def test_classifier_and_attention_are_bit_identical_after_adaptation():
+    torch.manual_seed(0)
+    model = CrossModalNet(SMALL)
+    with torch.no_grad():  # non-zero adapters, so their gradients are not trivially zero
+        for p in model.adapters.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = adapt(model, *_inputs(MIN_BATCH), TTAConfig(steps=5, lr=1e-2))
+    after = adapted.state_dict()
+    allowed = set(adaptable_names(model))
+    assert any(k.startswith("encoder.blocks.0.norm1") for k in allowed) and any(k.startswith("adapters.") for k in allowed)
+    frozen = [k for k in before if k not in allowed]
+    assert any(k.startswith("classifier.") for k in frozen) and any(".attn." in k for k in frozen)
+    for key in frozen:
+        assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in allowed)
+    for key, value in model.state_dict().items():  # the source model is untouched
+        assert torch.equal(value, before[key])
+
+
+def test_too_small_a_batch_is_refused():
+    with pytest.raises(AdaptationError, match=f"at least {MIN_BATCH} unlabelled cases"):
+        adapt(CrossModalNet(SMALL), *_inputs(MIN_BATCH - 1))
