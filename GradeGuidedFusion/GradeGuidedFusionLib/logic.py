@@ -24,7 +24,9 @@ from responseai.gradeguided.inference import DEFAULT as DEFAULT_WEIGHTS
 from responseai.gradeguided.preprocess import RoiSpec, check_pet_suv, missing_modalities, parse_grade
 from responseai.gradeguided.report import build_gradeguided_report, reference_modality
 from responseai.image import Image
-from responseai.io import align_to_reference, read_image, volumes_overlap, write_image
+from responseai.io import (
+    align_to_reference, read_image, validate_not_constant, validate_volume, volumes_overlap, write_image,
+)
 from responseai.reports.writer import write_report
 from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import read_tumour_segment, volume_node_to_image
@@ -65,11 +67,14 @@ class GradeGuidedLogic:
         """Volume nodes (name → node or None) → images resampled onto the reference modality grid.
 
         The reference is the first present modality in CT, MRI, PET order unless given: CT has
-        the finest, most reliable geometry when present.
+        the finest, most reliable geometry when present. Each volume is checked for NaN / Inf
+        voxels as it is, before resampling would smear them into its neighbours.
         """
         images = {name: volume_node_to_image(node) for name, node in nodes.items() if node is not None}
         if not images:
             raise MissingPhaseError("no imaging volume selected: choose at least one of CT, MRI or PET")
+        for name, image in images.items():
+            validate_volume(image, name)
         reference = reference or self.reference_name(nodes)
         return align_to_reference(images, reference, resample=True)
 
@@ -94,6 +99,7 @@ class GradeGuidedLogic:
         if "pet" in images:
             check_pet_suv(images["pet"])
         for name, image in images.items():
+            validate_not_constant(image, name)
             if not volumes_overlap(image, mask):
                 raise GeometryMismatchError(f"{name}: the volume does not overlap the tumour segment")
         return missing

@@ -4,8 +4,10 @@
 
 Each entry of ``Testing/Python/shared/bad_input_cases.py`` is run exactly as
 ``test_bad_input_catalogue.py`` runs it (in-process ``responseai.cli.main``); the table records the
-exit code, the message the user sees and whether the output folder was left as it was. The
-document is never edited by hand: change the catalogue or the code, then rerun this.
+exit code, the message the user sees and whether the output folder was left as it was. Each
+entry of its ``LOGIC_CASES`` is run as ``test_bad_input_logic.py`` runs it (the module Logic on
+a real slicer-core MRML scene, cleared between entries). The document is never edited by hand:
+change the catalogue or the code, then rerun this.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "Testing" / "Python" / "shared"))
+# the catalogue lives with the tests; its Logic entries import the modules' Lib packages
+for folder in ("Testing/Python/shared", "BreastResponseAI", "GradeGuidedFusion", "ResponseAICommon"):
+    sys.path.insert(0, str(ROOT / folder))
 
-from bad_input_cases import CASES, run_bad_input  # noqa: E402 - the catalogue lives with the tests
+from bad_input_cases import CASES, LOGIC_CASES, run_bad_input, run_logic_bad_input  # noqa: E402
 
 log = logging.getLogger("reliability_table")
 
@@ -38,6 +42,19 @@ left behind. A manifest error lists every problem (line, column, value); the tab
 | --- | --- | --- | --- | --- |
 """
 
+LOGIC_HEADER = """
+## In Slicer: the module Logic
+
+The same kinds of bad input given to each module's Logic as MRML nodes (volume and segmentation
+nodes built from small arrays in a real MRML scene of the `slicer-core` wheel; asserted by
+`Testing/Python/shared/test_bad_input_logic.py`). "Scene kept" means the scene holds the same
+node IDs after the call as before it; "nothing written" that no job folder was created. An empty
+segmentation is a Tumour segment with no voxel (the Segment Editor's "Add" without painting).
+
+| Logic call | bad input | error | scene kept | nothing written | message |
+| --- | --- | --- | --- | --- | --- |
+"""
+
 
 def _cell(text: str) -> str:
     first = text.split("\n  ")
@@ -45,25 +62,58 @@ def _cell(text: str) -> str:
     return shown.replace("|", "\\|").replace("\n", " ")
 
 
+def _gap(message: str, known_gap: str, gaps: list) -> str:
+    """The row's message with its known gap spelled out (and counted), so the table never hides one."""
+    if known_gap:
+        gaps.append(known_gap)
+        return f"{message} **Known gap:** {known_gap}."
+    return message
+
+
+def _command_rows(scratch: str, gaps: list) -> list[str]:
+    rows = []
+    for i, case in enumerate(tqdm(CASES, desc="bad inputs")):
+        outcome = run_bad_input(case, Path(scratch) / str(i))
+        message = _cell(outcome.message.replace(scratch, "…")) if outcome.message else "(no error: accepted)"
+        rows.append(f"| `{case.entry}` | {case.name} | {outcome.code} | {'yes' if outcome.out_unchanged else 'no'} "
+                    f"| {_gap(message, case.known_gap, gaps)} |")
+    return rows
+
+
+def _logic_rows(scratch: str, gaps: list) -> list[str]:
+    from responseai.slicer_bridge.headless import headless_app
+
+    app, rows = headless_app(), []
+    for i, case in enumerate(tqdm(LOGIC_CASES, desc="bad inputs to the Logic")):
+        try:
+            outcome = run_logic_bad_input(case, app.scene, Path(scratch) / f"logic-{i}")
+        finally:
+            app.scene.Clear(True)
+        message = _cell(outcome.message.replace(scratch, "…")) if outcome.message else "(no error: accepted)"
+        rows.append(f"| {case.entry} | {case.name} "
+                    f"| {outcome.error_type or '—'} | {'yes' if outcome.scene_unchanged else 'no'} "
+                    f"| {'yes' if outcome.nothing_written else 'no'} | {_gap(message, case.known_gap, gaps)} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "RELIABILITY.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    rows, gaps = [], []
+    command_gaps: list[str] = []
+    logic_gaps: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
-        for i, case in enumerate(tqdm(CASES, desc="bad inputs")):
-            outcome = run_bad_input(case, Path(scratch) / str(i))
-            message = _cell(outcome.message.replace(scratch, "…")) if outcome.message else "(no error: accepted)"
-            if case.known_gap:
-                message += f" **Known gap:** {case.known_gap}."
-                gaps.append(case)
-            rows.append(f"| `{case.entry}` | {case.name} | {outcome.code} | {'yes' if outcome.out_unchanged else 'no'} "
-                        f"| {message} |")
-    summary = (f"\n{len(CASES)} bad inputs; {len(CASES) - len(gaps)} refused with exit code 2 and a specific message, "
-               f"{len(gaps)} known gap(s) (marked xfail in the test).\n")
-    args.out.write_text(HEADER + "\n".join(rows) + "\n" + summary, encoding="utf-8")
-    log.warning("wrote %s (%d rows)", args.out, len(rows))
+        rows = _command_rows(scratch, command_gaps)
+        logic = _logic_rows(scratch, logic_gaps)
+    summary = (f"\n{len(CASES)} bad inputs; {len(CASES) - len(command_gaps)} refused with exit code 2 and a specific "
+               f"message, {len(command_gaps)} known gap(s) (marked xfail in the test).\n")
+    logic_summary = (f"\n{len(LOGIC_CASES)} bad inputs to the Logic; {len(LOGIC_CASES) - len(logic_gaps)} refused with "
+                     f"a specific error before anything was added or written, {len(logic_gaps)} known gap(s) "
+                     "(marked xfail in the test).\n")
+    args.out.write_text(HEADER + "\n".join(rows) + "\n" + summary + LOGIC_HEADER + "\n".join(logic) + "\n"
+                        + logic_summary, encoding="utf-8")
+    log.warning("wrote %s (%d + %d rows)", args.out, len(rows), len(logic))
     return 0
 
 

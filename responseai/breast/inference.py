@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +22,7 @@ import numpy as np
 
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
-from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
-from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
 from responseai.breast.preprocess import check_mask, check_phases
-from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
-from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam, side_of
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.image import Image
@@ -32,6 +30,38 @@ from responseai.io import read_image, read_mask, write_image, write_segmentation
 from responseai.outputs import staged_output_dir
 from responseai.progress import Progress, log_progress
 from responseai.weights import read_card
+
+
+@contextmanager
+def _monai_without_transformers() -> Iterator[None]:
+    """Make the first ``import monai`` skip its Hugging Face networks (Transchex).
+
+    ``import monai`` imports every MONAI submodule; with ``transformers`` installed (the
+    recurrence family's sentence-transformers brings it), ``monai.networks.nets.transchex``
+    imports BERT, ``torch._dynamo`` and ``torch.distributed.tensor``: seconds of every breast
+    prediction's start-up for a network nothing here builds. MONAI treats ``transformers`` as
+    optional (a stub when it cannot be imported), so it is hidden only while MONAI is first
+    imported; every later ``import transformers`` works as before.
+    """
+    if "monai" in sys.modules:
+        yield
+        return
+    hidden = sys.modules.get("transformers")
+    sys.modules["transformers"] = None  # None in sys.modules makes `import transformers` raise ImportError
+    try:
+        yield
+    finally:
+        if hidden is None:
+            sys.modules.pop("transformers", None)
+        else:
+            sys.modules["transformers"] = hidden
+
+
+with _monai_without_transformers():  # the first MONAI import of a breast prediction (the models need it)
+    from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
+    from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
+    from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
+    from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam, side_of
 
 log = logging.getLogger(__name__)
 

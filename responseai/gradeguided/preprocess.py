@@ -47,7 +47,7 @@ from responseai.clinical import ClinicalEncoder
 from responseai.errors import ClinicalValueError, GeometryMismatchError, InvalidImageError, MissingPhaseError
 from responseai.gradeguided.constants import CLINICAL_SCHEMA, CLINICAL_VARIABLES, GRADES, MODALITIES, MRI, QUANTITATIVE
 from responseai.image import Image
-from responseai.io import read_image, resample_to, validate_mask, validate_volume, volumes_overlap
+from responseai.io import read_image, resample_to, validate_mask, validate_not_constant, validate_volume, volumes_overlap
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ def resample_case(images: Mapping[str, Image | None], mask: Image, spec: RoiSpec
     for name in (m for m in spec.modalities if m not in missing):
         image = images[name]
         validate_volume(image, name)
+        validate_not_constant(image, name)
         if name == "pet":
             check_pet_suv(image)
         if not volumes_overlap(image, mask):
