@@ -8,6 +8,7 @@
     responseai train    <family> [<part>] …   same as python -m training.train <family> [<part>]
     responseai bench    <family> …            per-case latency and peak memory
     responseai demo     [--out DIR]            the embedded demo case, end to end
+    responseai serve    --case DIR | --manifest CSV [--port N] [--host H]   browser viewer (127.0.0.1)
 
 Each family's sub-command keeps its own options (``responseai predict breast --help``). Heavy
 libraries are imported only by the chosen sub-command, so ``responseai --help`` answers
@@ -91,6 +92,13 @@ def _demo(argv: list[str]) -> int:
     return _main_of(registry.family(registry.DEMO_FAMILY).demo, argv)
 
 
+def _serve(argv: list[str]) -> int:
+    """The browser viewer (trame-slicer); its heavy imports happen only here."""
+    from responseai.viewer.serve import main as serve_main
+
+    return serve_main(argv)
+
+
 def _help() -> str:
     lines = [__doc__.strip(), "", "families:"]
     lines += [f"  {f.name:12s} {f.title}" for f in registry.families().values()]
@@ -102,9 +110,11 @@ def _dispatch(verb: str, rest: list[str]) -> int:
         return _report(rest)
     if verb == "demo":
         return _demo(rest)
+    if verb == "serve":
+        return _serve(rest)
     if verb in VERB_HELP:
         return _family_verb(verb, rest)
-    raise registry.UnknownEntryError(f"unknown command '{verb}'; commands: {', '.join([*VERB_HELP, 'demo'])}")
+    raise registry.UnknownEntryError(f"unknown command '{verb}'; commands: {', '.join([*VERB_HELP, 'demo', 'serve'])}")
 
 
 def main(argv: list[str] | None = None) -> int:

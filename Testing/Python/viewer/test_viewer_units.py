@@ -1,0 +1,172 @@
+"""The browser viewer's pieces without a browser: cases and confinement, the form, the job command,
+node reuse on a real MRML scene, host safety and the ``serve`` verb (no model runs here)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from responseai.breast.constants import CLINICAL_SCHEMA
+from responseai.clinical import field_errors
+from responseai.viewer import cases as viewer_cases
+from responseai.viewer.cases import CaseError, case_from_folder, collect_cases, form_errors, form_fields, form_values
+from responseai.viewer.jobs import prediction_command
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    from responseai.breast.demo import demo_case, write_case
+
+    folder = tmp_path_factory.mktemp("viewer") / "demo"
+    case = demo_case()
+    write_case(case, folder)
+    return folder, case
+
+
+def test_a_case_folder_lists_its_files_and_clinical_values(demo_folder):
+    folder, case = demo_folder
+    entry = case_from_folder(folder)
+    assert entry.error == ""
+    assert {k: p.name for k, p in entry.files.items()} == {"pre": "pre.nrrd", "post1": "post1.nrrd",
+                                                          "post2": "post2.nrrd", "mask": "mask.nrrd"}
+    assert entry.clinical == case.clinical
+
+
+def test_bad_case_folders_give_one_clear_message(tmp_path):
+    assert "does not exist" in case_from_folder(tmp_path / "nowhere").error
+    (tmp_path / "only-pre").mkdir()
+    (tmp_path / "only-pre" / "pre.nrrd").write_bytes(b"x")
+    assert "no post1 image" in case_from_folder(tmp_path / "only-pre").error
+    (tmp_path / "only-pre" / "post1.nii.gz").write_bytes(b"x")
+    (tmp_path / "only-pre" / "clinical.json").write_text("[1, 2", encoding="utf-8")
+    assert "clinical.json is not a JSON object" in case_from_folder(tmp_path / "only-pre").error
+
+
+def test_files_outside_the_case_folder_are_refused(tmp_path, demo_folder):
+    folder, _ = demo_folder
+    entry = case_from_folder(folder)
+    with pytest.raises(CaseError, match="outside the case folder"):
+        entry.confined(folder / ".." / "elsewhere.nrrd")
+    link = tmp_path / "linked"
+    link.mkdir()
+    (link / "pre.nrrd").symlink_to(folder / "pre.nrrd")  # a link pointing out of the folder
+    (link / "post1.nrrd").write_bytes(b"x")
+    assert "outside the case folder" in case_from_folder(link).error
+
+
+def test_same_named_folders_stay_distinguishable(tmp_path):
+    for parent in ("a", "b"):
+        (tmp_path / parent / "case").mkdir(parents=True)
+    names = [e.case_id for e in collect_cases([str(tmp_path / "a" / "case"), str(tmp_path / "b" / "case")])]
+    assert names == ["case", "case (2)"]
+
+
+def test_the_form_is_the_slicer_forms_schema_and_messages():
+    assert [f["name"] for f in form_fields()] == list(CLINICAL_SCHEMA)
+    values = {"age": "300", "ki67": "abc", "er": "maybe"}
+    assert form_errors(values) == field_errors(values, CLINICAL_SCHEMA)
+    assert set(form_errors(values)) == {"age", "ki67", "er"}
+    assert form_errors({"age": ""}) == {}
+    assert form_values({"age": 48.0, "er": "positive", "ki67": None})["age"] == "48"
+
+
+def test_the_run_is_the_cli_job_on_the_case_files(tmp_path, demo_folder):
+    folder, _ = demo_folder
+    entry = case_from_folder(folder)
+    command = prediction_command(entry, {"age": "48", "er": "", "ki67": "35"}, tmp_path / "job")
+    assert command[1:6] == ["-m", "responseai.cli", "predict", "breast", "--case-id"]
+    for name in ("pre", "post1", "post2", "mask"):
+        assert command[command.index(f"--{name}") + 1] == str(folder.resolve() / f"{name}.nrrd")
+    assert json.loads((tmp_path / "job" / "clinical.json").read_text(encoding="utf-8")) == {"age": "48", "ki67": "35"}
+
+
+def test_family_pieces_come_through_the_registry_by_name():
+    assert viewer_cases.family_piece("constants:CLINICAL_SCHEMA") is CLINICAL_SCHEMA
+    with pytest.raises(Exception, match="unknown model family"):
+        viewer_cases.family_piece("constants:CLINICAL_SCHEMA", family="nope")
+
+
+def _fake_prediction(folder: Path, case, probability: float) -> Path:
+    from responseai.io import write_image, write_segmentation
+
+    reference = case.phases["post1"]
+    write_segmentation(case.mask, folder / "tumour.seg.nrrd")
+    zz = np.linspace(0, 1, reference.shape[0], dtype=np.float32)[:, None, None]
+    write_image(reference.with_array(np.broadcast_to(zz, reference.shape).copy()), folder / "attention.nrrd")
+    (folder / "result.json").write_text(json.dumps({"case_id": case.patient_id, "pcr_probability": probability}),
+                                        encoding="utf-8")
+    return folder
+
+
+def test_two_runs_reuse_the_nodes(slicer_app, demo_folder, tmp_path):
+    from responseai.viewer.session import ViewerSession
+
+    folder, case = demo_folder
+    session = ViewerSession(slicer_app, views=lambda: [])
+    session.load_case(case_from_folder(folder))
+    first = session.import_outputs(_fake_prediction(tmp_path / "one", case, 0.25))
+    count = session.node_count()
+    nodes = (session.volume, session.segmentation, session.heatmap)
+    second = session.import_outputs(_fake_prediction(tmp_path / "two", case, 0.5))
+    session.load_case(case_from_folder(folder))  # the same (or another) case again
+    assert (first.probability, second.probability) == (0.25, 0.5)
+    assert session.node_count() == count
+    assert (session.volume, session.segmentation, session.heatmap) == nodes
+
+
+def test_a_bad_case_changes_no_node(slicer_app, demo_folder, tmp_path):
+    from responseai.errors import ResponseAIError
+    from responseai.viewer.session import ViewerSession
+
+    folder, _ = demo_folder
+    session = ViewerSession(slicer_app, views=lambda: [])
+    session.load_case(case_from_folder(folder))
+    count, volume = session.node_count(), session.volume
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pre.nrrd").write_text("junk", encoding="utf-8")
+    (bad / "post1.nrrd").write_text("junk", encoding="utf-8")
+    with pytest.raises(ResponseAIError, match="cannot be read"):
+        session.load_case(case_from_folder(bad))
+    assert session.node_count() == count and session.volume is volume
+
+
+def test_binding_beyond_loopback_warns(caplog):
+    from responseai.viewer.serve import check_host
+
+    with caplog.at_level(logging.WARNING):
+        check_host("127.0.0.1")
+        assert not caplog.records
+        check_host("0.0.0.0")
+    assert "trusted network only" in caplog.text
+
+
+def test_serve_without_cases_is_an_input_error(capsys):
+    from responseai.cli import main
+
+    assert main(["serve"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    assert "--manifest" in capsys.readouterr().out
+
+
+def test_a_manifest_gives_the_case_list(tmp_path, demo_folder):
+    folder, case = demo_folder
+    root = tmp_path / "cohort"
+    root.mkdir()
+    for name in ("pre", "post1"):
+        (root / f"{name}.nrrd").write_bytes((folder / f"{name}.nrrd").read_bytes())
+    manifest = root / "manifest.csv"
+    manifest.write_text("patient_id,pre,post1,age\n"
+                        "P1,pre.nrrd,post1.nrrd,48\n"
+                        f"P2,{folder / 'pre.nrrd'},post1.nrrd,\n", encoding="utf-8")
+    entries = collect_cases(manifest=str(manifest))
+    assert [e.case_id for e in entries] == ["P1", "P2"]
+    assert entries[0].error == "" and set(entries[0].files) == {"pre", "post1"}
+    assert float(entries[0].clinical["age"]) == 48
+    assert "outside the case folder" in entries[1].error  # a row pointing out of the manifest's folder

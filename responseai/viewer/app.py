@@ -1,0 +1,290 @@
+"""The trame page: case list, Slicer slice views, clinical form, Run, result, report download.
+
+Slice views are trame-slicer's remote views (Slicer's ``vtkMRMLSliceLogic`` and displayable
+managers rendering offscreen, streamed as images). Everything that computes runs elsewhere:
+the case check is the family's ``preprocess``, form messages are
+:func:`responseai.clinical.field_errors`, the prediction and report are the CLI commands the
+Slicer module's job runs (:mod:`responseai.viewer.jobs`), in a worker thread + subprocess so
+the page keeps answering; their outputs are loaded onto the scene by
+:class:`responseai.viewer.session.ViewerSession` on the event loop's thread (VTK is not
+thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from responseai.errors import ResponseAIError
+from responseai.slicer_bridge.outputs import HEATMAP_OPACITY
+from responseai.viewer.cases import CaseEntry, form_errors, form_fields, form_values
+from responseai.viewer.jobs import Job, prediction_command, report_command
+
+log = logging.getLogger(__name__)
+
+REPORTS_URL = "responseai_reports"
+TITLE = "ResponseAI viewer — research use only, not a medical device"
+
+
+def _key(name: str) -> str:
+    """The page state key of a clinical variable's form field."""
+    return f"clinical_{name}"
+
+
+def _message(exc: BaseException) -> str:
+    """One readable line for the page: the core's own message, never a traceback."""
+    if isinstance(exc, ResponseAIError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot read the case: {exc.strerror or exc} ({exc.filename})" if exc.filename else f"cannot read the case: {exc}"
+    return f"unexpected problem ({type(exc).__name__}): {exc}"
+
+
+class ViewerApp:
+    """One server, one Slicer scene, the given cases."""
+
+    def __init__(self, cases: list[CaseEntry], work_dir: Path | None = None, server=None) -> None:
+        from responseai.slicer_bridge.render import configure_offscreen_opengl
+
+        configure_offscreen_opengl()  # before the first render window
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager
+        from trame_slicer.rca_view import register_rca_factories
+
+        from responseai.slicer_bridge.headless import headless_app
+        from responseai.viewer.session import ViewerSession
+
+        self.cases = cases
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="responseai-serve-"))
+        self.reports_dir = self.work_dir / "reports"
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.server = server or get_server("responseai-viewer", client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self.server.enable_module({"serve": {REPORTS_URL: str(self.reports_dir)}})
+        self.state, self.ctrl = self.server.state, self.server.controller
+        self.slicer = headless_app()
+        register_rca_factories(self.slicer.view_manager, self.server,
+                               slice_view_ui_f=lambda *_: None, three_d_view_ui_f=lambda *_: None)
+        self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
+        self.layout_manager.register_layout("ResponseAI", self._layout())
+        self.session = ViewerSession(self.slicer)
+        self.fields = form_fields()
+        self._job: Job | None = None
+        self._runs = 0
+        self._result = None
+        self._init_state()
+        self._build_ui()
+        self.layout_manager.set_layout("ResponseAI")
+
+    @staticmethod
+    def _layout():
+        from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+        return Layout(LayoutDirection.Horizontal, [
+            ViewLayoutDefinition.axial_view(),
+            Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.threed_view(), ViewLayoutDefinition.sagittal_view(),
+                                              ViewLayoutDefinition.coronal_view()]),
+        ], flex_sizes=["2", "1"])
+
+    # -- state ------------------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        s = self.state
+        s.trame__title = "ResponseAI viewer"
+        s.cases = [{"title": c.case_id, "value": i, "error": c.error} for i, c in enumerate(self.cases)]
+        s.case_index = None
+        s.case_loaded = False
+        s.case_title = ""
+        s.case_error = ""
+        for f in self.fields:
+            s[_key(f["name"])] = ""
+            if "items" in f:
+                s[f"items_{f['name']}"] = f["items"]
+        s.errors = {}
+        s.running = False
+        s.progress = 0
+        s.progress_message = ""
+        s.run_error = ""
+        s.pcr_text = ""
+        s.pcr_raw = ""
+        s.predicted_class = ""
+        s.opacity = HEATMAP_OPACITY
+        s.report_url = ""
+        s.report_busy = False
+        s.node_count = self.session.node_count()
+        s.change(*[_key(f["name"]) for f in self.fields])(self._on_clinical)
+        s.change("opacity")(self._on_opacity)
+        self.ctrl.select_case = self.select_case
+        self.ctrl.run = self.run
+        self.ctrl.write_report = self.write_report
+
+    def clinical(self) -> dict[str, str]:
+        """The form's values by variable name ('' = unknown)."""
+        return {f["name"]: self.state[_key(f["name"])] or "" for f in self.fields}
+
+    def _on_clinical(self, **_):
+        self.state.errors = form_errors(self.clinical())
+
+    def _on_opacity(self, opacity, **_):
+        try:
+            self.session.set_opacity(float(opacity))
+        except (TypeError, ValueError):
+            pass
+
+    # -- actions ----------------------------------------------------------------------------------
+    def select_case(self, index) -> None:
+        s = self.state
+        if s.running:  # the run's outputs belong to the case on screen
+            return
+        s.case_error = s.run_error = s.pcr_text = s.pcr_raw = s.predicted_class = s.report_url = ""
+        self._result = None
+        try:
+            entry = self.cases[int(index)]
+        except (TypeError, ValueError, IndexError):
+            s.case_error = f"no case number {index}"
+            return
+        s.case_index = int(index)
+        s.case_title = entry.case_id
+        try:
+            self.session.load_case(entry)
+        except Exception as exc:  # noqa: BLE001 - whatever a bad folder raises becomes one line in the page
+            log.warning("case %s: %s", entry.case_id, exc)
+            s.case_loaded = False
+            s.case_error = _message(exc)
+            return
+        for name, value in form_values(entry.clinical).items():
+            s[_key(name)] = value
+        s.errors = form_errors(self.clinical())
+        s.case_loaded = True
+        s.node_count = self.session.node_count()
+
+    def run(self) -> None:
+        if self.state.running or not self.state.case_loaded:
+            return
+        errors = form_errors(self.clinical())
+        if errors:
+            self.state.errors = errors
+            return
+        self.state.running = True  # at once: a second click must not start a second job
+        asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        s = self.state
+        entry = self.cases[s.case_index]
+        self._runs += 1
+        folder = self.work_dir / "runs" / f"{self._runs:03d}"
+        with s:
+            s.running, s.progress, s.progress_message = True, 0, "starting"
+            s.run_error = s.pcr_text = s.pcr_raw = s.report_url = ""
+        loop = asyncio.get_running_loop()
+
+        def progress(percent: int, message: str) -> None:
+            loop.call_soon_threadsafe(self._set_progress, percent, message)
+
+        try:
+            self._job = Job(prediction_command(entry, self.clinical(), folder))
+            await asyncio.to_thread(self._job.run, progress)
+            result = self.session.import_outputs(folder / "out")
+        except Exception as exc:  # noqa: BLE001 - shown in the page, logged in full here
+            log.warning("run on %s failed: %s", entry.case_id, exc, exc_info=not isinstance(exc, ResponseAIError))
+            with s:
+                s.running, s.run_error = False, _message(exc)
+            return
+        finally:
+            self._job = None
+        self._result = result
+        with s:
+            s.running, s.progress, s.progress_message = False, 100, "done"
+            s.pcr_raw = repr(result.probability)
+            s.pcr_text = f"{result.probability:.3f}"
+            s.predicted_class = str(result.record.get("predicted_class", ""))
+            s.node_count = self.session.node_count()
+
+    def _set_progress(self, percent: int, message: str) -> None:
+        with self.state:
+            self.state.progress, self.state.progress_message = percent, message
+
+    def write_report(self) -> None:
+        if self._result is None or self.state.report_busy:
+            return
+        asyncio.ensure_future(self._write_report())
+
+    async def _write_report(self) -> None:
+        s, result = self.state, self._result
+        name = result.prediction.parent.name
+        out = self.reports_dir / name
+        with s:
+            s.report_busy, s.report_url, s.run_error = True, "", ""
+        try:
+            if out.exists():
+                shutil.rmtree(out)
+            await asyncio.to_thread(Job(report_command(result.prediction, out)).run)
+        except Exception as exc:  # noqa: BLE001
+            with s:
+                s.report_busy, s.run_error = False, _message(exc)
+            return
+        with s:
+            s.report_busy, s.report_url = False, f"{REPORTS_URL}/{name}/report.pdf"
+
+    # -- page -------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        from trame.ui.vuetify3 import VAppLayout
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v
+
+        with VAppLayout(self.server, theme="dark") as self.ui:
+            with v.VAppBar(density="compact"):
+                v.VToolbarTitle(TITLE)
+            with v.VNavigationDrawer(permanent=True, width=400, location="left"):
+                with html.Div(classes="pa-3"):
+                    html.Div("Cases", classes="text-subtitle-1")
+                    with v.VList(density="compact", id="case-list"):
+                        v.VListItem(v_for="(c, i) in cases", key="i", title=("c.title",),
+                                    subtitle=("c.error ? 'cannot be used' : ''",),
+                                    active=("i === case_index",), id=("'case-' + i",), disabled=("running",),
+                                    click=(self.ctrl.select_case, "[i]"))
+                    v.VAlert(v_if="case_error", type="error", density="compact", text=("case_error",),
+                             id="case-error", classes="my-2")
+                    with html.Div(v_if="case_loaded"):
+                        html.Div("Clinical variables — {{ case_title }}", classes="text-subtitle-1 mt-2")
+                        for f in self.fields:
+                            key = _key(f["name"])
+                            with html.Div(classes="mb-1"):
+                                common = dict(label=f["label"], v_model=(key, ""), density="compact", hide_details=True,
+                                              error=(f"!!errors.{f['name']}",), id=f"field-{f['name']}")
+                                if "items" in f:
+                                    v.VSelect(items=(f"items_{f['name']}",), **common)
+                                else:
+                                    v.VTextField(**common)
+                                html.Div(f"{{{{ errors.{f['name']} }}}}", v_if=f"errors.{f['name']}",
+                                         id=f"error-{f['name']}", classes="text-error text-caption")
+                        v.VBtn("Run prediction", id="run", color="primary", block=True, classes="mt-2",
+                               disabled=("running || Object.keys(errors).length > 0",), click=self.ctrl.run)
+                        with html.Div(v_if="running", classes="mt-2"):
+                            v.VProgressLinear(model_value=("progress",), color="primary", height=6)
+                            html.Div("{{ progress }}% {{ progress_message }}", id="progress", classes="text-caption")
+                        v.VAlert(v_if="run_error", type="error", density="compact", text=("run_error",),
+                                 id="run-error", classes="my-2")
+                        with html.Div(v_if="pcr_text", id="result", classes="mt-3"):
+                            html.Div("pCR probability: ", classes="text-h6 d-inline")
+                            html.Span("{{ pcr_text }}", id="pcr-probability", classes="text-h6")
+                            html.Span("{{ pcr_raw }}", id="pcr-raw", style="display:none")
+                            html.Div("predicted: {{ predicted_class }}", classes="text-caption")
+                            v.VSlider(v_model=("opacity",), min=0, max=1, step=0.05, label="heatmap opacity",
+                                      id="opacity", density="compact", hide_details=True, classes="mt-2")
+                            v.VBtn("Write report", id="write-report", block=True, classes="mt-2",
+                                   loading=("report_busy",), click=self.ctrl.write_report)
+                            html.A("Download report (PDF)", v_if="report_url", href=("report_url",),
+                                   download=True, target="_blank", id="report-link", classes="d-block mt-2")
+                    html.Span("{{ node_count }}", id="node-count", style="display:none")
+            with v.VMain():
+                with html.Div(style="position:relative; width:100%; height:calc(100vh - 48px);", id="views"):
+                    self.layout_manager.initialize_layout_grid(self.ui)
+
+    def start(self, host: str = "127.0.0.1", port: int = 8080, **kwargs):
+        log.info("ResponseAI viewer on http://%s:%d/ (%d case(s))", host, port, len(self.cases))
+        return self.server.start(host=host, port=port, open_browser=False, timeout=0,
+                                 show_connection_info=False, **kwargs)

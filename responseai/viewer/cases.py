@@ -1,0 +1,180 @@
+"""The cases a viewer offers, their files (confined to the given folders) and the clinical form.
+
+A *case folder* holds one patient's phases named as the manifest columns are: ``pre``,
+``post1``, optional ``post2`` (any of :data:`responseai.io.IMAGE_SUFFIXES`), an optional
+``mask`` (tumour segment; replaces automatic segmentation, as the manifest's ``mask`` column
+does) and an optional ``clinical.json``. A manifest lists many cases (the family's manifest
+schema, one validator). The browser only ever sends a case *index*: no path typed in a page
+is opened, and every file a case names must lie inside the folder it was given from.
+
+Family pieces are looked up by name through the registry (the base never imports a family).
+Stdlib + the core base only; no trame, no MRML.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from responseai import registry
+from responseai.errors import ResponseAIError
+from responseai.io import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+FAMILY = "breast"  # the family the viewer's form and Run button serve
+PHASES = ("pre", "post1", "post2")
+REQUIRED_PHASES = ("pre", "post1")
+REFERENCE_PHASE = "post1"
+CLINICAL_FILE = "clinical.json"
+
+
+class CaseError(ResponseAIError):
+    """A case folder or file the viewer cannot use; the message is shown in the page."""
+
+
+def family_piece(piece: str, family: str = FAMILY):
+    """``module:attribute`` of a family's package by name, e.g. ``constants:CLINICAL_SCHEMA``."""
+    package = next((p for p in registry.FAMILY_PACKAGES if p.rsplit(".", 1)[-1] == family), None)
+    if package is None:
+        raise registry.UnknownEntryError(f"unknown model family '{family}'")
+    return registry.resolve(f"{package}.{piece}")
+
+
+def clinical_schema(family: str = FAMILY) -> dict:
+    """The family's clinical form schema (the same one the Slicer form reads)."""
+    return dict(family_piece("constants:CLINICAL_SCHEMA", family))
+
+
+def category_labels(family: str = FAMILY) -> dict[str, str]:
+    try:
+        return dict(family_piece("constants:CATEGORY_LABELS", family))
+    except AttributeError:
+        return {}
+
+
+def form_errors(values: Mapping[str, object], family: str = FAMILY) -> dict[str, str]:
+    """Per-field messages, exactly the Slicer module's (``responseai.clinical.field_errors``)."""
+    from responseai.clinical import field_errors
+
+    return field_errors(values, clinical_schema(family))
+
+
+def form_fields(family: str = FAMILY) -> list[dict]:
+    """What the page needs to draw the form: name, label, units, range or categories."""
+    labels = category_labels(family)
+    fields = []
+    for name, var in clinical_schema(family).items():
+        entry = {"name": name, "label": var.label + (f" ({var.units})" if var.units else "")}
+        if var.is_categorical:
+            entry["items"] = [{"title": "unknown", "value": ""}] + [
+                {"title": labels.get(c, c), "value": c} for c in var.categories]
+        else:
+            entry["hint"] = f"{var.low:g}–{var.high:g} {var.units}".rstrip() + "; empty = unknown"
+        fields.append(entry)
+    return fields
+
+
+def form_values(clinical: Mapping[str, object], family: str = FAMILY) -> dict[str, str]:
+    """A clinical record as form strings ('' = unknown)."""
+    out = {}
+    for name in clinical_schema(family):
+        value = clinical.get(name)
+        if value is None or (isinstance(value, float) and value != value):
+            out[name] = ""
+        elif isinstance(value, float) and value.is_integer():
+            out[name] = str(int(value))
+        else:
+            out[name] = str(value)
+    return out
+
+
+@dataclass
+class CaseEntry:
+    """One case on offer: its files (absolute, inside ``root``) or why it cannot be used."""
+
+    case_id: str
+    root: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    clinical: dict = field(default_factory=dict)
+    error: str = ""
+
+    def confined(self, path: Path) -> Path:
+        """``path`` resolved; refused when it lies outside this case's folder."""
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise CaseError(f"{self.case_id}: {path} lies outside the case folder {self.root}")
+        return resolved
+
+
+def _phase_file(folder: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def case_from_folder(folder: str | Path) -> CaseEntry:
+    """A case folder as an entry; a problem is recorded in ``error`` (shown in the page), not raised."""
+    root = Path(folder).resolve()
+    entry = CaseEntry(root.name, root)
+    try:
+        if not root.is_dir():
+            raise CaseError(f"case folder {folder} does not exist or is not a folder")
+        for stem in (*PHASES, "mask"):
+            found = _phase_file(root, stem)
+            if found is not None:
+                entry.files[stem] = entry.confined(found)
+        missing = [p for p in REQUIRED_PHASES if p not in entry.files]
+        if missing:
+            raise CaseError(f"case folder {root.name}: no {' or '.join(missing)} image "
+                            f"(expected {missing[0]}.nrrd / .nii.gz …; a case folder holds pre, post1, "
+                            f"optional post2, mask, {CLINICAL_FILE})")
+        clinical = root / CLINICAL_FILE
+        if clinical.is_file():
+            try:
+                entry.clinical = dict(json.loads(clinical.read_text(encoding="utf-8")))
+            except (ValueError, TypeError) as exc:
+                raise CaseError(f"case folder {root.name}: {CLINICAL_FILE} is not a JSON object ({exc})") from exc
+    except CaseError as exc:
+        entry.error = str(exc)
+    return entry
+
+
+def cases_from_manifest(path: str | Path, family: str = FAMILY) -> list[CaseEntry]:
+    """Every row of a validated family manifest; files confined to the manifest's folder."""
+    from responseai.manifest import read_manifest
+
+    manifest = read_manifest(path, family_piece("constants:MANIFEST_SCHEMA", family))
+    root = Path(path).resolve().parent
+    schema = clinical_schema(family)
+    entries = []
+    for _, row in manifest.frame.iterrows():
+        entry = CaseEntry(str(row["patient_id"]), root)
+        try:
+            for column in (*PHASES, "mask"):
+                value = row.get(column)
+                if isinstance(value, str) and value:
+                    entry.files[column] = entry.confined(Path(value))
+            entry.clinical = {name: row[name] for name in schema if name in row and row[name] is not None}
+        except CaseError as exc:
+            entry.error = str(exc)
+        entries.append(entry)
+    return entries
+
+
+def collect_cases(case_dirs: list[str] | None = None, manifest: str | None = None) -> list[CaseEntry]:
+    """The cases ``--case`` (repeatable) and ``--manifest`` name, in that order."""
+    entries = [case_from_folder(folder) for folder in case_dirs or []]
+    if manifest:
+        entries += cases_from_manifest(manifest)
+    seen: dict[str, int] = {}
+    for entry in entries:  # two folders with the same name stay distinguishable in the list
+        seen[entry.case_id] = seen.get(entry.case_id, 0) + 1
+        if seen[entry.case_id] > 1:
+            entry.case_id = f"{entry.case_id} ({seen[entry.case_id]})"
+    return entries

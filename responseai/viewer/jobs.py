@@ -1,0 +1,81 @@
+"""The viewer's background work: the same commands the Slicer module's jobs run, in subprocesses.
+
+``responseai predict <family>`` (exactly the command line ``BreastJobs.prepare`` builds for
+Slicer's background job) and ``responseai report``. Each runs in its own process, started and
+watched from a worker thread, so the page's event loop never blocks; progress is read back
+from the job's ``PROGRESS`` lines (:func:`responseai.progress.parse_progress`) and a failure
+becomes the job's own last error line (:func:`responseai.slicer_bridge.jobs.error_from_log`).
+No trame, no MRML.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from responseai.errors import ResponseAIError
+from responseai.progress import parse_progress
+from responseai.slicer_bridge.jobs import error_from_log, job_environment, kill_process_tree, python_executable
+from responseai.viewer.cases import FAMILY, PHASES, CaseEntry
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[int, str], None]
+
+
+def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder: Path,
+                       family: str = FAMILY) -> list[str]:
+    """Write the form's clinical values into ``folder`` and return the predict command line.
+
+    Values are passed as entered ('' = unknown, left out): the job validates them again with
+    the same schema, so the form can never send what the CLI would refuse.
+    """
+    if entry.error:
+        raise ResponseAIError(entry.error)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in clinical.items() if v not in (None, "")}
+    (folder / "clinical.json").write_text(json.dumps(record), encoding="utf-8")
+    command = [python_executable(), "-m", "responseai.cli", "predict", family, "--case-id", entry.case_id,
+               "--clinical", str(folder / "clinical.json"), "--out", str(folder / "out")]
+    for name in (*PHASES, "mask"):
+        if name in entry.files:
+            command += [f"--{name}", str(entry.confined(entry.files[name]))]
+    return command
+
+
+def report_command(prediction: Path, out: Path) -> list[str]:
+    """``responseai report`` on a prediction folder (family read from its result.json)."""
+    return [python_executable(), "-m", "responseai.cli", "report", "--prediction", str(prediction), "--out", str(out)]
+
+
+class Job:
+    """One subprocess run to completion with progress; :meth:`cancel` kills its whole tree."""
+
+    def __init__(self, command: list[str], timeout: float = 900) -> None:
+        self.command = command
+        self.timeout = timeout
+        self._process: subprocess.Popen | None = None
+        self.lines: list[str] = []
+
+    def run(self, progress: ProgressSink | None = None) -> None:
+        """Blocking: call from a worker thread. Raises ResponseAIError with the job's own message."""
+        log.info("job: %s", " ".join(self.command))
+        self._process = subprocess.Popen(self.command, env=job_environment(), stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            percent, message = parse_progress(line)
+            if percent is not None and progress is not None:
+                progress(percent, message)
+        code = self._process.wait(timeout=self.timeout)
+        if code != 0:
+            raise ResponseAIError(error_from_log(self.lines))
+
+    def cancel(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            kill_process_tree(self._process.pid)

@@ -1,0 +1,145 @@
+"""The viewer's MRML side: one scene, one set of nodes reused across cases and runs.
+
+Loading a case checks its phases with the family's own ``preprocess.check_phases`` (as the
+Slicer module's ``load_case`` does) before any node changes, then shows the reference phase.
+A finished prediction's outputs are loaded with the ``slicer_bridge`` helpers the Slicer
+module uses (``set_heatmap``, ``set_segment_mask``): the heatmap and tumour segmentation
+nodes are created once and updated in place afterwards, so two runs in a row (or a run on
+another case) leave the same number of nodes in the scene.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from responseai.errors import ResponseAIError
+from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation
+from responseai.reports.snapshots import tumour_centre_ras
+from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node, set_segment_mask, update_volume_node
+from responseai.slicer_bridge.outputs import HEATMAP_OPACITY, set_heatmap
+from responseai.slicer_bridge.render import FILL_OPACITY, OUTLINE_COLOR, OUTLINE_OPACITY, OUTLINE_WIDTH_PX
+from responseai.viewer.cases import PHASES, REFERENCE_PHASE, CaseEntry, family_piece
+
+log = logging.getLogger(__name__)
+
+VOLUME_NAME = "ResponseAI viewer post1"
+SEGMENTATION_NAME = "ResponseAI viewer tumour"
+HEATMAP_NAME = "ResponseAI viewer attention"
+
+
+@dataclass
+class Result:
+    """What the page shows of one finished prediction."""
+
+    case_id: str
+    prediction: Path
+    record: dict = field(default_factory=dict)
+
+    @property
+    def probability(self) -> float:
+        return float(self.record["pcr_probability"])
+
+
+class ViewerSession:
+    """Nodes of the case on screen; ``views`` is a callable returning the slice views to draw in."""
+
+    def __init__(self, app, views=None) -> None:
+        self.app = app
+        self.scene = app.scene
+        self._views_given = views
+        self._views = views or (lambda: app.view_manager.get_slice_views())
+        self.volume = None
+        self.segmentation = None
+        self.heatmap = None
+        self.case: CaseEntry | None = None
+        self.opacity = HEATMAP_OPACITY
+
+    # -- case -------------------------------------------------------------------------------------
+    def load_case(self, entry: CaseEntry) -> None:
+        """Check the case's phases, then show its reference phase (no node changes on a bad case)."""
+        if entry.error:
+            raise ResponseAIError(entry.error)
+        check_phases = family_piece("preprocess:check_phases")
+        images = {name: read_image(entry.confined(entry.files[name]), name) for name in PHASES if name in entry.files}
+        images = check_phases(images)
+        reference = images[REFERENCE_PHASE]
+        if self.volume is not None and self.scene.IsNodePresent(self.volume):
+            update_volume_node(self.volume, reference)
+        else:
+            self.volume = add_volume_node(self.scene, reference, VOLUME_NAME)
+        self.volume.SetName(f"{entry.case_id} post1")
+        self.case = entry
+        self._show(results=False)
+        for view in self._views():
+            view.fit_view_to_content()
+        log.info("viewer: case %s loaded", entry.case_id)
+
+    # -- results ----------------------------------------------------------------------------------
+    def import_outputs(self, prediction: Path) -> Result:
+        """Load a prediction folder's result, tumour segment and attention map onto the scene."""
+        prediction = Path(prediction)
+        record = json.loads((prediction / "result.json").read_text(encoding="utf-8"))
+        case_id = record.get("case_id", self.case.case_id if self.case else "case")
+        mask = read_segmentation(prediction / "tumour.seg.nrrd", TUMOUR_SEGMENT)
+        if self.segmentation is not None and self.scene.IsNodePresent(self.segmentation):
+            self.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(self.volume)
+            set_segment_mask(self.segmentation, mask, TUMOUR_SEGMENT)
+        else:
+            self.segmentation = add_segmentation_node(self.scene, mask, self.volume, SEGMENTATION_NAME, TUMOUR_SEGMENT)
+        self.segmentation.SetName(f"{case_id} tumour")
+        self._style_segmentation()
+        self.segmentation.CreateClosedSurfaceRepresentation()  # the 3D view shows the segment's surface
+        self.heatmap = set_heatmap(self.scene, read_image(prediction / "attention.nrrd", "attention"),
+                                   f"{case_id} attention", self.heatmap, self.volume)
+        self._show(results=True)
+        for view in self._views():
+            view.fit_view_to_content()  # the views have their page size by now
+        self.jump_to(tumour_centre_ras(mask))
+        for view in self._threed_views():
+            view.reset_focal_point()
+            view.schedule_render()
+        return Result(case_id, prediction, record)
+
+    def _threed_views(self) -> list:
+        manager = getattr(self.app, "view_manager", None)
+        return manager.get_threed_views() if manager is not None and self._views_given is None else []
+
+    def jump_to(self, ras) -> None:
+        """Every slice view through one RAS point (each keeps its own orientation and zoom)."""
+        for view in self._views():
+            view.get_view_node().JumpSliceByOffsetting(*(float(c) for c in ras))
+            view.schedule_render()
+
+    def _style_segmentation(self) -> None:
+        """The report snapshots' style: a hint of fill and a cyan outline, so the heatmap stays readable."""
+        display = self.segmentation.GetDisplayNode()
+        display.SetOpacity2DFill(FILL_OPACITY)
+        display.SetOpacity2DOutline(OUTLINE_OPACITY)
+        display.SetSliceIntersectionThickness(OUTLINE_WIDTH_PX)
+        segmentation = self.segmentation.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentation.GetNthSegment(index).SetColor(*OUTLINE_COLOR)
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = max(0.0, min(1.0, float(opacity)))
+        for view in self._views():
+            view.set_foreground_opacity(self.opacity)
+
+    def _show(self, results: bool) -> None:
+        """Background volume first (else Slicer draws the segment fill over black), then overlays."""
+        for view in self._views():
+            view.set_background_volume_id(self.volume.GetID() if self.volume is not None else None)
+            view.set_foreground_volume_id(self.heatmap.GetID() if results and self.heatmap is not None else None)
+            view.set_foreground_opacity(self.opacity)
+        if self.segmentation is not None:
+            display = self.segmentation.GetDisplayNode()
+            if display is not None:
+                display.SetVisibility(bool(results))
+        for view in self._views():
+            view.schedule_render()
+
+    def node_count(self) -> int:
+        return self.scene.GetNumberOfNodes()
