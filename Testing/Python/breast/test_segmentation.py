@@ -55,8 +55,23 @@ def test_the_breast_region_discards_a_stronger_larger_candidate_outside_it():
     probabilities[0] = 1 - probabilities[1:].sum(0).clip(0, 1)
     region = breast_region(probabilities)
     assert region[10, 10, 15] and region[10, 10, 45] and not region[10, 32, 30]
-    mask, n, discarded, peak = select_tumour(probabilities[2], 0.5, region)
-    assert n == 3 and discarded == 1 and peak == pytest.approx(0.95)
+    mask, n, discarded, confidence = select_tumour(probabilities[2], 0.5, region)
+    assert n == 3 and discarded == 1 and confidence == pytest.approx(0.95)
+    assert np.array_equal(mask.astype(bool), tumour)
+
+
+def test_the_candidate_confident_throughout_beats_a_saturated_peak():
+    """Enhancing parenchyma can touch probability 1.0 in one spot; the tumour is confident everywhere."""
+    from responseai.breast.segmentation.inference import select_tumour
+
+    shape = (20, 40, 60)
+    probability = np.zeros(shape, np.float32)
+    tumour, parenchyma = _ball(shape, (10, 20, 15), 4), _ball(shape, (10, 20, 45), 6)
+    probability[parenchyma] = 0.6
+    probability[10, 20, 45] = 1.0
+    probability[tumour] = 0.9
+    mask, n, _, confidence = select_tumour(probability, 0.5, np.ones(shape, bool))
+    assert n == 2 and confidence == pytest.approx(0.9)
     assert np.array_equal(mask.astype(bool), tumour)
 
 

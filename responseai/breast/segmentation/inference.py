@@ -7,8 +7,9 @@
    breast components, holes filled. A two-class network (older cards) has no region step.
 3. Tumour candidates are the connected components above the card's threshold. A candidate that
    does not lie mostly inside the breast region (the heart, great vessels and nodes enhance
-   more than any tumour) is discarded; among the rest the one with the **highest probability**
-   is kept — not the largest, which on a real exam is often the heart.
+   more than any tumour) is discarded; among the rest the one with the **highest mean
+   probability** is kept — not the largest, which on a real exam is often the heart, and not the
+   highest peak, which saturates at 1.0 on enhancing parenchyma as well as on the tumour.
 4. The mask is resampled back onto the exact input grid (physical space, nearest neighbour).
 """
 
@@ -51,7 +52,7 @@ class ExamSegmentation:
     side: str  # "left" / "right" (patient's), from the tumour's centre in LPS world coordinates
     candidates: int  # tumour components above the threshold
     discarded_outside_breast: int
-    probability: float  # peak tumour probability of the chosen component
+    probability: float  # mean tumour probability over the chosen component
     bpe_percent: float | None  # background parenchymal enhancement index (see :func:`bpe_index`)
     breast_volume_ml: float | None
 
@@ -108,23 +109,27 @@ def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float,
                   region: np.ndarray | None) -> tuple[np.ndarray, int, int, float]:
-    """The candidate component with the highest probability inside the breast region.
+    """The candidate component with the highest mean probability inside the breast region.
 
-    Returns (mask, n candidates, n discarded outside the breast, its peak probability).
+    The mean over the component is the network's confidence in the whole object: a tumour is
+    confidently tumour throughout, while enhancing parenchyma reaches a peak of 1.0 in places
+    but is uncertain over most of its extent (chosen on a development external site, seed 7,
+    not on the reported test sets: tumour picked in 90 % of cases vs 86 % by the peak).
+    Returns (mask, n candidates, n discarded outside the breast, its mean probability).
     """
     labels, n = ndimage.label(tumour_probability >= threshold)
     if n == 0:
         return np.zeros(tumour_probability.shape, np.uint8), 0, 0, 0.0
     index = np.arange(1, n + 1)
-    peaks = ndimage.maximum(tumour_probability, labels, index)
+    means = ndimage.mean(tumour_probability, labels, index)
     inside = ndimage.mean(region, labels, index) if region is not None else np.ones(n)
     allowed = inside >= MIN_INSIDE_BREAST
     if not allowed.any():
         return np.zeros(tumour_probability.shape, np.uint8), n, n, 0.0
-    best = index[allowed][int(np.argmax(peaks[allowed]))]
+    best = index[allowed][int(np.argmax(means[allowed]))]
     mask = torch.from_numpy((labels == best)[None].astype(np.uint8))
     filled = np.asarray(FillHoles(applied_labels=[1])(mask)[0], np.uint8)
-    return filled, n, int((~allowed).sum()), float(peaks[best - 1])
+    return filled, n, int((~allowed).sum()), float(means[best - 1])
 
 
 def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarray) -> float | None:
@@ -172,7 +177,7 @@ def segment_exam(
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     threshold = float(card["threshold"])
-    chosen, n, discarded, peak = select_tumour(probabilities[-1], threshold, region)
+    chosen, n, discarded, confidence = select_tumour(probabilities[-1], threshold, region)
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(
@@ -187,7 +192,7 @@ def segment_exam(
     breast = None if region is None else resample_to(grid.with_array(region.astype(np.uint8)), reference, is_label=True)
     volume = None if region is None else float(region.sum() * np.prod(grid.spacing) / 1000)
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
-    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, peak, bpe_index(channels, region, chosen), volume)
+    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence, bpe_index(channels, region, chosen), volume)
 
 
 def segment_tumour(
