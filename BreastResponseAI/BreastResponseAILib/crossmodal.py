@@ -6,8 +6,9 @@ volume node with one slice; :meth:`CrossModalLogic.prepare_job` checks it (singl
 single channel, finite, not constant, large enough) and the pathology path (a tile or a folder
 of tiles) before writing anything, then builds a ``responseai predict crossmodal`` command.
 Nothing is added to the scene until the job has succeeded; :meth:`import_results` then shows
-the cross-attention heatmap over the mammogram (on its exact grid) and a results table,
-reusing the previous run's nodes.
+the cross-attention heatmap over the mammogram (on its exact grid), the predicted lesion box as
+a markups ROI on the mammogram's physical grid and a results table, reusing the previous run's
+nodes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
+import vtk
 
 from responseai.crossmodal.inference import DEFAULT as DEFAULT_WEIGHTS
 from responseai.crossmodal.preprocess import check_mammogram, pathology_files
@@ -44,6 +47,7 @@ class CrossModalOutputs:
     table: object  # vtkMRMLTableNode
     heatmap: object | None  # vtkMRMLScalarVolumeNode, None without pathology
     record: dict
+    roi: object | None = None  # vtkMRMLMarkupsROINode of the lesion box, None when no lesion was localised
 
 
 class CrossModalLogic:
@@ -85,12 +89,61 @@ class CrossModalLogic:
             heatmap = set_heatmap(self.scene, heat, f"{job.case_name} cross-attention", heatmap, job.mammogram)
         table = set_results_table(self.scene, dict(result_rows(record)), f"{job.case_name} cross-modal results",
                                   previous.table if previous else None)
-        return CrossModalOutputs(table, heatmap, record)
+        roi = set_lesion_roi(self.scene, record["box"], job.mammogram, f"{job.case_name} lesion box",
+                             previous.roi if previous else None)
+        return CrossModalOutputs(table, heatmap, record, roi)
 
     def run(self, job: CrossModalJob, previous: CrossModalOutputs | None = None, timeout: float = 600) -> CrossModalOutputs:
         """Synchronous run of a prepared job (tests, scripting); raises with the job's ERROR line."""
         run_command(job.command, job.env, timeout)
         return self.import_results(job, previous)
+
+
+def box_geometry(box: list[int], ijk_to_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre (RAS, mm), size (mm along the box's axes) and 3×3 orientation of a pixel box on a 2D grid.
+
+    ``box`` is (row0, col0, row1, col1), end exclusive, as ``result.json`` gives it; rows are the
+    j axis and columns the i axis. The box covers whole pixels, edge to edge, so its size is
+    pixels × spacing (a one-pixel box is one spacing wide) and its third side is the slice
+    thickness. A left-handed grid gets its slice normal flipped (the box is symmetric about it)
+    so that the orientation is a rotation, as a markups ROI needs.
+    """
+    row0, col0, row1, col1 = box
+    matrix = np.asarray(ijk_to_ras, dtype=float)
+    centre = matrix @ np.array([(col0 + col1 - 1) / 2, (row0 + row1 - 1) / 2, 0.0, 1.0])
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    axes = matrix[:3, :3] / spacing
+    if np.linalg.det(axes) < 0:
+        axes[:, 2] *= -1
+    return centre[:3], np.array([col1 - col0, row1 - row0, 1]) * spacing, axes
+
+
+def set_lesion_roi(scene, box: list[int] | None, mammogram_node, name: str, previous=None):
+    """The lesion box as a markups ROI on the mammogram's physical grid (``previous`` reused); None without a box.
+
+    A run that localises nothing removes the previous run's ROI rather than leaving a stale box.
+    """
+    reusable = previous is not None and bool(scene.IsNodePresent(previous))
+    if box is None:
+        if reusable:
+            scene.RemoveNode(previous)
+        return None
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    mammogram_node.GetIJKToRASMatrix(ijk_to_ras)
+    centre, size, axes = box_geometry(box, [[ijk_to_ras.GetElement(r, c) for c in range(4)] for r in range(4)])
+    roi = previous if reusable else scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    roi.SetName(name)
+    if roi.GetDisplayNode() is None:
+        roi.CreateDefaultDisplayNodes()
+    orientation = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            orientation.SetElement(r, c, float(axes[r, c]))
+    roi.SetAndObserveObjectToNodeMatrix(orientation)
+    roi.SetCenter(*map(float, centre))
+    roi.SetSize(*map(float, size))
+    roi.SetAndObserveTransformNodeID(mammogram_node.GetTransformNodeID())  # follows the mammogram if it is moved
+    return roi
 
 
 def result_rows(record: dict) -> list[tuple[str, str]]:

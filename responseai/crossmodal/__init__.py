@@ -1,11 +1,13 @@
 """Cross-modal family: mammogram + H&E pathology → diagnosis, lesion box, grade (seeds 002 / 004).
 
 Pieces: ``constants``, ``phantom`` (paired multi-domain cohort), ``preprocess`` (checks, [-1, 1]
-mammogram scaling, Macenko stain normalisation), ``model`` (shared MONAI ViT + modality adapters,
-MixStyle, heads, losses), ``fitting`` (the training loop, shared by ``training/crossmodal.py``
-and the leave-one-domain-out evaluation), ``tta`` (test-time adaptation), ``explain``
-(cross-attention evidence), ``inference``, ``evaluation`` (leave-one-domain-out),
-``evidence_check`` (does the heatmap point at the lesion), ``report``. Importing this package is
+mammogram scaling, Macenko stain normalisation, the same-patient check), ``mammogram`` (reading
+a 2D mammogram file, DICOM included, with its geometry), ``model`` (shared MONAI ViT + modality
+adapters, MixStyle, heads, losses), ``fitting`` (the training loop, shared by
+``training/crossmodal.py`` and the leave-one-domain-out evaluation), ``tta`` (test-time
+adaptation), ``explain`` (cross-attention evidence), ``inference`` (one patient and the
+``--manifest`` cohort hook), ``evaluation`` (leave-one-domain-out), ``evidence_check`` (does the
+heatmap point at the lesion), ``report``. Importing this package is
 cheap; the registry reads :data:`FAMILY`.
 """
 

@@ -1,13 +1,19 @@
 """Cross-modal diagnosis of one patient: mammogram and/or H&E tiles → class, grade, box, evidence.
 
-    responseai predict crossmodal --mammogram MAMMO.png|.nrrd [--pathology TILE.png|FOLDER] \
-        [--domain siteA] [--weights W] [--case-id ID] --out DIR
+    responseai predict crossmodal --mammogram MAMMO.png|.nrrd|.dcm [--pathology TILE.png|FOLDER] \
+        [--domain siteA] [--mammogram-patient-id ID] [--pathology-patient-id ID] [--weights W] \
+        [--case-id ID] --out DIR
+    responseai predict crossmodal --manifest CSV --out DIR     # a cohort (COHORT, responseai.batch)
 
 Either modality may be missing (the model was trained with modality dropout); the result then
 says which one was used (``modalities_used``, ``missing_modality``) and there is no
 cross-attention evidence, because that needs both. Several pathology tiles of one patient are
 pooled (mean of their encodings). ``--domain`` names the site when it is one the model was
 trained on (an unknown name is refused with the known list; a new site is simply omitted).
+A DICOM mammogram is read with its pixel spacing and grey-scale convention
+(:mod:`responseai.crossmodal.mammogram`). When the inputs name their patient (the DICOM
+``PatientID``, ``--mammogram-patient-id`` / ``--pathology-patient-id``, or the manifest's
+columns of the same names) and two of them differ, the case is refused before any prediction.
 
 Outputs (through a staging folder, all or nothing): ``result.json`` (``family``: crossmodal,
 class probabilities, grade, lesion box on the mammogram's pixel grid, conclusion, evidence),
@@ -20,25 +26,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from responseai.crossmodal.constants import CLASSES, FAMILY, GRADES, MALIGNANT, TASK, TOP_K
+from responseai.batch import COHORT_EPILOG, CohortHook
+from responseai.crossmodal.constants import CLASSES, FAMILY, GRADES, MALIGNANT, MANIFEST_SCHEMA, TASK, TOP_K
 from responseai.crossmodal.explain import evidence
+from responseai.crossmodal.mammogram import read_mammogram
 from responseai.crossmodal.model import CrossModalNet, build_model, grade_probabilities
 from responseai.crossmodal.preprocess import (
-    PIXEL_SUFFIXES, check_domain, check_mammogram, check_pathology, mammogram_tensor, pathology_files, pathology_tensor,
-    read_pixels, stain_normalise,
+    check_domain, check_mammogram, check_pathology, check_same_patient, mammogram_tensor, pathology_files,
+    pathology_tensor, read_pixels, stain_normalise,
 )
-from responseai.errors import InputFileError, InvalidImageError, MissingPhaseError, ResponseAIError
+from responseai.errors import InvalidImageError, MissingPhaseError, ResponseAIError
 from responseai.image import Image
-from responseai.io import from_sitk, write_image
+from responseai.io import write_image
 from responseai.outputs import json_safe, staged_output_dir
 from responseai.resources import model_path
 from responseai.weights import load_model, load_once
@@ -95,26 +102,6 @@ def _load(path: Path) -> tuple[CrossModalNet, dict]:
 def load_crossmodal(weights_path: str | Path = DEFAULT) -> tuple[CrossModalNet, dict]:
     """The cached, verified model and its card."""
     return load_once(weights_path, _load)
-
-
-def read_mammogram(path: str | Path) -> Image:
-    """A 2D mammogram from PNG / JPEG / TIFF (unit spacing) or NRRD / NIfTI / DICOM (geometry kept), as a 1-slice Image."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"mammogram: {path} does not exist")
-    if path.suffix.lower() in PIXEL_SUFFIXES:
-        return Image(check_mammogram(read_pixels(path, "mammogram"), f"mammogram ({path.name})")[None])
-    try:
-        raw = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InputFileError(f"mammogram: {path} cannot be read as an image ({str(exc).strip().splitlines()[-1]})") from exc
-    if raw.GetNumberOfComponentsPerPixel() > 1:
-        raise InvalidImageError(f"mammogram ({path.name}): has {raw.GetNumberOfComponentsPerPixel()} components per "
-                                "pixel; a mammogram must be single-channel")
-    if raw.GetDimension() == 2:
-        raw = sitk.JoinSeries(raw)
-    image = from_sitk(raw)
-    return image.with_array(check_mammogram(image.array, f"mammogram ({path.name})")[None])
 
 
 def _box(prob: np.ndarray) -> list[int] | None:
@@ -224,7 +211,8 @@ def _heatmap_png(mammogram: np.ndarray, result: CrossModalResult, path: Path) ->
 
 
 def write_result(result: CrossModalResult, mammogram: Image | None, out: str | Path,
-                 inputs: dict | None = None, card: dict | None = None, case_id: str | None = None) -> dict[str, Path]:
+                 inputs: dict | None = None, card: dict | None = None, case_id: str | None = None,
+                 patient_id: str | None = None) -> dict[str, Path]:
     """``result.json`` + heatmap NRRD / PNG + evidence patches (+ card) into ``out``, all or nothing."""
     from PIL import Image as PILImage
 
@@ -240,20 +228,96 @@ def write_result(result: CrossModalResult, mammogram: Image | None, out: str | P
                 PILImage.fromarray(image).save(staging / patch["file"])
         if card is not None:
             (staging / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        record = {"family": FAMILY, "case_id": case_id or out.name, **result.record(),
+        record = {"family": FAMILY, "case_id": case_id or out.name, "patient_id": patient_id, **result.record(),
                   "heatmap_png": HEATMAP_PNG if mammogram is not None else None, "inputs": dict(inputs or {})}
         (staging / "result.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         names = [p.name for p in staging.iterdir()]
     return {name: out / name for name in names}
 
 
+@dataclass
+class CrossModalCase:
+    """One patient read from files (either modality may be absent), the files it came from, its patient ID."""
+
+    mammogram: Image | None
+    tiles: list[np.ndarray]
+    tile_names: list[str]
+    files: dict[str, str]
+    patient_id: str | None = None
+    domain: str | None = None
+    case_id: str | None = None
+
+
+def read_case(mammogram: str | Path | None, pathology: str | Path | None, mammogram_patient_id: str | None = None,
+              pathology_patient_id: str | None = None, domain: str | None = None,
+              case_id: str | None = None) -> CrossModalCase:
+    """Read and check one patient's files; the command line and a manifest row both come through here.
+
+    The patient IDs are compared as soon as the mammogram's header is read, before any tile is
+    decoded: a pair of two patients is the cheapest refusal and the most important one.
+    """
+    read = read_mammogram(mammogram) if mammogram else None
+    patient = check_same_patient({"mammogram DICOM PatientID": read.patient_id if read else None,
+                                  "mammogram patient id": mammogram_patient_id,
+                                  "pathology patient id": pathology_patient_id})
+    files = pathology_files(pathology) if pathology else []
+    given = {"mammogram": mammogram, "pathology": pathology}
+    return CrossModalCase(read.image if read else None, [read_pixels(f, "pathology") for f in files],
+                          [f.name for f in files], {k: str(v) for k, v in given.items() if v}, patient, domain, case_id)
+
+
+def predict_and_write(case: CrossModalCase, weights_path: str | Path, out: str | Path,
+                      progress: Progress | None = None) -> CrossModalResult:
+    """One patient end to end (the command and each cohort case): prediction, then its folder, all or nothing."""
+    result = predict_crossmodal(case.mammogram, case.tiles, case.tile_names, weights_path, case.domain, progress)
+    if progress:
+        progress(90, "writing results")
+    write_result(result, case.mammogram, out, case.files, load_crossmodal(weights_path)[1], case.case_id,
+                 case.patient_id)
+    return result
+
+
+def _weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=str(DEFAULT), help="model weights (default: the shipped model)")
+
+
+def _load_models(args: argparse.Namespace) -> Path:
+    """Verify and load the model once (cached per file), so a bad weights file stops the run before any case."""
+    load_crossmodal(args.weights)
+    return Path(args.weights)
+
+
+def _read_row(row: Mapping[str, object], weights: Path) -> CrossModalCase:  # noqa: ARG001 - hook signature
+    """A validated manifest row (absolute paths, None for empty cells) → a checked case."""
+    text = {name: str(row[name]) if row.get(name) else None
+            for name in ("mammogram", "pathology", "mammogram_patient_id", "pathology_patient_id", "domain")}
+    return read_case(text["mammogram"], text["pathology"], text["mammogram_patient_id"], text["pathology_patient_id"],
+                     text["domain"], str(row["patient_id"]))
+
+
+def _predict_row(case: CrossModalCase, out: Path, weights: Path) -> dict:
+    """One cohort case: its folder, and the table's columns."""
+    result = predict_and_write(case, weights, out)
+    return {"patient_id": case.patient_id, "predicted_class": result.predicted_class,
+            "confidence": round(result.confidence, 6),
+            "predicted_grade": result.predicted_grade if result.predicted_class in MALIGNANT else None,
+            "box": " ".join(map(str, result.box)) if result.box else None,
+            "modalities_used": " ".join(result.modalities_used)}
+
+
+COHORT = CohortHook(MANIFEST_SCHEMA, _weights_argument, _load_models, _read_row, _predict_row)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="responseai predict crossmodal", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mammogram", help="2D mammogram: PNG/TIFF/JPEG, or NRRD/NIfTI/DICOM (may be omitted)")
+    parser = argparse.ArgumentParser(prog="responseai predict crossmodal", description=__doc__.split("\n\n")[0],
+                                     epilog=COHORT_EPILOG.format(family=FAMILY))
+    parser.add_argument("--mammogram", help="2D mammogram: PNG/TIFF/JPEG, NRRD/NIfTI or a DICOM file (may be omitted)")
     parser.add_argument("--pathology", help="one H&E tile (PNG/JPEG/TIFF) or a folder of tiles (may be omitted)")
     parser.add_argument("--domain", help="the acquisition site, when it is one the model was trained on")
+    parser.add_argument("--mammogram-patient-id", help="patient of the mammogram (checked against its DICOM PatientID)")
+    parser.add_argument("--pathology-patient-id", help="patient of the pathology tiles (must match the mammogram's)")
     parser.add_argument("--case-id", help="case identifier (default: the --out folder name)")
-    parser.add_argument("--weights", default=str(DEFAULT))
+    _weights_argument(parser)
     parser.add_argument("--out", required=True, type=Path)
     return parser
 
@@ -267,14 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         log_progress(5, "reading the inputs")
-        mammogram = read_mammogram(args.mammogram) if args.mammogram else None
-        files = pathology_files(args.pathology) if args.pathology else []
-        tiles = [read_pixels(f, "pathology") for f in files]
-        result = predict_crossmodal(mammogram, tiles, [f.name for f in files], args.weights, args.domain, log_progress)
-        log_progress(90, "writing results")
-        inputs = {"mammogram": args.mammogram, "pathology": args.pathology}
-        write_result(result, mammogram, args.out, {k: v for k, v in inputs.items() if v}, load_crossmodal(args.weights)[1],
-                     args.case_id)
+        case = read_case(args.mammogram, args.pathology, args.mammogram_patient_id, args.pathology_patient_id,
+                         args.domain, args.case_id)
+        result = predict_and_write(case, args.weights, args.out, log_progress)
     except ResponseAIError as exc:
         log.error("%s", exc)
         return 2

@@ -12,6 +12,7 @@ haematoxylin hue and intensity are mapped onto one appearance before the encoder
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,24 @@ def check_domain(name: str | None, known: tuple[str, ...] = DOMAINS) -> int | No
     if name not in known:
         raise UnknownDomainError(f"unknown domain '{name}'; known: {', '.join(known)} (omit it for a new site)")
     return known.index(name)
+
+
+class DifferentPatientsError(ResponseAIError):
+    """The inputs of one case name different patients (a mammogram and pathology of two people)."""
+
+
+def check_same_patient(ids: Mapping[str, str | None]) -> str | None:
+    """The one patient ID every known source agrees on (None when none is known); refuse when two differ.
+
+    ``ids`` maps where an ID came from (the mammogram's DICOM PatientID, an option, a manifest
+    column) to the ID. An unknown (empty) ID is not a mismatch: most tiles carry none.
+    """
+    known = {source: str(pid).strip() for source, pid in ids.items() if pid is not None and str(pid).strip()}
+    if len(set(known.values())) > 1:
+        listed = ", ".join(f"{source} '{pid}'" for source, pid in known.items())
+        raise DifferentPatientsError(f"the inputs are of different patients ({listed}): a mammogram and pathology "
+                                     "are analysed together only when they come from one patient")
+    return next(iter(known.values()), None)
 
 
 def _check_finite_varying(array: np.ndarray, label: str) -> None:

@@ -28,7 +28,7 @@ COLOR_TABLE_NAME = "ResponseAI kinetic classes"
 MAP_FILES = {"pe": "pe.nrrd", "ser": "ser.nrrd", "class": "kinetic_class.nrrd"}
 
 # One row per patient; paths relative to the manifest's folder (what `responseai synth kinetics`
-# writes; its truth columns are kept as extra columns). Empty follow-up cells: baseline only.
+# writes; its other truth columns are kept as extra columns). Empty follow-up cells: baseline only.
 MANIFEST_SCHEMA = ManifestSchema("kinetics", (
     Column("patient_id", "id", "patient identifier, unique (checked against followup_patient_id)", required=True),
     Column("followup_patient_id", "text", "patient ID of the follow-up exam, if it has its own"),
@@ -37,4 +37,6 @@ MANIFEST_SCHEMA = ManifestSchema("kinetics", (
     Column("mask", "path", "baseline lesion ROI on the post1 grid", required=True),
     *(Column(FOLLOWUP_PREFIX + p, "path", f"follow-up {p} phase (empty: no follow-up)") for p in PHASES),
     Column("followup_mask", "path", "follow-up lesion ROI (empty: the baseline ROI through the registration)"),
+    Column("pcr", "category", "pathological complete response, 1 yes / 0 no (a label: prediction ignores it)",
+           values=("0", "1")),
 ))

@@ -21,10 +21,14 @@ Truth: each lesion's type and *true enhancing volume* = its voxels with noiseles
 (``mask``) is lesion 0 dilated by two voxels, as a radiologist's VOI.
 
 Follow-up: the same body moved by a known rigid transform (rotations ±6°, translations ±8 mm)
-and stored in another orientation (LPS, RAS or sagittal); lesion 0 shrinks (``response``
-"shrinking", radius × 0.6–0.85, PE × 0.8) or not ("stable"). Its mask is the follow-up lesion
-dilated by two voxels on the follow-up grid; its true enhancing volume is counted likewise,
-so the true ΔFTV is exact for the grids the analysis sees.
+and stored in another orientation (LPS, RAS or sagittal). Each patient draws a pathological
+complete response label ``pcr`` (Bernoulli(0.3)) and lesion 0's response follows it (issue 13):
+pCR → ``response`` "shrinking" (radius × 0.35–0.6, PE × 0.6, so much of the residual falls
+under the FTV threshold, as a responding tumour's enhancement does); no pCR → "non-shrinking"
+(radius × 0.85–1.0, PE unchanged: stable or a mild partial response). The second lesion is
+untreated. The follow-up mask is the follow-up lesion dilated by two voxels on the follow-up
+grid; its true enhancing volume is counted likewise, so the true ΔFTV is exact for the grids the
+analysis sees (and may be −100 % after a pCR: no residual voxel above the threshold).
 
 Every case draws from its own ``SeedSequence([seed, index])``: same seed, same bytes.
 """
@@ -47,7 +51,7 @@ from responseai.synthetic.cohort import cohort_parser, parse_cohort_args, write_
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: follow-up response drawn from a per-case pCR label
 SHAPE = (24, 64, 80)  # z, y, x
 SPACING = (1.25, 1.25, 2.5)  # x, y, z mm
 LATE_FACTOR = {"persistent": 1.20, "plateau": 1.00, "washout": 0.80}
@@ -56,6 +60,11 @@ FAT_S0, FIBRO_S0, MUSCLE_S0, LESION_S0 = 300.0, 140.0, 110.0, 150.0
 NOISE = 0.03 * FAT_S0
 PSF_SIGMA_VOXELS = 0.4  # Gaussian point-spread of the acquisition: boundary voxels mix tissues (partial volume)
 VOI_MARGIN = 2  # voxels of dilation around a lesion for its mask
+PCR_PREVALENCE = 0.30  # share of phantom patients with a pathological complete response
+# Lesion 0 at follow-up by pCR label: (radius factor range, PE factor). The smallest residual
+# (6 mm × 0.35 = 2.1 mm) still holds a voxel centre (half a voxel diagonal is 1.53 mm), so its
+# mask is never empty.
+RESPONSE_BY_PCR = {True: ((0.35, 0.60), 0.6), False: ((0.85, 1.00), 1.0)}
 FIELD_SPACING = 3.0  # mm, lattice of the smooth random fields
 # Orientation codes → direction matrices (columns: i, j, k axes in LPS).
 ORIENTATIONS = {
@@ -63,7 +72,7 @@ ORIENTATIONS = {
     "RAS": np.diag([-1.0, -1.0, 1.0]),
     "sagittal": np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),  # i → P, j → I, k → L
 }
-MANIFEST_COLUMNS = ("patient_id", "n_lesions", "kinetic_type", "second_kinetic_type", "response", "orientation",
+MANIFEST_COLUMNS = ("patient_id", "n_lesions", "kinetic_type", "second_kinetic_type", "pcr", "response", "orientation",
                     "followup_orientation", *PHASES, "mask", *(FOLLOWUP_PREFIX + p for p in PHASES), "followup_mask",
                     "true_ftv_ml", "followup_true_ftv_ml", "true_delta_ftv_percent")
 
@@ -126,7 +135,8 @@ class KineticsCase:
     baseline: Exam
     followup: Exam
     kinetic_types: list[str]
-    response: str  # "shrinking" or "stable"
+    pcr: bool  # pathological complete response: what the follow-up's shrinkage follows
+    response: str  # "shrinking" (pCR) or "non-shrinking"
     transform: sitk.Euler3DTransform  # baseline point → follow-up point (what registration should find)
     truth: dict = field(default_factory=dict)
 
@@ -247,8 +257,10 @@ def generate_case(seed: int, index: int) -> KineticsCase:
     centre = rng.uniform(-20, 20, 3)
     anatomy = _draw_anatomy(rng, centre, int(rng.integers(1, 3)))
     baseline = _exam(anatomy, grid(SHAPE, SPACING, centre, orientation), None, rng, orientation)
-    response = str(rng.choice(["shrinking", "stable"]))
-    treated = anatomy.lesions[0].scaled(rng.uniform(0.6, 0.85), 0.8) if response == "shrinking" else anatomy.lesions[0]
+    pcr = bool(rng.random() < PCR_PREVALENCE)
+    response = "shrinking" if pcr else "non-shrinking"
+    (low, high), pe_factor = RESPONSE_BY_PCR[pcr]
+    treated = anatomy.lesions[0].scaled(rng.uniform(low, high), pe_factor)
     after = Anatomy(anatomy.centre, anatomy.radii, [treated, *anatomy.lesions[1:]], anatomy.fields, anatomy.field_origin)
     pose = sitk.Euler3DTransform(tuple(map(float, anatomy.lesions[0].centres[0])),
                                  *np.radians(rng.uniform(-6, 6, 3)), tuple(rng.uniform(-8, 8, 3)))
@@ -256,13 +268,13 @@ def generate_case(seed: int, index: int) -> KineticsCase:
     followup = _exam(after, _followup_grid(baseline.phases["post1"], pose, followup_orientation),
                      pose, rng, followup_orientation)
     truth_delta = 100 * (followup.true_enhancing_ml[0] - baseline.true_enhancing_ml[0]) / baseline.true_enhancing_ml[0]
-    truth = {"kinetic_types": [lesion.kinetic_type for lesion in anatomy.lesions], "response": response,
+    truth = {"kinetic_types": [lesion.kinetic_type for lesion in anatomy.lesions], "pcr": pcr, "response": response,
              "true_ftv_ml": baseline.true_enhancing_ml, "followup_true_ftv_ml": followup.true_enhancing_ml,
              "true_delta_ftv_percent": truth_delta, "pose_rotation_deg": [float(a) for a in np.degrees(pose.GetParameters()[:3])],
              "pose_translation_mm": [float(t) for t in pose.GetParameters()[3:]], "orientation": orientation,
              "followup_orientation": followup_orientation}
     types = [lesion.kinetic_type for lesion in anatomy.lesions]
-    return KineticsCase(f"KIN{seed:03d}-{index:04d}", baseline, followup, types, response, pose, truth)
+    return KineticsCase(f"KIN{seed:03d}-{index:04d}", baseline, followup, types, pcr, response, pose, truth)
 
 
 def _write_case(args: tuple[int, int, str]) -> dict:
@@ -274,7 +286,7 @@ def _write_case(args: tuple[int, int, str]) -> dict:
     files = write_case_images(out, case.patient_id, images, case.baseline.mask)
     row = {"patient_id": case.patient_id, "n_lesions": len(case.kinetic_types), "kinetic_type": case.kinetic_types[0],
            "second_kinetic_type": case.kinetic_types[1] if len(case.kinetic_types) > 1 else "",
-           "response": case.response, "orientation": case.baseline.orientation,
+           "pcr": int(case.pcr), "response": case.response, "orientation": case.baseline.orientation,
            "followup_orientation": case.followup.orientation, **files,
            "true_ftv_ml": case.baseline.true_enhancing_ml[0], "followup_true_ftv_ml": case.followup.true_enhancing_ml[0],
            "true_delta_ftv_percent": case.truth["true_delta_ftv_percent"]}
@@ -284,7 +296,10 @@ def _write_case(args: tuple[int, int, str]) -> dict:
 def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.DataFrame:
     """Generate ``n`` cases into ``out`` (images/, manifest.csv, truth.csv, cohort.json)."""
     meta = {"generator": "responseai.kinetics.phantom", "version": GENERATOR_VERSION, "shape_zyx": SHAPE,
-            "spacing_xyz": SPACING, "late_factor": LATE_FACTOR, "ftv_pe_threshold": FTV_PE_THRESHOLD}
+            "spacing_xyz": SPACING, "late_factor": LATE_FACTOR, "ftv_pe_threshold": FTV_PE_THRESHOLD,
+            "pcr_prevalence": PCR_PREVALENCE,
+            "followup_response_by_pcr": {str(int(k)): {"radius_factor": list(v[0]), "pe_factor": v[1]}
+                                         for k, v in RESPONSE_BY_PCR.items()}}
     return write_cohort_files(out, n, seed, _write_case, MANIFEST_COLUMNS, meta, workers)
 
 

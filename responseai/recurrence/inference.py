@@ -10,6 +10,9 @@ result names what was missing. Outputs, all or nothing through a staging folder:
 tertiles, recurrence-free probability at 3 / 5 / 7 years from the card's Breslow baseline
 hazard, the survival curve, missing modalities, per-modality read-out attention weights) and
 ``model_card.json``; progress as ``PROGRESS <pct> <msg>`` log lines for the Slicer job.
+:data:`COHORT` plugs the same reading and writing into ``responseai predict recurrence
+--manifest`` (:mod:`responseai.batch`; the manifest's columns: ``MANIFEST_SCHEMA`` in
+:mod:`responseai.recurrence.constants`, what ``responseai synth recurrence`` writes).
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.clinical import ClinicalEncoder, read_clinical_record, validate_clinical
 from responseai.errors import InputFileError, ResponseAIError
 from responseai.outputs import json_safe, staged_output_dir
-from responseai.recurrence.constants import CLINICAL_SCHEMA, MODALITY_LABELS, TASK
+from responseai.recurrence.constants import CLINICAL_SCHEMA, MANIFEST_SCHEMA, MODALITY_LABELS, TASK
 from responseai.recurrence.fit import CohortArrays, predict_risk
 from responseai.recurrence.model import NoModalityError, RecurrenceNet, TokenBlockError, build_model, check_blocks
 from responseai.recurrence.preprocess import (
@@ -175,15 +179,89 @@ def read_genes(value: str) -> np.ndarray:
         raise InputFileError(f"--genes {value}: expected numbers") from exc
 
 
+@dataclass
+class RecurrenceCase:
+    """One patient read from files, the files it came from (``result.json``'s inputs) and its id."""
+
+    inputs: CaseInputs
+    genes: np.ndarray | None
+    files: dict[str, str]
+    case_id: str | None = None
+
+
+def read_case(files: Mapping[str, object], clinical_values: Mapping[str, object] | None = None,
+              case_id: str | None = None) -> RecurrenceCase:
+    """A patient from ``files`` (``clinical``, ``pathology``, ``ultrasound``, ``report_text``, ``genes``; absent or
+    None: missing), the clinical values given beside the record overriding it.
+
+    The command line and a manifest row both read through here, so a cohort case is the single case.
+    The record is validated now, so a bad value is refused before the model runs.
+    """
+    given = {name: str(files[name]) for name in ("clinical", "pathology", "ultrasound", "report_text", "genes")
+             if files.get(name)}
+    clinical = {**read_clinical_record(given.get("clinical")), **(clinical_values or {})}
+    validate_clinical(clinical, CLINICAL_SCHEMA)
+    inputs = CaseInputs(
+        tiles=read_tiles(given["pathology"]) if "pathology" in given else None,
+        ultrasound=read_ultrasound(given["ultrasound"]) if "ultrasound" in given else None,
+        report=read_report(given["report_text"]) if "report_text" in given else None,
+        clinical=clinical)
+    genes = read_genes(given["genes"]) if "genes" in given else None
+    return RecurrenceCase(inputs, genes, given, case_id)
+
+
+def predict_and_write(case: RecurrenceCase, weights_path: str | Path, out: str | Path,
+                      progress: Progress | None = None) -> RecurrenceResult:
+    """One patient end to end (the command and each cohort case): prediction, then its folder, all or nothing."""
+    progress = progress or (lambda pct, msg: None)
+    result = predict_recurrence(case.inputs, weights_path, case.genes, progress)
+    progress(90, "writing results")
+    write_result(result, out, case.files, load_recurrence(weights_path).card, case.case_id)
+    return result
+
+
+def _weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=str(DEFAULT), help="model weights (.safetensors beside its card)")
+
+
+def _load_models(args: argparse.Namespace) -> str:
+    """Verify and load the network (and its report-text encoder) once, before any case: a bad --weights
+    or a missing text model stops the run there, and the first case's time is its own."""
+    loaded = load_recurrence(args.weights)
+    if "report" in loaded.card["architecture"]["config"]["modalities"]:
+        embed_reports(["warm-up"])  # loads and checksums the cached sentence encoder
+    return args.weights
+
+
+def _read_row(row: Mapping[str, object], weights_path: str) -> RecurrenceCase:  # noqa: ARG001 - hook signature
+    """A validated manifest row (absolute paths, ``None`` for empty cells; ``report`` is the report text file)."""
+    files = {"clinical": row.get("clinical"), "pathology": row.get("pathology"), "ultrasound": row.get("ultrasound"),
+             "report_text": row.get("report"), "genes": row.get("genes")}
+    values = {name: row[name] for name in CLINICAL_SCHEMA if row.get(name) is not None}
+    return read_case(files, values, str(row[MANIFEST_SCHEMA.id_column]))
+
+
+def _predict_row(case: RecurrenceCase, out: Path, weights_path: str) -> dict:
+    """One cohort case: its folder, and the table's columns (risk, group, RFS per horizon, missing modalities)."""
+    result = predict_and_write(case, weights_path, out)
+    return {"risk_score": result.risk_score, "risk_group": result.risk_group,
+            **{f"rfs_{horizon}": p for horizon, p in result.rfs_probability.items()},
+            "missing_modalities": ";".join(result.missing_modalities)}
+
+
+COHORT = CohortHook(MANIFEST_SCHEMA, _weights_argument, _load_models, _read_row, _predict_row)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="responseai predict recurrence", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="responseai predict recurrence", description=__doc__.split("\n\n")[0],
+                                     epilog=COHORT_EPILOG.format(family=FAMILY))
     parser.add_argument("--clinical", help="JSON file or object: " + ", ".join(CLINICAL_SCHEMA))
     parser.add_argument("--pathology", help="folder of pathology tile images (or one image)")
     parser.add_argument("--ultrasound", help="ultrasound image (PNG/JPEG, or NRRD/NIfTI: middle slice)")
     parser.add_argument("--report-text", help="diagnostic report, UTF-8 text file")
     parser.add_argument("--genes", help="gene values (JSON list / object), for a model with a gene block")
     parser.add_argument("--case-id", help="case identifier (default: the --out folder name)")
-    parser.add_argument("--weights", default=str(DEFAULT))
+    _weights_argument(parser)
     parser.add_argument("--out", required=True, type=Path)
     return parser
 
@@ -197,18 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         log_progress(5, "reading the inputs")
-        inputs = CaseInputs(
-            tiles=read_tiles(args.pathology) if args.pathology else None,
-            ultrasound=read_ultrasound(args.ultrasound) if args.ultrasound else None,
-            report=read_report(args.report_text) if args.report_text else None,
-            clinical=read_clinical_record(args.clinical))
-        genes = read_genes(args.genes) if args.genes else None
-        result = predict_recurrence(inputs, args.weights, genes, log_progress)
-        log_progress(90, "writing results")
-        given = {k: v for k, v in (("clinical", args.clinical), ("pathology", args.pathology),
-                                   ("ultrasound", args.ultrasound), ("report_text", args.report_text),
-                                   ("genes", args.genes)) if v}
-        write_result(result, args.out, given, load_recurrence(args.weights).card, args.case_id)
+        case = read_case(vars(args), case_id=args.case_id)
+        result = predict_and_write(case, args.weights, args.out, log_progress)
     except ResponseAIError as exc:
         log.error("%s", exc)
         return 2

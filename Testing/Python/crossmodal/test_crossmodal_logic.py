@@ -31,6 +31,48 @@ def test_mammogram_and_tiles_give_a_heatmap_on_the_mammogram_grid(slicer_app, ti
     assert again.heatmap is outputs.heatmap and again.table is outputs.table
 
 
+def _write_prediction(job, image: Image, weights, box) -> None:
+    """The job's result folder from an in-process mammogram-only prediction, with a known lesion box."""
+    from responseai.crossmodal import inference
+
+    result = inference.predict_crossmodal(image, (), (), weights)
+    result.box = box
+    inference.write_result(result, image, job.out)
+
+
+def test_lesion_box_is_a_markups_roi_on_the_physical_grid_and_is_reused(slicer_app, tiny_weights, tmp_path):
+    from BreastResponseAILib.crossmodal import CrossModalLogic
+
+    mammo = Image(make_cohort(4, 0).mammogram[3][None].astype(np.float32), (0.1, 0.2, 1.0), (5.0, -3.0, 2.0))
+    node = add_volume_node(slicer_app.scene, mammo, "Mammogram")
+    logic = CrossModalLogic(slicer_app.scene)
+    job = logic.prepare_job("case1", node, None, tiny_weights, tmp_path / "job")
+    box = [10, 20, 30, 50]  # rows 10–29, columns 20–49
+    _write_prediction(job, mammo, tiny_weights, box)
+    first = logic.import_results(job)
+    assert first.roi.GetClassName() == "vtkMRMLMarkupsROINode" and first.roi.GetName() == "case1 lesion box"
+    # independent of the code: the box's pixel edges (LPS: x = origin + (col - 0.5)·0.1, y likewise) → RAS
+    lps_low = np.array([5.0 + (20 - 0.5) * 0.1, -3.0 + (10 - 0.5) * 0.2])
+    lps_high = np.array([5.0 + (50 - 0.5) * 0.1, -3.0 + (30 - 0.5) * 0.2])
+    bounds = [0.0] * 6
+    first.roi.GetRASBounds(bounds)
+    np.testing.assert_allclose(bounds[:4], [-lps_high[0], -lps_low[0], -lps_high[1], -lps_low[1]], atol=1e-6)
+    np.testing.assert_allclose(bounds[4:], [1.5, 2.5], atol=1e-6)  # one slice thick, centred on z = 2
+    np.testing.assert_allclose(first.roi.GetSize(), [3.0, 4.0, 1.0], atol=1e-6)
+    center = [0.0] * 3
+    first.roi.GetCenterWorld(center)
+    lps_centre = (lps_low + lps_high) / 2
+    np.testing.assert_allclose(center, [-lps_centre[0], -lps_centre[1], 2.0], atol=1e-6)
+
+    _write_prediction(job, mammo, tiny_weights, [0, 0, 1, 1])  # a re-run reuses the node, with the new box
+    again = logic.import_results(job, first)
+    assert again.roi is first.roi and slicer_app.scene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems() == 1
+    np.testing.assert_allclose(again.roi.GetSize(), [0.1, 0.2, 1.0], atol=1e-6)
+    _write_prediction(job, mammo, tiny_weights, None)  # nothing localised: no stale box left behind
+    assert logic.import_results(job, again).roi is None
+    assert slicer_app.scene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems() == 0
+
+
 def test_bad_inputs_are_refused_before_any_job(slicer_app, tmp_path):
     from BreastResponseAILib.crossmodal import CrossModalLogic
 

@@ -7,7 +7,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def kinetics_case():
-    """A deterministic phantom patient: washout + persistent lesions, shrinking, RAS baseline, sagittal follow-up."""
+    """A deterministic phantom patient: washout + persistent lesions, pCR (lesion 0 shrinks), RAS baseline,
+    sagittal follow-up."""
     from responseai.kinetics.phantom import generate_case
 
-    return generate_case(0, 1)
+    return generate_case(0, 36)

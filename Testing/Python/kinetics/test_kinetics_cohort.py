@@ -1,8 +1,9 @@
 """`responseai predict kinetics --manifest`: a phantom cohort through the single-case code path, a broken case recorded.
 
-Three phantom patients as `responseai synth kinetics` writes them; the third one's late phase is
-made NaN. The table must hold FTV and ΔFTV per case, the broken case an input error, and a
-cohort case's result.json must be what `responseai predict kinetics` writes for the same files.
+Three phantom patients as `responseai synth kinetics` writes them (their pCR label column is part
+of the schema, so the manifest validates as written); the third one's late phase is made NaN.
+The table must hold FTV and ΔFTV per case, the broken case an input error, and a cohort case's
+result.json must be what `responseai predict kinetics` writes for the same files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def cohort(tmp_path_factory) -> Path:
     """Three phantom patients (baseline + follow-up); the third one's baseline post2 is all NaN."""
     folder = tmp_path_factory.mktemp("kinetics-cohort")
     assert main(["synth", "kinetics", "--n", "3", "--seed", "5", "--out", str(folder), "--workers", "1"]) == 0
+    manifest, truth = pd.read_csv(folder / "manifest.csv"), pd.read_csv(folder / "truth.csv")
+    assert set(manifest["pcr"]) <= {0, 1} and truth["pcr"].astype(int).tolist() == manifest["pcr"].tolist()
     broken = folder / pd.read_csv(folder / "manifest.csv").loc[2, "post2"]
     image = read_image(broken)
     write_image(image.with_array(np.full(image.shape, np.nan, np.float32)), broken)
