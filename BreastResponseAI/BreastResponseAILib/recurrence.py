@@ -29,6 +29,10 @@ from responseai.slicer_bridge.nodes import volume_node_to_image
 from responseai.slicer_bridge.outputs import set_results_table
 
 CURVE_COLUMNS = ("time", "rfs")
+# The module's pCR form already holds these (breast schema name → recurrence schema name); the panel
+# asks only for what the form lacks (positive nodes, endocrine therapy) or a value to override.
+FROM_BREAST_FORM = {"age": "age", "tumour_size_mm": "tumour_size", "histological_grade": "grade",
+                    "menopausal_status": "menopausal", "ki67": "ki67"}
 
 
 @dataclass
@@ -45,6 +49,17 @@ class RecurrenceOutputs:
     series: object  # vtkMRMLPlotSeriesNode
     chart: object  # vtkMRMLPlotChartNode
     record: dict
+
+
+def clinical_from_form(form: dict, extra: dict | None = None) -> dict:
+    """The recurrence clinical record from the module's clinical form plus the panel's own values.
+
+    Empty / "unknown" form entries are left out (the model treats them as missing); ``extra``
+    (the panel's values) wins over the form. Validation is :meth:`RecurrenceLogic.prepare_job`'s.
+    """
+    shared = {target: form.get(source) for source, target in FROM_BREAST_FORM.items()}
+    record = {name: value for name, value in shared.items() if value not in (None, "", "unknown")}
+    return {**record, **(extra or {})}
 
 
 def _fmt(value) -> str:

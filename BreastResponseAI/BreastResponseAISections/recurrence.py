@@ -36,13 +36,14 @@ class RecurrenceSection(ResponseAISection):
 
     def prepareJob(self):
         core = self.logic.core  # installs the dependencies (with consent) before the Lib imports the core
-        from BreastResponseAILib.recurrence import RecurrenceLogic
+        from BreastResponseAILib.recurrence import RecurrenceLogic, clinical_from_form
 
         inputs = self._inputs()
         try:
-            clinical = json.loads(inputs["clinical"]) if inputs["clinical"] else {}
+            extra = json.loads(inputs["clinical"]) if inputs["clinical"] else {}
         except json.JSONDecodeError as exc:
             raise ValueError(_("Clinical values are not valid JSON: {error}").format(error=exc)) from exc
+        clinical = clinical_from_form(self.moduleWidget.clinicalValues(), extra)
         name = inputs["ultrasound"].GetName() if inputs["ultrasound"] is not None else "recurrence"
         return RecurrenceLogic(core.scene).prepare_job(name, clinical, inputs["tiles"] or None, inputs["ultrasound"],
                                                        inputs["report"])

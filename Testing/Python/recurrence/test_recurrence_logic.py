@@ -69,3 +69,18 @@ def test_section_ui_has_the_inputs_and_the_shared_controls():
             "progressBar", "statusLabel"} <= names
     source = (root / "BreastResponseAISections/recurrence.py").read_text(encoding="utf-8")
     assert "class RecurrenceSection(ResponseAISection)" in source and 'uiFile = "UI/RecurrenceSection.ui"' in source
+
+
+def test_the_module_form_fills_the_shared_clinical_variables():
+    """The panel reuses the pCR form's age, size, grade, menopause and Ki-67; its own values win."""
+    from BreastResponseAILib.recurrence import clinical_from_form
+
+    from responseai.clinical import validate_clinical
+    from responseai.recurrence.constants import CLINICAL_SCHEMA
+
+    form = {"age": "61", "tumour_size_mm": "24", "histological_grade": "3", "menopausal_status": "unknown",
+            "ki67": "", "er": "positive"}
+    record = clinical_from_form(form, {"positive_nodes": 2, "age": 62})
+    assert record == {"age": 62, "tumour_size": "24", "grade": "3", "positive_nodes": 2}
+    validated = validate_clinical(record, CLINICAL_SCHEMA)
+    assert validated["tumour_size"] == 24 and validated["grade"] == "3" and validated["menopausal"] is None
