@@ -120,6 +120,7 @@ class ViewerApp:
         self.ctrl.select_case = self.select_case
         self.ctrl.run = self.run
         self.ctrl.write_report = self.write_report
+        self.ctrl.cancel = self.cancel
 
     def clinical(self) -> dict[str, str]:
         """The form's values by variable name ('' = unknown)."""
@@ -203,6 +204,11 @@ class ViewerApp:
             s.predicted_class = str(result.record.get("predicted_class", ""))
             s.node_count = self.session.node_count()
 
+    def cancel(self) -> None:
+        """Stop the running prediction (its process tree); the page stays as it was before Run."""
+        if self._job is not None:
+            self._job.cancel()
+
     def _set_progress(self, percent: int, message: str) -> None:
         with self.state:
             self.state.progress, self.state.progress_message = percent, message
@@ -266,6 +272,8 @@ class ViewerApp:
                         with html.Div(v_if="running", classes="mt-2"):
                             v.VProgressLinear(model_value=("progress",), color="primary", height=6)
                             html.Div("{{ progress }}% {{ progress_message }}", id="progress", classes="text-caption")
+                            v.VBtn("Cancel", id="cancel", block=True, variant="outlined", classes="mt-1",
+                                   click=self.ctrl.cancel)
                         v.VAlert(v_if="run_error", type="error", density="compact", text=("run_error",),
                                  id="run-error", classes="my-2")
                         with html.Div(v_if="pcr_text", id="result", classes="mt-3"):

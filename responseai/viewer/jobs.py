@@ -51,6 +51,10 @@ def report_command(prediction: Path, out: Path) -> list[str]:
     return [python_executable(), "-m", "responseai.cli", "report", "--prediction", str(prediction), "--out", str(out)]
 
 
+class JobCancelled(ResponseAIError):
+    """The user pressed Cancel: the job's processes were killed, nothing was loaded."""
+
+
 class Job:
     """One subprocess run to completion with progress; :meth:`cancel` kills its whole tree."""
 
@@ -59,6 +63,7 @@ class Job:
         self.timeout = timeout
         self._process: subprocess.Popen | None = None
         self.lines: list[str] = []
+        self.cancelled = False
 
     def run(self, progress: ProgressSink | None = None) -> None:
         """Blocking: call from a worker thread. Raises ResponseAIError with the job's own message."""
@@ -73,9 +78,13 @@ class Job:
             if percent is not None and progress is not None:
                 progress(percent, message)
         code = self._process.wait(timeout=self.timeout)
+        if self.cancelled:
+            raise JobCancelled("cancelled: the prediction was stopped and nothing was loaded")
         if code != 0:
             raise ResponseAIError(error_from_log(self.lines))
 
     def cancel(self) -> None:
+        """Kill the job's whole process tree (safe from any thread; a finished job is left alone)."""
+        self.cancelled = True
         if self._process is not None and self._process.poll() is None:
             kill_process_tree(self._process.pid)

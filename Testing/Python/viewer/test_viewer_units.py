@@ -170,3 +170,20 @@ def test_a_manifest_gives_the_case_list(tmp_path, demo_folder):
     assert entries[0].error == "" and set(entries[0].files) == {"pre", "post1"}
     assert float(entries[0].clinical["age"]) == 48
     assert "outside the case folder" in entries[1].error  # a row pointing out of the manifest's folder
+
+
+def test_cancel_kills_the_running_job_and_says_so():
+    """Cancel from another thread (the page's) ends the job's process tree; the run raises, nothing loads."""
+    import sys
+    import threading
+    import time
+
+    from responseai.viewer.jobs import Job, JobCancelled
+
+    job = Job([sys.executable, "-c", "import time; print('PROGRESS 5 working', flush=True); time.sleep(60)"])
+    seen = threading.Event()
+    threading.Timer(0.5, lambda: (seen.wait(10), job.cancel())).start()
+    started = time.monotonic()
+    with pytest.raises(JobCancelled, match="cancelled"):
+        job.run(lambda percent, message: seen.set())
+    assert time.monotonic() - started < 30 and job.lines == ["PROGRESS 5 working"]
