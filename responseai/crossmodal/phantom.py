@@ -269,6 +269,28 @@ def write_cohort(cohort: PairedCohort, out: Path) -> Path:
     return manifest
 
 
+def _parse_box(text: str, where: str) -> list[int]:
+    """A lesion box ``row0 col0 row1 col1`` inside the image (``-1 -1 -1 -1``: no lesion), else a clear error.
+
+    A box outside the image would train the localisation head on pixels that do not exist.
+    """
+    from responseai.errors import InputFileError
+
+    try:
+        box = [int(v) for v in str(text).split()]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise InputFileError(f"{where}: box {text!r} is not four integers 'row0 col0 row1 col1'")
+    if box == [-1] * 4:
+        return box
+    row0, col0, row1, col1 = box
+    if not (0 <= row0 < row1 <= IMAGE_SIZE and 0 <= col0 < col1 <= IMAGE_SIZE):
+        raise InputFileError(f"{where}: box {box} lies outside the {IMAGE_SIZE}×{IMAGE_SIZE} image or is empty "
+                             "(row0 < row1, col0 < col1, within the image; -1 -1 -1 -1 for no lesion)")
+    return box
+
+
 def read_cohort(manifest: Path) -> PairedCohort:
     """The cohort a ``manifest.csv`` describes (the inverse of :func:`write_cohort`; ``u`` unknown → NaN).
 
@@ -297,7 +319,7 @@ def read_cohort(manifest: Path) -> PairedCohort:
         arrays["mammogram"].append(images["mammogram"].astype(np.float32) / 65535)
         arrays["pathology"].append(images["pathology"][..., :3])
         arrays["mask"].append((images["mask"] > 0).astype(np.uint8))
-        arrays["box"].append([int(v) for v in row["box"].split()])
+        arrays["box"].append(_parse_box(row["box"], f"{manifest}: patient {row['patient']}"))
         arrays["label"].append(CLASSES.index(row["class"]))
         arrays["grade"].append(GRADES.index(row["grade"]) if row["grade"] else NO_GRADE)
         arrays["domain"].append(DOMAINS.index(row["domain"]))

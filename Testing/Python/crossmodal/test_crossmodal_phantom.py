@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from responseai.crossmodal.constants import CLASSES, DOMAINS, NO_GRADE
 from responseai.crossmodal.phantom import generate_case, make_cohort, write_cohort
@@ -41,3 +42,17 @@ def test_write_cohort_manifest(tmp_path):
     lines = manifest.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("patient,mammogram,pathology,mask,class,grade,domain,box") and len(lines) == 5
     assert (tmp_path / "cm0000_pathology.png").is_file()
+
+
+@pytest.mark.parametrize("box, message", [("10 10 80 20", "outside"), ("5 5 5 9", "empty"), ("1 2 3", "four integers")])
+def test_a_box_outside_the_image_is_refused_naming_the_patient(tmp_path, box, message):
+    from responseai.crossmodal.phantom import read_cohort
+    from responseai.errors import InputFileError
+
+    manifest = write_cohort(make_cohort(2, 1), tmp_path)
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    fields = lines[1].split(",")
+    fields[-1] = box
+    manifest.write_text("\n".join([lines[0], ",".join(fields), lines[2]]) + "\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match=f"patient {fields[0]}: box .*{message}"):
+        read_cohort(manifest)
