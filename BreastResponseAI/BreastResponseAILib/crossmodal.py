@@ -48,6 +48,7 @@ class CrossModalOutputs:
     heatmap: object | None  # vtkMRMLScalarVolumeNode, None without pathology
     record: dict
     roi: object | None = None  # vtkMRMLMarkupsROINode of the lesion box, None when no lesion was localised
+    gallery: object | None = None  # vtkMRMLVectorVolumeNode: the top-K evidence patches side by side (RGB)
 
 
 class CrossModalLogic:
@@ -91,7 +92,10 @@ class CrossModalLogic:
                                   previous.table if previous else None)
         roi = set_lesion_roi(self.scene, record["box"], job.mammogram, f"{job.case_name} lesion box",
                              previous.roi if previous else None)
-        return CrossModalOutputs(table, heatmap, record, roi)
+        patches = [job.out / item["file"] for item in record.get("evidence") or []]
+        gallery = set_evidence_gallery(self.scene, patches, f"{job.case_name} evidence patches",
+                                       previous.gallery if previous else None)
+        return CrossModalOutputs(table, heatmap, record, roi, gallery)
 
     def run(self, job: CrossModalJob, previous: CrossModalOutputs | None = None, timeout: float = 600) -> CrossModalOutputs:
         """Synchronous run of a prepared job (tests, scripting); raises with the job's ERROR line."""
@@ -116,6 +120,41 @@ def box_geometry(box: list[int], ijk_to_ras: np.ndarray) -> tuple[np.ndarray, np
     if np.linalg.det(axes) < 0:
         axes[:, 2] *= -1
     return centre[:3], np.array([col1 - col0, row1 - row0, 1]) * spacing, axes
+
+
+GALLERY_GAP = 4  # white pixels between two evidence patches
+
+
+def evidence_strip(patches: list[np.ndarray]) -> np.ndarray:
+    """The top-K RGB patches side by side (rank 1 on the left), bottom-padded to one height, white gaps."""
+    height = max(p.shape[0] for p in patches)
+    padded = [np.pad(p[..., :3], ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in patches]
+    gap = np.full((height, GALLERY_GAP, 3), 255, np.uint8)
+    return np.concatenate([part for p in padded for part in (p, gap)][:-1], axis=1).astype(np.uint8)
+
+
+def set_evidence_gallery(scene, patch_files: list[Path], name: str, previous=None):
+    """The evidence patches as one RGB image node a slice view shows (reused; removed when there are none).
+
+    The report has them as a strip too; in Slicer a reader sees them next to the heatmap without
+    leaving the application.
+    """
+    import slicer
+
+    if not patch_files:
+        if previous is not None and scene.IsNodePresent(previous):
+            scene.RemoveNode(previous)
+        return None
+    from PIL import Image as PILImage
+
+    strip = evidence_strip([np.asarray(PILImage.open(path).convert("RGB")) for path in patch_files])
+    node = previous if previous is not None and scene.IsNodePresent(previous) else None
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", name)
+        node.CreateDefaultDisplayNodes()
+    node.SetName(name)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(strip[::-1][None]))  # row 0 at the top in views
+    return node
 
 
 def set_lesion_roi(scene, box: list[int] | None, mammogram_node, name: str, previous=None):

@@ -30,7 +30,7 @@ from responseai.kinetics.constants import (
 from responseai.kinetics.longitudinal import check_same_patient
 from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
 from responseai.slicer_bridge.nodes import add_volume_node, read_tumour_segment, update_volume_node, volume_node_to_image
-from responseai.slicer_bridge.outputs import heatmap_color_node, require_in_scene, set_results_table
+from responseai.slicer_bridge.outputs import heatmap_color_node, label_color_table, require_in_scene, set_results_table
 
 PE_WINDOW = (0.0, 250.0)  # %: fat ≈ 0, strongly enhancing lesions 100–250
 SER_WINDOW = (0.0, 2.0)
@@ -55,16 +55,7 @@ class KineticsOutputs:
 
 def kinetic_color_table(scene):
     """The one colour table of the kinetic classes in the scene (created on first use), names and colours set."""
-    node = scene.GetFirstNodeByName(COLOR_TABLE_NAME)
-    if node is None:
-        node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", COLOR_TABLE_NAME)
-        node.SetTypeToUser()
-        node.SetAttribute("Category", "ResponseAI")
-    node.SetNumberOfColors(len(CLASS_NAMES))
-    for value, name in CLASS_NAMES.items():
-        opacity = 0.0 if value == NOT_ASSESSED else 1.0
-        node.SetColor(value, name, *CLASS_COLORS[value], opacity)
-    return node
+    return label_color_table(scene, COLOR_TABLE_NAME, CLASS_NAMES, CLASS_COLORS, transparent=(NOT_ASSESSED,))
 
 
 def patient_id_of(volume_node) -> str | None:

@@ -48,6 +48,25 @@ def heatmap_color_node(scene):
     return node
 
 
+def label_color_table(scene, name: str, labels: Mapping[int, str], colors: Mapping[int, tuple],
+                      transparent: tuple[int, ...] = ()):
+    """The scene's one user colour table called ``name`` (created on first use), names and colours set.
+
+    ``transparent`` labels get opacity 0 (e.g. "not assessed"), so a label-map overlay shows
+    only what was classified. Used by every label map a family shows (kinetic classes…), in
+    Slicer and in the browser viewer alike.
+    """
+    node = scene.GetFirstNodeByName(name)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+        node.SetTypeToUser()
+        node.SetAttribute("Category", "ResponseAI")
+    node.SetNumberOfColors(len(labels))
+    for value, label in labels.items():
+        node.SetColor(value, label, *colors[value], 0.0 if value in transparent else 1.0)
+    return node
+
+
 def _in_scene(scene, node) -> bool:
     return node is not None and bool(scene.IsNodePresent(node))
 

@@ -1,10 +1,11 @@
-"""The trame page: case list, Slicer slice views, clinical form, Run, result, report download.
+"""The trame page: case list, Slicer slice views, clinical form, Run, result, DCE kinetics, report.
 
 Slice views are trame-slicer's remote views (Slicer's ``vtkMRMLSliceLogic`` and displayable
 managers rendering offscreen, streamed as images). Everything that computes runs elsewhere:
 the case check is the family's ``preprocess``, form messages are
-:func:`responseai.clinical.field_errors`, the prediction and report are the CLI commands the
-Slicer module's job runs (:mod:`responseai.viewer.jobs`), in a worker thread + subprocess so
+:func:`responseai.clinical.field_errors`, the prediction, the DCE kinetics (``responseai predict
+kinetics`` with the prediction's tumour segment) and the report are the CLI commands the
+Slicer module's jobs run (:mod:`responseai.viewer.jobs`), in a worker thread + subprocess so
 the page keeps answering; their outputs are loaded onto the scene by
 :class:`responseai.viewer.session.ViewerSession` on the event loop's thread (VTK is not
 thread-safe).
@@ -20,8 +21,10 @@ from pathlib import Path
 
 from responseai.errors import ResponseAIError
 from responseai.slicer_bridge.outputs import HEATMAP_OPACITY
-from responseai.viewer.cases import CaseEntry, form_errors, form_fields, form_values
-from responseai.viewer.jobs import Job, prediction_command, report_command
+from responseai.viewer.cases import CaseEntry, family_piece, form_errors, form_fields, form_values
+from responseai.viewer.jobs import (
+    KINETICS_FAMILY, Job, kinetics_available, kinetics_command, prediction_command, report_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,15 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read the case: {exc.strerror or exc} ({exc.filename})" if exc.filename else f"cannot read the case: {exc}"
     return f"unexpected problem ({type(exc).__name__}): {exc}"
+
+
+def kinetic_legend() -> list[tuple[str, str]]:
+    """(class name, CSS colour) of the assessed kinetic classes, from the kinetics family's constants."""
+    names = family_piece("constants:CLASS_NAMES", KINETICS_FAMILY)
+    colors = family_piece("constants:CLASS_COLORS", KINETICS_FAMILY)
+    skip = family_piece("constants:NOT_ASSESSED", KINETICS_FAMILY)
+    return [(name, "rgb({}, {}, {})".format(*(round(255 * c) for c in colors[value])))
+            for value, name in names.items() if value != skip]
 
 
 class ViewerApp:
@@ -114,13 +126,18 @@ class ViewerApp:
         s.opacity = HEATMAP_OPACITY
         s.report_url = ""
         s.report_busy = False
+        s.kinetics_possible = False  # the case has pre, post1 and post2
+        s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
+        s.kinetics_visible = True
         s.node_count = self.session.node_count()
         s.change(*[_key(f["name"]) for f in self.fields])(self._on_clinical)
         s.change("opacity")(self._on_opacity)
+        s.change("kinetics_visible")(self._on_kinetics_visible)
         self.ctrl.select_case = self.select_case
         self.ctrl.run = self.run
         self.ctrl.write_report = self.write_report
         self.ctrl.cancel = self.cancel
+        self.ctrl.run_kinetics = self.run_kinetics
 
     def clinical(self) -> dict[str, str]:
         """The form's values by variable name ('' = unknown)."""
@@ -135,12 +152,18 @@ class ViewerApp:
         except (TypeError, ValueError):
             pass
 
+    def _on_kinetics_visible(self, kinetics_visible, **_):
+        if self.state.kinetics_worst and not self.state.running:
+            self.session.show_kinetics(bool(kinetics_visible))
+
     # -- actions ----------------------------------------------------------------------------------
     def select_case(self, index) -> None:
         s = self.state
         if s.running:  # the run's outputs belong to the case on screen
             return
         s.case_error = s.run_error = s.pcr_text = s.pcr_raw = s.predicted_class = s.report_url = ""
+        s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
+        s.kinetics_possible = False
         self._result = None
         try:
             entry = self.cases[int(index)]
@@ -160,6 +183,7 @@ class ViewerApp:
             s[_key(name)] = value
         s.errors = form_errors(self.clinical())
         s.case_loaded = True
+        s.kinetics_possible = kinetics_available(entry)
         s.node_count = self.session.node_count()
 
     def run(self) -> None:
@@ -180,6 +204,7 @@ class ViewerApp:
         with s:
             s.running, s.progress, s.progress_message = True, 0, "starting"
             s.run_error = s.pcr_text = s.pcr_raw = s.report_url = ""
+            s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""  # the new run hides the old map
         loop = asyncio.get_running_loop()
 
         def progress(percent: int, message: str) -> None:
@@ -202,6 +227,44 @@ class ViewerApp:
             s.pcr_raw = repr(result.probability)
             s.pcr_text = f"{result.probability:.3f}"
             s.predicted_class = str(result.record.get("predicted_class", ""))
+            s.node_count = self.session.node_count()
+
+    def run_kinetics(self) -> None:
+        """DCE kinetics on the case's phases with the prediction's tumour segment (a second job)."""
+        s = self.state
+        if s.running or self._result is None or not s.kinetics_possible:
+            return
+        s.running = True
+        asyncio.ensure_future(self._run_kinetics())
+
+    async def _run_kinetics(self) -> None:
+        s, result = self.state, self._result
+        entry = self.cases[s.case_index]
+        out = result.prediction.parent / "kinetics"
+        with s:
+            s.running, s.progress, s.progress_message = True, 0, "DCE kinetics: starting"
+            s.run_error = ""
+        loop = asyncio.get_running_loop()
+
+        def progress(percent: int, message: str) -> None:
+            loop.call_soon_threadsafe(self._set_progress, percent, message)
+
+        try:
+            self._job = Job(kinetics_command(entry, result.prediction, out))
+            await asyncio.to_thread(self._job.run, progress)
+            kinetics = self.session.import_kinetics(out)
+        except Exception as exc:  # noqa: BLE001 - shown in the page, logged in full here
+            log.warning("kinetics on %s failed: %s", entry.case_id, exc, exc_info=not isinstance(exc, ResponseAIError))
+            with s:
+                s.running, s.run_error = False, _message(exc)
+            return
+        finally:
+            self._job = None
+        with s:
+            s.running, s.progress, s.progress_message = False, 100, "done"
+            s.kinetics_ftv = "—" if kinetics.ftv_ml is None else f"{kinetics.ftv_ml:.2f}"
+            s.kinetics_worst, s.kinetics_majority = kinetics.worst_curve, kinetics.majority_class
+            s.kinetics_visible = True
             s.node_count = self.session.node_count()
 
     def cancel(self) -> None:
@@ -287,6 +350,21 @@ class ViewerApp:
                                    loading=("report_busy",), click=self.ctrl.write_report)
                             html.A("Download report (PDF)", v_if="report_url", href=("report_url",),
                                    download=True, target="_blank", id="report-link", classes="d-block mt-2")
+                            v.VBtn("DCE kinetics", id="run-kinetics", block=True, classes="mt-2",
+                                   disabled=("running || !kinetics_possible",), click=self.ctrl.run_kinetics)
+                            html.Div("needs the pre, post1 and post2 phases", v_if="!kinetics_possible",
+                                     classes="text-caption")
+                            with html.Div(v_if="kinetics_worst", id="kinetics", classes="mt-2"):
+                                html.Div("FTV: {{ kinetics_ftv }} ml", id="kinetics-ftv")
+                                html.Div("worst curve: {{ kinetics_worst }}", id="kinetics-worst")
+                                html.Div("majority class: {{ kinetics_majority }}", id="kinetics-majority")
+                                v.VCheckbox(v_model=("kinetics_visible",), label="show the kinetic map",
+                                            id="kinetics-visible", density="compact", hide_details=True)
+                                with html.Div(classes="text-caption", id="kinetics-legend"):
+                                    for name, rgb in kinetic_legend():
+                                        html.Span(style=f"display:inline-block;width:10px;height:10px;"
+                                                        f"margin:0 4px 0 8px;background:{rgb}")
+                                        html.Span(name)
                     html.Span("{{ node_count }}", id="node-count", style="display:none")
             with v.VMain():
                 with html.Div(style="position:relative; width:100%; height:calc(100vh - 48px);", id="views"):

@@ -1,7 +1,8 @@
 """The viewer's background work: the same commands the Slicer module's jobs run, in subprocesses.
 
 ``responseai predict <family>`` (exactly the command line ``BreastJobs.prepare`` builds for
-Slicer's background job) and ``responseai report``. Each runs in its own process, started and
+Slicer's background job), ``responseai predict kinetics`` on the case's phases with a finished
+prediction's tumour segment, and ``responseai report``. Each runs in its own process, started and
 watched from a worker thread, so the page's event loop never blocks; progress is read back
 from the job's ``PROGRESS`` lines (:func:`responseai.progress.parse_progress`) and a failure
 becomes the job's own last error line (:func:`responseai.slicer_bridge.jobs.error_from_log`).
@@ -44,6 +45,36 @@ def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder:
         if name in entry.files:
             command += [f"--{name}", str(entry.confined(entry.files[name]))]
     return command
+
+
+KINETICS_FAMILY = "kinetics"
+KINETICS_PHASES = ("pre", "post1", "post2")  # the kinetics family's PHASES: all three are needed
+PREDICTION_MASK = "tumour.seg.nrrd"  # the breast prediction's tumour segment (case mask or automatic)
+
+
+def kinetics_available(entry: CaseEntry) -> bool:
+    """The case has the three phases DCE kinetics needs (post2 is optional for the breast model)."""
+    return not entry.error and all(name in entry.files for name in KINETICS_PHASES)
+
+
+def kinetics_command(entry: CaseEntry, prediction: Path, out: Path) -> list[str]:
+    """``responseai predict kinetics`` on the case's phases, ROI = the prediction's ``tumour.seg.nrrd``.
+
+    The kinetics CLI reads a ``.seg.nrrd`` ROI itself (:func:`responseai.io.read_mask`), so the
+    segment the breast job wrote (the case's mask, or its automatic segmentation) goes in as is.
+    """
+    if entry.error:
+        raise ResponseAIError(entry.error)
+    missing = [name for name in KINETICS_PHASES if name not in entry.files]
+    if missing:
+        raise ResponseAIError(f"{entry.case_id}: DCE kinetics needs the {', '.join(missing)} phase(s)")
+    mask = Path(prediction) / PREDICTION_MASK
+    if not mask.is_file():
+        raise ResponseAIError(f"no tumour segment {mask.name} in {prediction}: run the prediction first")
+    command = [python_executable(), "-m", "responseai.cli", "predict", KINETICS_FAMILY, "--case-id", entry.case_id]
+    for name in KINETICS_PHASES:
+        command += [f"--{name}", str(entry.confined(entry.files[name]))]
+    return command + ["--mask", str(mask), "--out", str(out)]
 
 
 def report_command(prediction: Path, out: Path) -> list[str]:

@@ -5,7 +5,9 @@ Slicer module's ``load_case`` does) before any node changes, then shows the refe
 A finished prediction's outputs are loaded with the ``slicer_bridge`` helpers the Slicer
 module uses (``set_heatmap``, ``set_segment_mask``): the heatmap and tumour segmentation
 nodes are created once and updated in place afterwards, so two runs in a row (or a run on
-another case) leave the same number of nodes in the scene.
+another case) leave the same number of nodes in the scene. A DCE kinetics run's
+``kinetic_class.nrrd`` becomes one label-map node (reused likewise) drawn in the slice views'
+label layer with the kinetics family's class colours (one colour table per scene).
 """
 
 from __future__ import annotations
@@ -19,15 +21,55 @@ from responseai.errors import ResponseAIError
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation
 from responseai.reports.snapshots import tumour_centre_ras
 from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node, set_segment_mask, update_volume_node
-from responseai.slicer_bridge.outputs import HEATMAP_OPACITY, set_heatmap
+from responseai.slicer_bridge.outputs import HEATMAP_OPACITY, label_color_table, set_heatmap
 from responseai.slicer_bridge.render import FILL_OPACITY, OUTLINE_COLOR, OUTLINE_OPACITY, OUTLINE_WIDTH_PX
 from responseai.viewer.cases import PHASES, REFERENCE_PHASE, CaseEntry, family_piece
+from responseai.viewer.jobs import KINETICS_FAMILY
 
 log = logging.getLogger(__name__)
 
 VOLUME_NAME = "ResponseAI viewer post1"
 SEGMENTATION_NAME = "ResponseAI viewer tumour"
 HEATMAP_NAME = "ResponseAI viewer attention"
+KINETICS_NAME = "ResponseAI viewer kinetic class"
+KINETICS_OPACITY = 0.6  # the class colours over the anatomy, the anatomy still readable
+
+
+def _kinetics(name: str):
+    """A constant of the kinetics family by name (the base never imports a family)."""
+    return family_piece(f"constants:{name}", KINETICS_FAMILY)
+
+
+def kinetic_color_table(scene):
+    """The scene's one colour table of the kinetic classes (created on first use): the family's names and
+    colours, 'not assessed' transparent — the table the Slicer module's kinetics panel makes."""
+    return label_color_table(scene, _kinetics("COLOR_TABLE_NAME"), _kinetics("CLASS_NAMES"), _kinetics("CLASS_COLORS"),
+                             transparent=(_kinetics("NOT_ASSESSED"),))
+
+
+@dataclass
+class KineticsResult:
+    """What the page shows of one finished DCE kinetics run (its ``result.json``)."""
+
+    out: Path
+    record: dict = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> dict:
+        return self.record.get("baseline") or {}
+
+    @property
+    def ftv_ml(self) -> float | None:
+        value = self.baseline.get("ftv_ml")
+        return None if value is None else float(value)
+
+    @property
+    def worst_curve(self) -> str:
+        return self.baseline.get("worst_curve") or "none"
+
+    @property
+    def majority_class(self) -> str:
+        return self.baseline.get("majority_class") or "none"
 
 
 @dataclass
@@ -54,6 +96,7 @@ class ViewerSession:
         self.volume = None
         self.segmentation = None
         self.heatmap = None
+        self.kinetics = None  # the kinetic class label map
         self.case: CaseEntry | None = None
         self.opacity = HEATMAP_OPACITY
 
@@ -103,6 +146,35 @@ class ViewerSession:
             view.schedule_render()
         return Result(case_id, prediction, record)
 
+    def import_kinetics(self, out: Path) -> KineticsResult:
+        """Load a kinetics run's ``kinetic_class.nrrd`` as a coloured label map over the case (node reused)."""
+        out = Path(out)
+        record = json.loads((out / "result.json").read_text(encoding="utf-8"))
+        classes = read_image(out / _kinetics("MAP_FILES")["class"], "kinetic class map")
+        if self.kinetics is not None and self.scene.IsNodePresent(self.kinetics):
+            update_volume_node(self.kinetics, classes)
+        else:
+            self.kinetics = add_volume_node(self.scene, classes, KINETICS_NAME, "vtkMRMLLabelMapVolumeNode")
+        case_id = record.get("case_id", self.case.case_id if self.case else "case")
+        self.kinetics.SetName(f"{case_id} kinetic class")
+        self.kinetics.GetDisplayNode().SetAndObserveColorNodeID(kinetic_color_table(self.scene).GetID())
+        self._show(results=True, kinetics=True)
+        return KineticsResult(out, record)
+
+    def show_kinetics(self, visible: bool) -> None:
+        """Show or hide the kinetic class map (the prediction's overlays stay as they are)."""
+        self._show(results=True, kinetics=bool(visible))
+
+    def _composite(self, view):
+        """The slice composite node of a view (its layers), found by the view's layout name."""
+        name = view.get_view_node().GetLayoutName()
+        nodes = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if node.GetLayoutName() == name:
+                return node
+        return None
+
     def _threed_views(self) -> list:
         manager = getattr(self.app, "view_manager", None)
         return manager.get_threed_views() if manager is not None and self._views_given is None else []
@@ -128,12 +200,17 @@ class ViewerSession:
         for view in self._views():
             view.set_foreground_opacity(self.opacity)
 
-    def _show(self, results: bool) -> None:
+    def _show(self, results: bool, kinetics: bool = False) -> None:
         """Background volume first (else Slicer draws the segment fill over black), then overlays."""
+        label = self.kinetics.GetID() if kinetics and self.kinetics is not None else None
         for view in self._views():
             view.set_background_volume_id(self.volume.GetID() if self.volume is not None else None)
             view.set_foreground_volume_id(self.heatmap.GetID() if results and self.heatmap is not None else None)
             view.set_foreground_opacity(self.opacity)
+            composite = self._composite(view)
+            if composite is not None:
+                composite.SetLabelVolumeID(label)
+                composite.SetLabelOpacity(KINETICS_OPACITY)
         if self.segmentation is not None:
             display = self.segmentation.GetDisplayNode()
             if display is not None:

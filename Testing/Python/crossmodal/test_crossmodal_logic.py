@@ -28,7 +28,19 @@ def test_mammogram_and_tiles_give_a_heatmap_on_the_mammogram_grid(slicer_app, ti
     rows = table_rows(outputs.table)
     assert "Diagnosis" in rows and "Conclusion" in rows and "Evidence patch 5" in rows
     again = logic.import_results(job, outputs)  # a re-run reuses the nodes
-    assert again.heatmap is outputs.heatmap and again.table is outputs.table
+    assert again.heatmap is outputs.heatmap and again.table is outputs.table and again.gallery is outputs.gallery
+    _check_gallery(outputs.gallery, outputs.record, job.out)
+
+
+def _check_gallery(node, record: dict, out) -> None:
+    """The top-K evidence patches, rank 1 on the left, as one RGB image node."""
+    import slicer
+
+    strip = slicer.util.arrayFromVolume(node)[0][::-1]
+    first = np.asarray(PILImage.open(out / record["evidence"][0]["file"]).convert("RGB"))
+    assert node.GetClassName() == "vtkMRMLVectorVolumeNode" and strip.shape[2] == 3
+    assert len(record["evidence"]) == 5 and strip.shape[1] >= 5 * first.shape[1]
+    assert np.array_equal(strip[: first.shape[0], : first.shape[1]], first)
 
 
 def _write_prediction(job, image: Image, weights, box) -> None:

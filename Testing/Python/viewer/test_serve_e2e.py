@@ -5,7 +5,9 @@ folder, drives Debian's Chromium through Playwright (``executable_path=/usr/bin/
 no browser download), and checks what a user sees: a clear message for the bad folder, a
 validation message next to its field, a run off the UI thread with progress, the pCR
 probability equal to the CLI's on the same case, the heatmap overlay in the slice views, a
-downloadable report, and no node leak over two runs. Skipped only where no Chromium (or no
+downloadable report, DCE kinetics on the prediction's tumour segment (the job's FTV, worst
+curve and majority class in the page, the class colours in the views), and no node leak over
+two runs. Skipped only where no Chromium (or no
 ``playwright`` package) is installed.
 
 The screenshot is written to the test's folder; with ``RESPONSEAI_WRITE_DOCS_IMAGES=1`` (or
@@ -52,6 +54,12 @@ def warm_pixels(rgb: np.ndarray) -> int:
     outline, nor the page's blue button / dark theme."""
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
     return int(((r > 110) & (r - g > 50) & (r - b > 25)).sum())
+
+
+def plateau_pixels(rgb: np.ndarray) -> int:
+    """Pixels of the kinetic map's plateau yellow (the demo lesion's majority class) over the anatomy."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return int(((r > 140) & (g > 120) & (g - b > 70) & (r - g < 60)).sum())
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +210,27 @@ def test_serve_demo_case_end_to_end(server, browser, cases, cli_probability, tmp
     link = page.wait_for_selector("#report-link", timeout=60000)
     response = page.request.get(server["url"] + link.get_attribute("href"))
     assert response.status == 200 and response.body()[:5] == b"%PDF-"
+
+    # DCE kinetics on the prediction's tumour segment: the job's own numbers, the class colours
+    yellow_before = plateau_pixels(_views_rgb(page))
+    page.click("#run-kinetics")
+    page.wait_for_selector("#kinetics-worst", timeout=120000)
+    record = json.loads((server["work"] / "runs" / "001" / "kinetics" / "result.json").read_text(encoding="utf-8"))
+    assert record["inputs"]["mask"].endswith("tumour.seg.nrrd")
+    baseline = record["baseline"]
+    assert page.inner_text("#kinetics-ftv") == f"FTV: {baseline['ftv_ml']:.2f} ml"
+    assert page.inner_text("#kinetics-worst") == f"worst curve: {baseline['worst_curve']}"
+    assert page.inner_text("#kinetics-majority") == f"majority class: {baseline['majority_class']}"
+    page.wait_for_timeout(2000)
+    yellow_after = plateau_pixels(_views_rgb(page))
+    assert yellow_after > 100 + 2 * yellow_before, (yellow_before, yellow_after)
+    page.screenshot(path=str(tmp_path / "serve-kinetics.png"))
+    page.click("#kinetics-visible")  # hide the map: its colours leave the views
+    page.wait_for_timeout(2000)
+    yellow_hidden = plateau_pixels(_views_rgb(page))
+    assert yellow_hidden < yellow_after / 2, (yellow_after, yellow_hidden)
+    print(f"plateau pixels before / with / without the map: {yellow_before} / {yellow_after} / {yellow_hidden}")  # noqa: T201
+    nodes_after_first = int(page.text_content("#node-count"))  # with the kinetics nodes
 
     # a second run reuses the nodes
     page.click("#run")

@@ -187,3 +187,94 @@ def test_cancel_kills_the_running_job_and_says_so():
     with pytest.raises(JobCancelled, match="cancelled"):
         job.run(lambda percent, message: seen.set())
     assert time.monotonic() - started < 30 and job.lines == ["PROGRESS 5 working"]
+
+
+def test_kinetics_is_the_cli_job_on_the_phases_and_the_predictions_segment(tmp_path, demo_folder):
+    from responseai.errors import ResponseAIError
+    from responseai.viewer.jobs import kinetics_available, kinetics_command
+
+    folder, case = demo_folder
+    entry = case_from_folder(folder)
+    assert kinetics_available(entry)
+    with pytest.raises(ResponseAIError, match="run the prediction first"):
+        kinetics_command(entry, tmp_path / "empty", tmp_path / "kinetics")
+    (tmp_path / "out").mkdir()
+    prediction = _fake_prediction(tmp_path / "out", case, 0.5)
+    command = kinetics_command(entry, prediction, tmp_path / "kinetics")
+    assert command[1:7] == ["-m", "responseai.cli", "predict", "kinetics", "--case-id", entry.case_id]
+    for name in ("pre", "post1", "post2"):
+        assert command[command.index(f"--{name}") + 1] == str(folder.resolve() / f"{name}.nrrd")
+    assert command[command.index("--mask") + 1] == str(prediction / "tumour.seg.nrrd")
+    assert command[command.index("--out") + 1] == str(tmp_path / "kinetics")
+    no_post2 = viewer_cases.CaseEntry("two-phase", entry.root, {k: entry.files[k] for k in ("pre", "post1")})
+    assert not kinetics_available(no_post2)
+    with pytest.raises(ResponseAIError, match="needs the post2 phase"):
+        kinetics_command(no_post2, prediction, tmp_path / "kinetics")
+
+
+class _FakeSliceView:
+    """What the session asks of a trame-slicer slice view, over a real slice node of the scene."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def get_view_node(self):
+        return self.node
+
+    def __getattr__(self, name):  # set_background_volume_id, schedule_render, fit_view_to_content, …
+        return lambda *args, **kwargs: None
+
+
+def test_the_kinetics_job_output_becomes_a_coloured_label_map_reused_on_rerun(slicer_app, demo_folder, tmp_path):
+    """The real `responseai predict kinetics` job on the demo case with the prediction's .seg.nrrd,
+    then its class map as a label map with the family's colours in the views' label layer."""
+    from responseai.io import read_image
+    from responseai.kinetics.constants import CLASS_COLORS, CLASS_NAMES, COLOR_TABLE_NAME, NOT_ASSESSED
+    from responseai.viewer.jobs import Job, kinetics_command
+    from responseai.viewer.session import ViewerSession
+
+    folder, case = demo_folder
+    scene = slicer_app.scene
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    slice_node.SetLayoutName("Red")
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    composite.SetLayoutName("Red")
+    session = ViewerSession(slicer_app, views=lambda: [_FakeSliceView(slice_node)])
+    entry = case_from_folder(folder)
+    session.load_case(entry)
+    (tmp_path / "out").mkdir()
+    session.import_outputs(_fake_prediction(tmp_path / "out", case, 0.5))
+    out = tmp_path / "kinetics"
+    Job(kinetics_command(entry, tmp_path / "out", out)).run()
+    record = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    assert record["family"] == "kinetics" and record["inputs"]["mask"].endswith("tumour.seg.nrrd")
+
+    result = session.import_kinetics(out)
+    label = session.kinetics
+    assert label.IsA("vtkMRMLLabelMapVolumeNode")
+    assert result.ftv_ml == pytest.approx(record["baseline"]["ftv_ml"]) and result.ftv_ml > 0
+    assert result.worst_curve == record["baseline"]["worst_curve"] in CLASS_NAMES.values()
+    assert result.majority_class == record["baseline"]["majority_class"]
+    from responseai.slicer_bridge.nodes import volume_node_to_image
+
+    np.testing.assert_array_equal(volume_node_to_image(label).array,
+                                  read_image(out / "kinetic_class.nrrd", "classes").array)
+    table = scene.GetFirstNodeByName(COLOR_TABLE_NAME)
+    assert label.GetDisplayNode().GetColorNodeID() == table.GetID()
+    for value, name in CLASS_NAMES.items():
+        rgba = [0.0] * 4
+        table.GetColor(value, rgba)
+        assert table.GetColorName(value) == name
+        assert rgba == pytest.approx([*CLASS_COLORS[value], 0.0 if value == NOT_ASSESSED else 1.0], abs=1 / 255)
+    assert composite.GetLabelVolumeID() == label.GetID()
+    session.show_kinetics(False)  # the page's "show the kinetic map" box
+    assert composite.GetLabelVolumeID() is None
+    session.show_kinetics(True)
+    assert composite.GetLabelVolumeID() == label.GetID()
+
+    count = session.node_count()
+    session.import_kinetics(out)  # a re-run: the same label map and colour table, no new node
+    assert session.kinetics is label and session.node_count() == count
+    assert scene.GetNodesByName(COLOR_TABLE_NAME).GetNumberOfItems() == 1
+    session.import_outputs(tmp_path / "out")  # a new prediction hides the previous kinetic map
+    assert composite.GetLabelVolumeID() is None
