@@ -205,22 +205,10 @@ class ViewerApp:
             s.running, s.progress, s.progress_message = True, 0, "starting"
             s.run_error = s.pcr_text = s.pcr_raw = s.report_url = ""
             s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""  # the new run hides the old map
-        loop = asyncio.get_running_loop()
-
-        def progress(percent: int, message: str) -> None:
-            loop.call_soon_threadsafe(self._set_progress, percent, message)
-
-        try:
-            self._job = Job(prediction_command(entry, self.clinical(), folder))
-            await asyncio.to_thread(self._job.run, progress)
-            result = self.session.import_outputs(folder / "out")
-        except Exception as exc:  # noqa: BLE001 - shown in the page, logged in full here
-            log.warning("run on %s failed: %s", entry.case_id, exc, exc_info=not isinstance(exc, ResponseAIError))
-            with s:
-                s.running, s.run_error = False, _message(exc)
+        result = await self._job_then(Job(prediction_command(entry, self.clinical(), folder)),
+                                      lambda: self.session.import_outputs(folder / "out"), f"run on {entry.case_id}")
+        if result is None:
             return
-        finally:
-            self._job = None
         self._result = result
         with s:
             s.running, s.progress, s.progress_message = False, 100, "done"
@@ -228,6 +216,28 @@ class ViewerApp:
             s.pcr_text = f"{result.probability:.3f}"
             s.predicted_class = str(result.record.get("predicted_class", ""))
             s.node_count = self.session.node_count()
+
+    async def _job_then(self, job: Job, load, what: str):
+        """Run ``job`` off the UI thread with progress (Cancel reaches it), then ``load()`` its outputs.
+
+        Returns what ``load`` returns, or None after showing the error in the page (logged in full).
+        """
+        loop = asyncio.get_running_loop()
+
+        def progress(percent: int, message: str) -> None:
+            loop.call_soon_threadsafe(self._set_progress, percent, message)
+
+        self._job = job
+        try:
+            await asyncio.to_thread(job.run, progress)
+            return load()
+        except Exception as exc:  # noqa: BLE001 - shown in the page, logged in full here
+            log.warning("%s failed: %s", what, exc, exc_info=not isinstance(exc, ResponseAIError))
+            with self.state:
+                self.state.running, self.state.run_error = False, _message(exc)
+            return None
+        finally:
+            self._job = None
 
     def run_kinetics(self) -> None:
         """DCE kinetics on the case's phases with the prediction's tumour segment (a second job)."""
@@ -244,22 +254,10 @@ class ViewerApp:
         with s:
             s.running, s.progress, s.progress_message = True, 0, "DCE kinetics: starting"
             s.run_error = ""
-        loop = asyncio.get_running_loop()
-
-        def progress(percent: int, message: str) -> None:
-            loop.call_soon_threadsafe(self._set_progress, percent, message)
-
-        try:
-            self._job = Job(kinetics_command(entry, result.prediction, out))
-            await asyncio.to_thread(self._job.run, progress)
-            kinetics = self.session.import_kinetics(out)
-        except Exception as exc:  # noqa: BLE001 - shown in the page, logged in full here
-            log.warning("kinetics on %s failed: %s", entry.case_id, exc, exc_info=not isinstance(exc, ResponseAIError))
-            with s:
-                s.running, s.run_error = False, _message(exc)
+        kinetics = await self._job_then(Job(kinetics_command(entry, result.prediction, out)),
+                                        lambda: self.session.import_kinetics(out), f"kinetics on {entry.case_id}")
+        if kinetics is None:
             return
-        finally:
-            self._job = None
         with s:
             s.running, s.progress, s.progress_message = False, 100, "done"
             s.kinetics_ftv = "—" if kinetics.ftv_ml is None else f"{kinetics.ftv_ml:.2f}"
