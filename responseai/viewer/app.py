@@ -1,4 +1,5 @@
-"""The trame page: case list, Slicer slice views, clinical form, Run, result, DCE kinetics, report.
+"""The trame page: case list, Slicer slice views, clinical form, Run, result, DCE kinetics, report,
+and the recurrence risk / cross-modal diagnosis of a case folder that holds those families' inputs.
 
 Slice views are trame-slicer's remote views (Slicer's ``vtkMRMLSliceLogic`` and displayable
 managers rendering offscreen, streamed as images). Everything that computes runs elsewhere:
@@ -23,7 +24,9 @@ from responseai.errors import ResponseAIError
 from responseai.slicer_bridge.outputs import HEATMAP_OPACITY
 from responseai.viewer.cases import CaseEntry, family_piece, form_errors, form_fields, form_values
 from responseai.viewer.jobs import (
-    KINETICS_FAMILY, Job, kinetics_available, kinetics_command, prediction_command, report_command,
+    KINETICS_FAMILY, Job, crossmodal_available, crossmodal_command, crossmodal_summary, kinetics_available,
+    kinetics_command, prediction_command, read_result, recurrence_available, recurrence_command,
+    recurrence_summary, report_command,
 )
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,8 @@ class ViewerApp:
         s.kinetics_possible = False  # the case has pre, post1 and post2
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_visible = True
+        s.recurrence_possible = s.crossmodal_possible = False  # the case folder holds their inputs
+        self._clear_family_outputs()
         s.node_count = self.session.node_count()
         s.change(*[_key(f["name"]) for f in self.fields])(self._on_clinical)
         s.change("opacity")(self._on_opacity)
@@ -138,6 +143,13 @@ class ViewerApp:
         self.ctrl.write_report = self.write_report
         self.ctrl.cancel = self.cancel
         self.ctrl.run_kinetics = self.run_kinetics
+        self.ctrl.run_recurrence = self.run_recurrence
+        self.ctrl.run_crossmodal = self.run_crossmodal
+
+    def _clear_family_outputs(self) -> None:
+        s = self.state
+        s.recurrence_group = s.recurrence_score = s.recurrence_rfs = s.recurrence_missing = ""
+        s.crossmodal_class = s.crossmodal_confidence = s.crossmodal_grade = s.crossmodal_conclusion = ""
 
     def clinical(self) -> dict[str, str]:
         """The form's values by variable name ('' = unknown)."""
@@ -163,7 +175,8 @@ class ViewerApp:
             return
         s.case_error = s.run_error = s.pcr_text = s.pcr_raw = s.predicted_class = s.report_url = ""
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
-        s.kinetics_possible = False
+        s.kinetics_possible = s.recurrence_possible = s.crossmodal_possible = False
+        self._clear_family_outputs()
         self._result = None
         try:
             entry = self.cases[int(index)]
@@ -184,6 +197,8 @@ class ViewerApp:
         s.errors = form_errors(self.clinical())
         s.case_loaded = True
         s.kinetics_possible = kinetics_available(entry)
+        s.recurrence_possible = recurrence_available(entry)
+        s.crossmodal_possible = crossmodal_available(entry)
         s.node_count = self.session.node_count()
 
     def run(self) -> None:
@@ -264,6 +279,72 @@ class ViewerApp:
             s.kinetics_worst, s.kinetics_majority = kinetics.worst_curve, kinetics.majority_class
             s.kinetics_visible = True
             s.node_count = self.session.node_count()
+
+    def _family_folder(self) -> Path:
+        self._runs += 1
+        return self.work_dir / "runs" / f"{self._runs:03d}"
+
+    def run_recurrence(self) -> None:
+        """``responseai predict recurrence`` on the case folder's tiles / ultrasound / report + the form."""
+        s = self.state
+        if s.running or not s.case_loaded or not s.recurrence_possible:
+            return
+        s.running = True
+        asyncio.ensure_future(self._run_recurrence())
+
+    async def _run_recurrence(self) -> None:
+        s = self.state
+        entry = self.cases[s.case_index]
+        folder = self._family_folder()
+        with s:
+            s.running, s.progress, s.progress_message = True, 0, "recurrence risk: starting"
+            s.run_error = ""
+            s.recurrence_group = ""
+        try:
+            job = Job(recurrence_command(entry, self.clinical(), folder))
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            with s:
+                s.running, s.run_error = False, _message(exc)
+            return
+        record = await self._job_then(job, lambda: read_result(folder / "recurrence"), f"recurrence on {entry.case_id}")
+        if record is None:
+            return
+        summary = recurrence_summary(record)
+        with s:
+            s.running, s.progress, s.progress_message = False, 100, "done"
+            s.recurrence_group, s.recurrence_score = summary["risk_group"], summary["risk_score"]
+            s.recurrence_rfs, s.recurrence_missing = summary["rfs"], summary["missing"]
+
+    def run_crossmodal(self) -> None:
+        """``responseai predict crossmodal`` on the case folder's mammogram (+ pathology)."""
+        s = self.state
+        if s.running or not s.case_loaded or not s.crossmodal_possible:
+            return
+        s.running = True
+        asyncio.ensure_future(self._run_crossmodal())
+
+    async def _run_crossmodal(self) -> None:
+        s = self.state
+        entry = self.cases[s.case_index]
+        out = self._family_folder() / "crossmodal"
+        with s:
+            s.running, s.progress, s.progress_message = True, 0, "cross-modal diagnosis: starting"
+            s.run_error = ""
+            s.crossmodal_class = ""
+        try:
+            job = Job(crossmodal_command(entry, out))
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            with s:
+                s.running, s.run_error = False, _message(exc)
+            return
+        record = await self._job_then(job, lambda: read_result(out), f"cross-modal on {entry.case_id}")
+        if record is None:
+            return
+        summary = crossmodal_summary(record)
+        with s:
+            s.running, s.progress, s.progress_message = False, 100, "done"
+            s.crossmodal_class, s.crossmodal_confidence = summary["predicted_class"], summary["confidence"]
+            s.crossmodal_grade, s.crossmodal_conclusion = summary["grade"], summary["conclusion"]
 
     def cancel(self) -> None:
         """Stop the running prediction (its process tree); the page stays as it was before Run."""
@@ -363,6 +444,22 @@ class ViewerApp:
                                         html.Span(style=f"display:inline-block;width:10px;height:10px;"
                                                         f"margin:0 4px 0 8px;background:{rgb}")
                                         html.Span(name)
+                        v.VBtn("Recurrence risk", v_if="recurrence_possible", id="run-recurrence", block=True,
+                               classes="mt-3", disabled=("running || Object.keys(errors).length > 0",),
+                               click=self.ctrl.run_recurrence)
+                        with html.Div(v_if="recurrence_group", id="recurrence", classes="mt-2"):
+                            html.Div("recurrence risk group: {{ recurrence_group }} "
+                                     "(Cox log-risk {{ recurrence_score }})", id="recurrence-group")
+                            html.Div("RFS probability — {{ recurrence_rfs }}", id="recurrence-rfs")
+                            html.Div("missing modalities: {{ recurrence_missing }}", id="recurrence-missing",
+                                     classes="text-caption")
+                        v.VBtn("Cross-modal diagnosis", v_if="crossmodal_possible", id="run-crossmodal", block=True,
+                               classes="mt-3", disabled=("running",), click=self.ctrl.run_crossmodal)
+                        with html.Div(v_if="crossmodal_class", id="crossmodal", classes="mt-2"):
+                            html.Div("diagnosis: {{ crossmodal_class }} (confidence {{ crossmodal_confidence }})",
+                                     id="crossmodal-class")
+                            html.Div("grade: {{ crossmodal_grade }}", id="crossmodal-grade")
+                            html.Div("{{ crossmodal_conclusion }}", id="crossmodal-conclusion", classes="text-caption")
                     html.Span("{{ node_count }}", id="node-count", style="display:none")
             with v.VMain():
                 with html.Div(style="position:relative; width:100%; height:calc(100vh - 48px);", id="views"):

@@ -3,7 +3,10 @@
 A *case folder* holds one patient's phases named as the manifest columns are: ``pre``,
 ``post1``, optional ``post2`` (any of :data:`responseai.io.IMAGE_SUFFIXES`), an optional
 ``mask`` (tumour segment; replaces automatic segmentation, as the manifest's ``mask`` column
-does) and an optional ``clinical.json``. A manifest lists many cases (the family's manifest
+does) and an optional ``clinical.json``. It may also hold the other families' inputs, each
+offered in the page only when present (:data:`EXTRA_INPUTS`): recurrence (``tiles/``,
+``ultrasound.*``, ``report.txt``) and cross-modal diagnosis (``mammogram.*``, optional
+``pathology/`` or ``pathology.*``). A manifest lists many cases (the family's manifest
 schema, one validator). The browser only ever sends a case *index*: no path typed in a page
 is opened, and every file a case names must lie inside the folder it was given from.
 
@@ -30,6 +33,26 @@ PHASES = ("pre", "post1", "post2")
 REQUIRED_PHASES = ("pre", "post1")
 REFERENCE_PHASE = "post1"
 CLINICAL_FILE = "clinical.json"
+
+# The other families' inputs a case folder may hold (name → how it is found). The 2D picture
+# suffixes are the recurrence / cross-modal readers' own (a unit test checks they agree; they are
+# not imported here because those modules import torch); the CLIs check the files themselves.
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+EXTRA_INPUTS = {  # name → (stem, suffixes or None for a folder, alternative suffixes for the stem as a file)
+    "tiles": ("tiles", None, ()),  # recurrence: folder of pathology tiles
+    "ultrasound": ("ultrasound", PICTURE_SUFFIXES + IMAGE_SUFFIXES, ()),  # recurrence
+    "report": ("report", (".txt",), ()),  # recurrence: diagnostic report text
+    "mammogram": ("mammogram", PICTURE_SUFFIXES + IMAGE_SUFFIXES + DICOM_SUFFIXES, ()),  # cross-modal
+    "pathology": ("pathology", None, PICTURE_SUFFIXES),  # cross-modal: tile folder or one tile
+}
+RECURRENCE_INPUTS = ("tiles", "ultrasound", "report")
+CROSSMODAL_INPUTS = ("mammogram",)  # required; pathology optional
+# The breast form's variables that mean the same as a recurrence variable (breast name → recurrence
+# name), as the Slicer module's recurrence panel maps them; the recurrence variables the form lacks
+# (positive nodes, endocrine therapy) are read from the case's clinical.json when it has them.
+RECURRENCE_FROM_FORM = {"age": "age", "tumour_size_mm": "tumour_size", "histological_grade": "grade",
+                        "menopausal_status": "menopausal", "ki67": "ki67"}
 
 
 class CaseError(ResponseAIError):
@@ -118,6 +141,39 @@ def _phase_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _extra_inputs(entry: CaseEntry) -> None:
+    """The other families' inputs present in the case folder, confined (a folder's files too)."""
+    for name, (stem, suffixes, file_suffixes) in EXTRA_INPUTS.items():
+        found = None
+        if suffixes is None:
+            folder = entry.root / stem
+            if folder.is_dir():
+                for child in folder.iterdir():  # a link inside pointing out is refused as well
+                    entry.confined(child)
+                found = folder
+        for suffix in (suffixes or file_suffixes) if found is None else ():
+            for candidate in (entry.root / f"{stem}{suffix}", entry.root / f"{stem}{suffix.upper()}"):
+                if candidate.is_file():
+                    found = candidate
+                    break
+            if found is not None:
+                break
+        if found is not None:
+            entry.files[name] = entry.confined(found)
+
+
+def recurrence_clinical(entry: CaseEntry, form: Mapping[str, object]) -> dict:
+    """The recurrence clinical record: the form's values under :data:`RECURRENCE_FROM_FORM`, plus the
+    recurrence-only variables from the case's clinical.json. Empty / unknown values are left out
+    (missing); the recurrence job validates the record with its own schema."""
+    schema = clinical_schema("recurrence")
+    record = {target: form.get(source) for source, target in RECURRENCE_FROM_FORM.items()}
+    mapped = set(RECURRENCE_FROM_FORM.values())
+    record.update({name: entry.clinical.get(name) for name in schema if name not in mapped})
+    return {name: value for name, value in record.items()
+            if name in schema and value not in (None, "", "unknown") and value == value}
+
+
 def case_from_folder(folder: str | Path) -> CaseEntry:
     """A case folder as an entry; a problem is recorded in ``error`` (shown in the page), not raised."""
     root = Path(folder).resolve()
@@ -129,6 +185,7 @@ def case_from_folder(folder: str | Path) -> CaseEntry:
             found = _phase_file(root, stem)
             if found is not None:
                 entry.files[stem] = entry.confined(found)
+        _extra_inputs(entry)
         missing = [p for p in REQUIRED_PHASES if p not in entry.files]
         if missing:
             raise CaseError(f"case folder {root.name}: no {' or '.join(missing)} image "

@@ -2,7 +2,8 @@
 
 ``responseai predict <family>`` (exactly the command line ``BreastJobs.prepare`` builds for
 Slicer's background job), ``responseai predict kinetics`` on the case's phases with a finished
-prediction's tumour segment, and ``responseai report``. Each runs in its own process, started and
+prediction's tumour segment, ``responseai predict recurrence`` / ``crossmodal`` on the case
+folder's other inputs when it holds them, and ``responseai report``. Each runs in its own process, started and
 watched from a worker thread, so the page's event loop never blocks; progress is read back
 from the job's ``PROGRESS`` lines (:func:`responseai.progress.parse_progress`) and a failure
 becomes the job's own last error line (:func:`responseai.slicer_bridge.jobs.error_from_log`).
@@ -20,7 +21,9 @@ from pathlib import Path
 from responseai.errors import ResponseAIError
 from responseai.progress import parse_progress
 from responseai.slicer_bridge.jobs import error_from_log, job_environment, kill_process_tree, python_executable
-from responseai.viewer.cases import FAMILY, PHASES, CaseEntry
+from responseai.viewer.cases import (
+    CROSSMODAL_INPUTS, FAMILY, PHASES, RECURRENCE_INPUTS, CaseEntry, recurrence_clinical,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,79 @@ def kinetics_command(entry: CaseEntry, prediction: Path, out: Path) -> list[str]
     for name in KINETICS_PHASES:
         command += [f"--{name}", str(entry.confined(entry.files[name]))]
     return command + ["--mask", str(mask), "--out", str(out)]
+
+
+RECURRENCE_FAMILY = "recurrence"
+CROSSMODAL_FAMILY = "crossmodal"
+RECURRENCE_OPTIONS = {"tiles": "--pathology", "ultrasound": "--ultrasound", "report": "--report-text"}
+
+
+def recurrence_available(entry: CaseEntry) -> bool:
+    """The case folder holds at least one recurrence input (tiles/, ultrasound.*, report.txt)."""
+    return not entry.error and any(name in entry.files for name in RECURRENCE_INPUTS)
+
+
+def crossmodal_available(entry: CaseEntry) -> bool:
+    """The case folder holds a mammogram (the pathology tile(s) are optional)."""
+    return not entry.error and all(name in entry.files for name in CROSSMODAL_INPUTS)
+
+
+def recurrence_command(entry: CaseEntry, form: Mapping[str, object], folder: Path) -> list[str]:
+    """Write the recurrence clinical record (:func:`~responseai.viewer.cases.recurrence_clinical`) into
+    ``folder`` and return ``responseai predict recurrence`` on the case's inputs, ``--out folder/recurrence``."""
+    if entry.error:
+        raise ResponseAIError(entry.error)
+    if not recurrence_available(entry):
+        raise ResponseAIError(f"{entry.case_id}: no recurrence input (tiles/, ultrasound.*, report.txt) "
+                              "in the case folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    clinical = folder / "recurrence_clinical.json"
+    clinical.write_text(json.dumps(recurrence_clinical(entry, form)), encoding="utf-8")
+    command = [python_executable(), "-m", "responseai.cli", "predict", RECURRENCE_FAMILY, "--case-id", entry.case_id,
+               "--clinical", str(clinical)]
+    for name, option in RECURRENCE_OPTIONS.items():
+        if name in entry.files:
+            command += [option, str(entry.confined(entry.files[name]))]
+    return command + ["--out", str(folder / "recurrence")]
+
+
+def crossmodal_command(entry: CaseEntry, out: Path) -> list[str]:
+    """``responseai predict crossmodal --mammogram [--pathology]`` on the case's files."""
+    if entry.error:
+        raise ResponseAIError(entry.error)
+    if not crossmodal_available(entry):
+        raise ResponseAIError(f"{entry.case_id}: no mammogram.* in the case folder for the cross-modal diagnosis")
+    command = [python_executable(), "-m", "responseai.cli", "predict", CROSSMODAL_FAMILY, "--case-id", entry.case_id,
+               "--mammogram", str(entry.confined(entry.files["mammogram"]))]
+    if "pathology" in entry.files:
+        command += ["--pathology", str(entry.confined(entry.files["pathology"]))]
+    return command + ["--out", str(out)]
+
+
+def read_result(out: Path) -> dict:
+    """A finished job's ``result.json``."""
+    try:
+        return dict(json.loads((Path(out) / "result.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ResponseAIError(f"no readable result.json in {out}: {exc}") from exc
+
+
+def recurrence_summary(record: Mapping[str, object]) -> dict[str, str]:
+    """What the page shows of a recurrence result: risk group, RFS at each horizon, missing modalities."""
+    rfs = record.get("rfs_probability") or {}
+    return {"risk_group": str(record.get("risk_group", "")),
+            "risk_score": f"{float(record['risk_score']):+.3f}" if record.get("risk_score") is not None else "—",
+            "rfs": ", ".join(f"{h.rstrip('y')} y: {float(p):.2f}" for h, p in rfs.items()) or "—",
+            "missing": ", ".join(record.get("missing_modalities") or []) or "none"}
+
+
+def crossmodal_summary(record: Mapping[str, object]) -> dict[str, str]:
+    """What the page shows of a cross-modal result: class, confidence, grade (malignant only), conclusion."""
+    grade = record.get("predicted_grade") if record.get("grade_applies", True) else None
+    return {"predicted_class": str(record.get("predicted_class", "")).replace("_", " "),
+            "confidence": f"{float(record['confidence']):.3f}" if record.get("confidence") is not None else "—",
+            "grade": str(grade) if grade else "not applicable",
+            "conclusion": str(record.get("conclusion", ""))}
 
 
 def report_command(prediction: Path, out: Path) -> list[str]:

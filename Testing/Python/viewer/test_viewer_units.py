@@ -278,3 +278,127 @@ def test_the_kinetics_job_output_becomes_a_coloured_label_map_reused_on_rerun(sl
     assert scene.GetNodesByName(COLOR_TABLE_NAME).GetNumberOfItems() == 1
     session.import_outputs(tmp_path / "out")  # a new prediction hides the previous kinetic map
     assert composite.GetLabelVolumeID() is None
+
+
+def _picture(path: Path, shape: tuple[int, ...], seed: int = 0) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture()
+def family_case(tmp_path, demo_folder):
+    """The demo case's phases plus tiny recurrence (tiles/, ultrasound, report) and cross-modal inputs."""
+    folder, case = demo_folder
+    root = tmp_path / "family-case"
+    root.mkdir()
+    for name in ("pre", "post1"):
+        (root / f"{name}.nrrd").write_bytes((folder / f"{name}.nrrd").read_bytes())
+    (root / "clinical.json").write_text(json.dumps({"age": 52, "positive_nodes": 3, "er": "positive"}),
+                                        encoding="utf-8")
+    for i in range(3):
+        _picture(root / "tiles" / f"t{i}.png", (32, 32, 3), i)
+    _picture(root / "ultrasound.png", (64, 64), 7)
+    (root / "report.txt").write_text("Invasive ductal carcinoma, grade 2, 20 mm.", encoding="utf-8")
+    _picture(root / "mammogram.png", (256, 256), 8)
+    _picture(root / "pathology.png", (64, 64, 3), 9)
+    return root
+
+
+def test_other_families_inputs_are_found_and_their_buttons_offered_only_when_present(family_case, demo_folder):
+    from responseai.viewer.jobs import crossmodal_available, recurrence_available
+
+    folder, _ = demo_folder
+    entry = case_from_folder(family_case)
+    assert entry.error == ""
+    assert {k: p.name for k, p in entry.files.items() if k not in ("pre", "post1")} == {
+        "tiles": "tiles", "ultrasound": "ultrasound.png", "report": "report.txt", "mammogram": "mammogram.png",
+        "pathology": "pathology.png"}
+    assert recurrence_available(entry) and crossmodal_available(entry)
+    plain = case_from_folder(folder)  # the demo case: phases only
+    assert not recurrence_available(plain) and not crossmodal_available(plain)
+    for name in ("tiles", "ultrasound", "mammogram"):  # one recurrence input is enough; cross-modal needs a mammogram
+        only = viewer_cases.CaseEntry("one", entry.root, {"pre": entry.files["pre"], name: entry.files[name]})
+        assert recurrence_available(only) == (name != "mammogram")
+        assert crossmodal_available(only) == (name == "mammogram")
+    pathology_only = viewer_cases.CaseEntry("p", entry.root, {"pathology": entry.files["pathology"]})
+    assert not crossmodal_available(pathology_only)
+    broken = viewer_cases.CaseEntry("bad", entry.root, dict(entry.files), error="no post1 image")
+    assert not recurrence_available(broken) and not crossmodal_available(broken)
+
+
+def test_a_tile_linked_out_of_the_case_folder_is_refused(family_case, tmp_path):
+    outside = _picture(tmp_path / "elsewhere" / "t.png", (32, 32, 3))
+    (family_case / "tiles" / "linked.png").symlink_to(outside)
+    assert "outside the case folder" in case_from_folder(family_case).error
+
+
+def test_the_picture_suffixes_and_form_mapping_agree_with_the_families():
+    from responseai.crossmodal.preprocess import PIXEL_SUFFIXES
+    from responseai.recurrence.constants import CLINICAL_SCHEMA as RECURRENCE_SCHEMA
+    from responseai.recurrence.preprocess import IMAGE_SUFFIXES as RECURRENCE_SUFFIXES
+
+    assert viewer_cases.PICTURE_SUFFIXES == tuple(RECURRENCE_SUFFIXES) == tuple(PIXEL_SUFFIXES)
+    for source, target in viewer_cases.RECURRENCE_FROM_FORM.items():  # same meaning: same categories / units
+        breast, recurrence = CLINICAL_SCHEMA[source], RECURRENCE_SCHEMA[target]
+        assert breast.is_categorical == recurrence.is_categorical
+        assert breast.categories == recurrence.categories and breast.units == recurrence.units
+
+
+def test_the_recurrence_and_crossmodal_jobs_are_their_clis_on_the_case_files(family_case, tmp_path):
+    from responseai.errors import ResponseAIError
+    from responseai.viewer.jobs import crossmodal_command, recurrence_command
+
+    entry = case_from_folder(family_case)
+    root = family_case.resolve()
+    form = {"age": "48", "tumour_size_mm": "25", "histological_grade": "2", "menopausal_status": "",
+            "ki67": "30", "er": "positive"}
+    command = recurrence_command(entry, form, tmp_path / "job")
+    assert command[1:7] == ["-m", "responseai.cli", "predict", "recurrence", "--case-id", entry.case_id]
+    assert command[command.index("--pathology") + 1] == str(root / "tiles")
+    assert command[command.index("--ultrasound") + 1] == str(root / "ultrasound.png")
+    assert command[command.index("--report-text") + 1] == str(root / "report.txt")
+    assert command[command.index("--out") + 1] == str(tmp_path / "job" / "recurrence")
+    clinical = json.loads(Path(command[command.index("--clinical") + 1]).read_text(encoding="utf-8"))
+    # the form's values under the recurrence names (unknown left out), positive nodes from clinical.json
+    assert clinical == {"age": "48", "tumour_size": "25", "grade": "2", "ki67": "30", "positive_nodes": 3}
+
+    command = crossmodal_command(entry, tmp_path / "cm")
+    assert command[1:7] == ["-m", "responseai.cli", "predict", "crossmodal", "--case-id", entry.case_id]
+    assert command[command.index("--mammogram") + 1] == str(root / "mammogram.png")
+    assert command[command.index("--pathology") + 1] == str(root / "pathology.png")
+    no_pathology = viewer_cases.CaseEntry("m", entry.root, {"mammogram": entry.files["mammogram"]})
+    assert "--pathology" not in crossmodal_command(no_pathology, tmp_path / "cm")
+    nothing = viewer_cases.CaseEntry("none", entry.root, {"pre": entry.files["pre"]})
+    with pytest.raises(ResponseAIError, match="no recurrence input"):
+        recurrence_command(nothing, form, tmp_path / "job")
+    with pytest.raises(ResponseAIError, match="no mammogram"):
+        crossmodal_command(nothing, tmp_path / "cm")
+
+
+def test_the_recurrence_and_crossmodal_jobs_run_and_their_outputs_read_as_the_page_shows_them(family_case, tmp_path):
+    """One real run of each CLI (shipped weights, ≈ 6 s each) and the text the page shows from result.json."""
+    from responseai.viewer.jobs import (
+        Job, crossmodal_command, crossmodal_summary, read_result, recurrence_command, recurrence_summary,
+    )
+
+    entry = case_from_folder(family_case)
+    seen = []
+    Job(recurrence_command(entry, {"age": "48", "ki67": "30"}, tmp_path / "rec")).run(lambda p, m: seen.append(p))
+    record = read_result(tmp_path / "rec" / "recurrence")
+    summary = recurrence_summary(record)
+    assert seen and seen[-1] == 100
+    assert summary["risk_group"] == record["risk_group"] in ("low", "intermediate", "high")
+    assert summary["rfs"] == ", ".join(f"{h[:-1]} y: {p:.2f}" for h, p in record["rfs_probability"].items())
+    assert list(record["rfs_probability"]) == ["3y", "5y", "7y"]
+    assert summary["missing"] == (", ".join(record["missing_modalities"]) or "none")
+
+    Job(crossmodal_command(entry, tmp_path / "cm")).run()
+    record = read_result(tmp_path / "cm")
+    summary = crossmodal_summary(record)
+    assert summary["predicted_class"] == record["predicted_class"].replace("_", " ")
+    assert summary["confidence"] == f"{record['confidence']:.3f}"
+    assert summary["grade"] == (record["predicted_grade"] if record["grade_applies"] else "not applicable")
+    assert summary["conclusion"] == record["conclusion"] and summary["conclusion"]
