@@ -43,7 +43,7 @@ from responseai.crossmodal.preprocess import (
     check_domain, check_mammogram, check_pathology, check_same_patient, mammogram_tensor, pathology_files,
     pathology_tensor, read_pixels, stain_normalise,
 )
-from responseai.errors import InvalidImageError, MissingPhaseError, ResponseAIError
+from responseai.errors import InvalidImageError, MissingPhaseError
 from responseai.image import Image
 from responseai.io import write_image
 from responseai.outputs import json_safe, staged_output_dir
@@ -324,22 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict one patient from files; 0 on success, 2 on an input error (logged as ERROR)."""
-    from responseai.progress import log_progress
+    from responseai.progress import log_progress, run_case_command
 
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def predict() -> str:
         log_progress(5, "reading the inputs")
         case = read_case(args.mammogram, args.pathology, args.mammogram_patient_id, args.pathology_patient_id,
                          args.domain, args.case_id)
         result = predict_and_write(case, args.weights, args.out, log_progress)
-    except ResponseAIError as exc:
-        log.error("%s", exc)
-        return 2
-    log_progress(100, f"done: {result.predicted_class} ({result.confidence:.2f})")
-    return 0
+        return f"done: {result.predicted_class} ({result.confidence:.2f})"
 
+    return run_case_command(predict)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -44,7 +44,6 @@ import torch
 
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.clinical import read_clinical_record, validate_clinical
-from responseai.errors import ResponseAIError
 from responseai.gradeguided.constants import MANIFEST_SCHEMA
 from responseai.gradeguided.preprocess import (
     CLINICAL_SCHEMA, RoiSpec, check_clinical_columns, clinical_encoder_from_card, missing_modalities, parse_grade,
@@ -280,12 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict one case from files; 0 on success, 2 on an input error (logged as ERROR)."""
-    from responseai.progress import log_progress
+    from responseai.progress import log_progress, run_case_command
 
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def predict() -> str:
         log_progress(5, "reading the inputs")
         paths = {name: getattr(args, name) for name in MODALITY_OPTIONS if getattr(args, name)}
         images = {name: read_image(path, name) for name, path in paths.items()}
@@ -293,14 +291,11 @@ def main(argv: list[str] | None = None) -> int:
                                      args.weights, log_progress)
         log_progress(90, "writing results")
         write_result(result, args.out, {**paths, "mask": args.mask}, load_gradeguided(args.weights).card, args.case_id)
-    except ResponseAIError as exc:
-        log.error("%s", exc)
-        return 2
-    if result.missing_modalities:
-        log.warning("missing modalities: %s", ", ".join(result.missing_modalities))
-    log_progress(100, f"done: response probability {result.response_probability:.2f} ({result.response_class})")
-    return 0
+        if result.missing_modalities:
+            log.warning("missing modalities: %s", ", ".join(result.missing_modalities))
+        return f"done: response probability {result.response_probability:.2f} ({result.response_class})"
 
+    return run_case_command(predict)
 
 if __name__ == "__main__":
     raise SystemExit(main())

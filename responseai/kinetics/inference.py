@@ -29,7 +29,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from responseai.batch import COHORT_EPILOG, CohortHook
-from responseai.errors import InputFileError, ResponseAIError
+from responseai.errors import InputFileError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image
 from responseai.kinetics.analysis import KineticMaps, KineticsConfig, analyse_exam
@@ -257,26 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Analyse one patient from files; 0 on success, 2 on an input error (logged as ERROR)."""
-    from responseai.progress import log_progress
+    from responseai.progress import log_progress, run_case_command
 
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def analyse() -> str:
         log_progress(5, "reading the inputs")
         settings = AnalysisSettings.from_args(args)
         case = read_inputs(vars(args), args.case_id, args.patient_id, args.followup_patient_id)
         result = analyse_and_write(case, settings, args.out, log_progress)
-    except ResponseAIError as exc:
-        log.error("%s", exc)
-        return 2
-    summary = result.baseline.summary
-    message = f"done: FTV {summary['ftv_ml']:.2f} ml, worst curve {summary['worst_curve']}"
-    if result.followup is not None and result.followup.changes["delta_ftv_percent"] is not None:
-        message += f", ΔFTV {result.followup.changes['delta_ftv_percent']:+.0f} %"
-    log_progress(100, message)
-    return 0
+        summary = result.baseline.summary
+        message = f"done: FTV {summary['ftv_ml']:.2f} ml, worst curve {summary['worst_curve']}"
+        if result.followup is not None and result.followup.changes["delta_ftv_percent"] is not None:
+            message += f", ΔFTV {result.followup.changes['delta_ftv_percent']:+.0f} %"
+        return message
 
+    return run_case_command(analyse)
 
 if __name__ == "__main__":
     raise SystemExit(main())

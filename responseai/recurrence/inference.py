@@ -28,7 +28,7 @@ import numpy as np
 
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.clinical import ClinicalEncoder, read_clinical_record, validate_clinical
-from responseai.errors import InputFileError, ResponseAIError
+from responseai.errors import InputFileError
 from responseai.outputs import json_safe, staged_output_dir
 from responseai.recurrence.constants import CLINICAL_SCHEMA, MANIFEST_SCHEMA, MODALITY_LABELS, TASK
 from responseai.recurrence.fit import CohortArrays, predict_risk
@@ -268,21 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict one case from files; 0 on success, 2 on an input error (logged as ERROR)."""
-    from responseai.progress import log_progress
+    from responseai.progress import log_progress, run_case_command
 
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def predict() -> str:
         log_progress(5, "reading the inputs")
         case = read_case(vars(args), case_id=args.case_id)
         result = predict_and_write(case, args.weights, args.out, log_progress)
-    except ResponseAIError as exc:
-        log.error("%s", exc)
-        return 2
-    log_progress(100, f"done: {result.risk_group} risk, 5-year RFS {result.rfs_probability.get('5y', float('nan')):.2f}")
-    return 0
+        return f"done: {result.risk_group} risk, 5-year RFS {result.rfs_probability.get('5y', float('nan')):.2f}"
 
+    return run_case_command(predict)
 
 if __name__ == "__main__":
     raise SystemExit(main())
