@@ -36,7 +36,76 @@ INVALID_FIELD_STYLE = "background: #f9d6d5;"
 SLICE_VIEWS = (("axial", "Red"), ("sagittal", "Yellow"), ("coronal", "Green"))
 
 
-class ResponseAIWidgetMixin:
+class BackgroundJobMixin:
+    """One background prediction at a time for a form or a panel, written once.
+
+    The owner has ``ui.progressBar``, ``ui.statusLabel`` and ``ui.cancelButton``, a ``logic``
+    (``parseProgress``, ``errorFromLog``) and the hooks ``prepareJob``, ``importResults``,
+    ``showResults``; it says what to refresh (:meth:`refreshControls`) and what the status line
+    says after a success (:meth:`summaryText`). The job folder is removed whatever happens.
+    """
+
+    _job = None
+    _process = None
+    _results = None
+    _cancelled = False
+
+    def startJob(self, failureTitle: str) -> None:
+        """Validate and write the inputs (``prepareJob``), then run the model in a background process."""
+        with slicer.util.tryWithErrorDisplay(failureTitle, waitCursor=True):
+            self._job = self.prepareJob()
+            self._process = ProcessJob(self._job, self.logic.parseProgress, self._onProgress, self._onFinished)
+            self._cancelled = False
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = _("Starting…")
+            self.ui.cancelButton.enabled = True
+            self.refreshControls()
+            self._process.start()
+
+    def _onProgress(self, percent: int, message: str) -> None:
+        self.ui.progressBar.value = percent
+        self.ui.statusLabel.text = message
+
+    def _onFinished(self, succeeded: bool, log: list) -> None:
+        """Import the results (or say why not); the job folder goes and the controls come back, always."""
+        self._process = None
+        self.ui.cancelButton.enabled = False
+        try:
+            if self._cancelled:
+                self.ui.statusLabel.text = _("Cancelled")
+            elif not succeeded:
+                self.ui.statusLabel.text = _("Failed")
+                slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
+            else:
+                with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
+                    self._results = self.importResults(self._job, self._results)
+                    self.ui.progressBar.value = 100
+                    self.ui.statusLabel.text = self.summaryText(self._results)
+                    self.afterImport(self._results)
+                    self.showResults(self._results)
+        finally:
+            shutil.rmtree(self._job.folder, ignore_errors=True)
+            self.refreshControls()
+
+    def onCancel(self) -> None:
+        """Kill the background job's process tree; nothing was added to the scene yet."""
+        if self._process is not None:
+            self._cancelled = True
+            self._process.cancel()
+
+    def refreshControls(self) -> None:
+        """Enable / disable the owner's buttons after a job starts or ends."""
+        raise NotImplementedError
+
+    def summaryText(self, results) -> str:
+        """The status line after a successful run."""
+        return _("Done")
+
+    def afterImport(self, results) -> None:
+        """What else a successful import makes possible (nothing by default)."""
+
+
+class ResponseAIWidgetMixin(BackgroundJobMixin):
     """Shared widget behaviour; list it first: ``class W(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget,
     VTKObservationMixin)``. A module sets ``uiFile``, ``clinicalFields`` and ``logicClass`` and implements
     the hooks; ``setupModule`` connects what only that module has."""
@@ -44,6 +113,7 @@ class ResponseAIWidgetMixin:
     uiFile = ""
     clinicalFields: tuple = ()
     logicClass = None
+    sections: tuple = ()  # "ModuleSections.file:Class" of ResponseAISection panels shown below the form
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -51,12 +121,6 @@ class ResponseAIWidgetMixin:
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._process = None
-        self._job = None
-        self._results = None
-        self._cancelled = False
-
-    sections: tuple = ()  # "ModuleSections.file:Class" of ResponseAISection panels shown below the form
 
     def setup(self) -> None:
         """Load the .ui, find the clinical fields, connect the shared buttons, then the module's own."""
@@ -153,15 +217,7 @@ class ResponseAIWidgetMixin:
     # --- job ------------------------------------------------------------------------------------
     def onApply(self) -> None:
         """Validate and write the inputs, then run the model in a background process."""
-        with slicer.util.tryWithErrorDisplay(_("Cannot start the prediction."), waitCursor=True):
-            self._job = self.prepareJob()
-            self._process = ProcessJob(self._job, self.logic.parseProgress, self._onProgress, self._onFinished)
-            self._cancelled = False
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = _("Starting…")
-            self.ui.cancelButton.enabled = True
-            self._checkCanApply()
-            self._process.start()
+        self.startJob(_("Cannot start the prediction."))
 
     def _onInstallProgress(self, done: int, total: int, requirement: str) -> None:
         """First-use install, package by package, in the panel (the GUI is busy meanwhile)."""
@@ -170,36 +226,14 @@ class ResponseAIWidgetMixin:
             requirement=requirement, index=done + 1, total=total)
         slicer.app.processEvents()
 
-    def _onProgress(self, percent: int, message: str) -> None:
-        self.ui.progressBar.value = percent
-        self.ui.statusLabel.text = message
+    def refreshControls(self) -> None:
+        self._checkCanApply()
 
-    def _onFinished(self, succeeded: bool, log: list) -> None:
-        """Import the results (or say why not); the job folder goes and Apply comes back, always."""
-        self._process = None
-        self.ui.cancelButton.enabled = False
-        try:
-            if self._cancelled:
-                self.ui.statusLabel.text = _("Cancelled")
-            elif not succeeded:
-                self.ui.statusLabel.text = _("Failed")
-                slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
-            else:
-                with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
-                    self._results = self.importResults(self._job, self._results)
-                    self.ui.progressBar.value = 100
-                    self.ui.statusLabel.text = self.logic.summaryText(self._results)
-                    self.ui.exportButton.enabled = True
-                    self.showResults(self._results)
-        finally:
-            shutil.rmtree(self._job.folder, ignore_errors=True)
-            self._checkCanApply()
+    def summaryText(self, results) -> str:
+        return self.logic.summaryText(results)
 
-    def onCancel(self) -> None:
-        """Kill the background job's process tree; nothing was added to the scene yet."""
-        if self._process is not None:
-            self._cancelled = True
-            self._process.cancel()
+    def afterImport(self, results) -> None:
+        self.ui.exportButton.enabled = True
 
     def onOpacityChanged(self, value: float) -> None:
         if self._results is not None:
@@ -243,7 +277,7 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-class ResponseAISection:
+class ResponseAISection(BackgroundJobMixin):
     """A collapsible panel of further analysis in a module (DCE kinetics, recurrence, cross-modal…).
 
     Each section has its own ``.ui`` (in the module's ``Resources/UI``) with ``runButton``,
@@ -259,10 +293,6 @@ class ResponseAISection:
 
     def __init__(self, moduleWidget) -> None:
         self.moduleWidget = moduleWidget
-        self.results = None
-        self._job = None
-        self._process = None
-        self._cancelled = False
 
     @property
     def logic(self):
@@ -291,43 +321,10 @@ class ResponseAISection:
         self.ui.runButton.toolTip = tip
 
     def onRun(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Cannot start {title}.").format(title=self.title), waitCursor=True):
-            self._job = self.prepareJob()
-            self._process = ProcessJob(self._job, self.logic.parseProgress, self._onProgress, self._onFinished)
-            self._cancelled = False
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = _("Starting…")
-            self.ui.cancelButton.enabled = True
-            self.updateRunButton()
-            self._process.start()
+        self.startJob(_("Cannot start {title}.").format(title=self.title))
 
-    def _onProgress(self, percent: int, message: str) -> None:
-        self.ui.progressBar.value = percent
-        self.ui.statusLabel.text = message
-
-    def _onFinished(self, succeeded: bool, log: list) -> None:
-        self._process = None
-        self.ui.cancelButton.enabled = False
-        try:
-            if self._cancelled:
-                self.ui.statusLabel.text = _("Cancelled")
-            elif not succeeded:
-                self.ui.statusLabel.text = _("Failed")
-                slicer.util.errorDisplay(self.logic.errorFromLog(log), detailedText="\n".join(log))
-            else:
-                with slicer.util.tryWithErrorDisplay(_("Could not load the results."), waitCursor=True):
-                    self.results = self.importResults(self._job, self.results)
-                    self.ui.progressBar.value = 100
-                    self.ui.statusLabel.text = _("Done")
-                    self.showResults(self.results)
-        finally:
-            shutil.rmtree(self._job.folder, ignore_errors=True)
-            self.updateRunButton()
-
-    def onCancel(self) -> None:
-        if self._process is not None:
-            self._cancelled = True
-            self._process.cancel()
+    def refreshControls(self) -> None:
+        self.updateRunButton()
 
     # --- hooks each section implements -------------------------------------------------------------
     def setupSection(self) -> None:
