@@ -104,6 +104,23 @@ class BackgroundJobMixin:
     def afterImport(self, results) -> None:
         """What else a successful import makes possible (nothing by default)."""
 
+    # --- hooks every owner implements --------------------------------------------------------------
+    def readiness(self) -> tuple:
+        """(inputs selected, tooltip for the Run / Apply button)."""
+        raise NotImplementedError
+
+    def prepareJob(self):
+        """Check the inputs and write them for the background job (raises with a user message)."""
+        raise NotImplementedError
+
+    def importResults(self, job, previous):
+        """The finished job's outputs as MRML nodes (reusing ``previous``'s)."""
+        raise NotImplementedError
+
+    def showResults(self, results) -> None:
+        """Put the results in the views."""
+        raise NotImplementedError
+
 
 class ResponseAIWidgetMixin(BackgroundJobMixin):
     """Shared widget behaviour; list it first: ``class W(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget,
@@ -251,22 +268,6 @@ class ResponseAIWidgetMixin(BackgroundJobMixin):
     def setupModule(self) -> None:
         """Connect the widgets only this module has (none by default)."""
 
-    def readiness(self) -> tuple:
-        """(inputs selected, tooltip for Apply)."""
-        raise NotImplementedError
-
-    def prepareJob(self):
-        """Check the inputs and write them for the background job (raises with a user message)."""
-        raise NotImplementedError
-
-    def importResults(self, job, previous):
-        """The finished job's outputs as MRML nodes (reusing ``previous``'s)."""
-        raise NotImplementedError
-
-    def showResults(self, results) -> None:
-        """Put the results in the views."""
-        raise NotImplementedError
-
     def writeReport(self, folder: str) -> dict:
         """Write the per-patient report of the shown results into ``folder``."""
         raise NotImplementedError
@@ -329,22 +330,6 @@ class ResponseAISection(BackgroundJobMixin):
     # --- hooks each section implements -------------------------------------------------------------
     def setupSection(self) -> None:
         """Connect the section's own widgets (call :meth:`updateRunButton` when an input changes)."""
-
-    def readiness(self) -> tuple:
-        """(inputs selected, tooltip for Run)."""
-        raise NotImplementedError
-
-    def prepareJob(self):
-        """Check the inputs and write them for the background job (raises with a user message)."""
-        raise NotImplementedError
-
-    def importResults(self, job, previous):
-        """The finished job's outputs as MRML nodes (reusing ``previous``'s)."""
-        raise NotImplementedError
-
-    def showResults(self, results) -> None:
-        """Put the results in the views."""
-        raise NotImplementedError
 
 
 class ResponseAILogicMixin:
