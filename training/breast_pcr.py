@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, prior_offset, probabilities
+from responseai.breast.pcr.features import FEATURES
 from responseai.breast.pcr.model import TASK, PCRNet, build_model, guidance_loss, inherit_weights, make_config, mask_target
 from responseai.manifest import prepare_manifest
 from responseai.metrics import binary_report, youden_threshold
@@ -80,6 +81,8 @@ class PcrTrainConfig:
     lr: float = 1e-3
     encoder_lr_factor: float = field(default=0.1, metadata={"help": "encoder LR factor in step 3"})
     lambda_att: float = field(default=1.0, metadata={"help": "weight of the guidance loss KL(m̂‖a)"})
+    radiomics: bool = field(default=False, metadata={
+        "help": "feed the tumour's kinetic features beside the CNN from step 1 (radiomics-guided image branch)"})
     batch_size: int = field(default=8, metadata={"help": "per rank"})
     crop_size: tuple[int, ...] | None = field(default=None, metadata={"nargs": 3, "metavar": ("Z", "Y", "X")})
     spacing: tuple[float, ...] | None = field(default=None, metadata={"nargs": 3, "metavar": ("X", "Y", "Z")})
@@ -144,7 +147,7 @@ def make_optimizer(model: PCRNet, spec: StepSpec, lr: float) -> torch.optim.Opti
 
 def batch_loss(model: torch.nn.Module, batch: dict, spec: StepSpec) -> tuple[torch.Tensor, dict]:
     """L = BCE + λ_att·KL(m̂‖a) (λ_att = 0: no guidance)."""
-    logit, attention = model(batch["image"], batch.get("clinical"), return_attention=True)
+    logit, attention = model(batch["image"], batch.get("clinical"), batch.get("radiomics"), return_attention=True)
     cls = F.binary_cross_entropy_with_logits(logit.squeeze(1), batch["label"])
     if spec.lambda_att <= 0:
         return cls, {"cls": cls.item()}
@@ -162,6 +165,7 @@ def make_batch(cohort: Cohort, idx: np.ndarray, device: torch.device, spec: Step
              "label": torch.from_numpy(cohort.labels[idx].astype(np.float32)).to(device)}
     if spec.clinical:
         batch["clinical"] = torch.from_numpy(cohort.clinical[idx]).to(device)
+    batch["radiomics"] = torch.from_numpy(cohort.radiomics[idx]).to(device)  # read only by a radiomics model
     return batch
 
 
@@ -222,6 +226,8 @@ def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrT
     arch = make_config(**base_config, attention=spec.attention, clinical=spec.clinical,
                        n_clinical=cohort.clinical.shape[1] if spec.clinical else 0)
     model = build_model(arch)
+    if arch["radiomics"]:
+        model.set_radiomics_statistics(cohort.radiomics[cohort.rows("train")])
     if previous is not None:
         fresh = inherit_weights(model, previous)
         log.info("step %s: initialised from the previous step; new modules: %s", spec.name,
@@ -270,6 +276,7 @@ def build_card(model: PCRNet, spec: StepSpec, steps: list[StepSpec], cohort: Coh
             "crop_size_zyx": arch["crop_size"],
             "spacing_xyz_mm": arch["spacing"],
             "clinical_features": cohort.encoder.feature_names if arch["clinical"] else [],
+            "radiomics_features": list(FEATURES) if arch["radiomics"] else [],
         },
         "classes": CLASSES,
         "threshold": threshold,
@@ -350,6 +357,8 @@ def train(config: PcrTrainConfig) -> Path | None:
         base_config["crop_size"] = list(config.crop_size)
     if config.spacing:
         base_config["spacing"] = list(config.spacing)
+    if config.radiomics:
+        base_config["radiomics"] = len(FEATURES)
     cohort = load_cohort(config.manifest, make_config(**base_config, clinical=False),
                          show_progress=info.is_main and not config.quiet)
     log.info("%d train / %d val rows, training prevalence %.2f", len(cohort.rows("train")),

@@ -48,6 +48,7 @@ from responseai.manifest import prepare_manifest, read_manifest
 from responseai.metrics import dice
 from responseai.spatial import to_canonical
 from responseai.weights import load_model, save_model
+from training.dce_augment import RandEnhancementd
 from training.engine import (
     all_reduce_mean,
     init_distributed,
@@ -147,6 +148,7 @@ def _augmentation(patch: tuple[int, int, int]) -> Compose:
     """
     keys = ("image", "label")
     return Compose([
+        RandEnhancementd("image", "label"),  # before any resampling: the labels are exact here
         RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
         RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.15, 0.15, 0.15),
                     mode=("bilinear", "nearest"), padding_mode="zeros", spatial_size=patch),
@@ -251,7 +253,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                                             "inside the breast region discarded, the highest-probability one kept, "
                                             "holes filled",
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
-                          "augmentation": "MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
+                          "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise" if config.augment else "none"},
         "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(config.manifest),

@@ -86,11 +86,12 @@ def bench_case(weights_path: str | Path | None = None, n_cases: int = 10, seed: 
     return result
 
 
-def _child(argv: list[str], threads: int) -> dict:
-    """Run ``responseai <argv>`` in a fresh process: wall seconds, its own peak RSS, exit code."""
+def _child(argv: list[str], threads: int, launcher: list[str] | None = None) -> dict:
+    """Run ``responseai <argv>`` in a fresh process (``python <launcher> …`` when given): wall seconds,
+    the peak RSS of the largest process (a launcher's ranks are its waited-for children), exit code."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "responseai.cli", *argv], env=env,
+    process = subprocess.Popen([sys.executable, *(launcher or ["-m", "responseai.cli"]), *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -104,8 +105,27 @@ def _single_case_argv(row: dict, out: Path) -> list[str]:
     return [*argv, "--clinical", json.dumps(clinical)]
 
 
-def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2) -> dict:
-    """Cohort throughput: one batch process vs one process per case (ratios from the same run)."""
+def _batch(work: Path, name: str, threads: int, processes: int = 1) -> dict:
+    """One cohort run of ``predict breast --manifest`` (under ``torchrun`` when ``processes`` > 1)."""
+    argv = ["predict", "breast", "--manifest", str(work / "cohort.csv"), "--out", str(work / name), "--segment"]
+    launcher = (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "-m", "responseai.cli"]
+                if processes > 1 else None)
+    child = _child(argv, threads, launcher)
+    summary = json.loads((work / name / "summary.json").read_text(encoding="utf-8"))
+    n = summary["n_cases"]
+    return {"processes": processes, "threads_per_process": threads, "wall_s": round(child["seconds"], 2),
+            "cases_ok": summary["ok"], "exit_code": child["code"], "cases_per_s": round(n / child["seconds"], 3),
+            "model_load_s": summary["model_load_seconds"], "peak_rss_mb": round(child["peak_rss_mb"], 1)}
+
+
+def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2, torchrun: int = 0) -> dict:
+    """Cohort throughput: one batch process vs one process per case (ratios from the same run).
+
+    With ``torchrun`` N, two more runs of the same cases: N processes of ``threads // N`` threads
+    each (the cores shared out between the ranks), and one process of ``threads // N`` threads.
+    The first ratio (N ranks vs one process on all the threads) is what a user on this machine
+    gains; the second (same threads per process) is how well sharding scales by itself.
+    """
     from tqdm import tqdm
 
     from responseai.breast.constants import MANIFEST_SCHEMA
@@ -118,11 +138,10 @@ def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2) -> d
         work = Path(scratch)
         frame.to_csv(work / "cohort.csv", index=False)
         log.info("batch: one process for %d cases", len(rows))
-        batch = _child(["predict", "breast", "--manifest", str(work / "cohort.csv"), "--out", str(work / "batch"),
-                        "--segment"], threads)
-        summary = json.loads((work / "batch" / "summary.json").read_text(encoding="utf-8"))
+        batch = _batch(work, "batch", threads)
         singles = [_child(_single_case_argv(row, work / "single"), threads)
                    for row in tqdm(rows, desc="one process per case")]
+        sharded = _sharding(work, threads, torchrun, batch) if torchrun > 1 else None
     per_case_total = sum(c["seconds"] for c in singles)
     per_case_rss = max(c["peak_rss_mb"] for c in singles)
     result = {
@@ -130,19 +149,30 @@ def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2) -> d
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "what": "whole exam (checks, breast region + tumour segmentation, pCR, attention, Grad-CAM, files) per case",
-        "batch": {"wall_s": round(batch["seconds"], 2), "cases_ok": summary["ok"], "exit_code": batch["code"],
-                  "cases_per_s": round(len(rows) / batch["seconds"], 3), "model_loads": 1,
-                  "model_load_s": summary["model_load_seconds"], "peak_rss_mb": round(batch["peak_rss_mb"], 1)},
+        "batch": {**batch, "model_loads": 1},
         "one_process_per_case": {
             "wall_s": round(per_case_total, 2), "cases_ok": sum(c["code"] == 0 for c in singles),
             "cases_per_s": round(len(rows) / per_case_total, 3), "model_loads": len(rows),
             "median_case_s": round(float(np.median([c["seconds"] for c in singles])), 2),
             "peak_rss_mb_max": round(per_case_rss, 1)},
-        "ratios": {"throughput_batch_over_per_case": round(per_case_total / batch["seconds"], 2),
+        "ratios": {"throughput_batch_over_per_case": round(per_case_total / batch["wall_s"], 2),
                    "peak_rss_batch_over_per_case": round(batch["peak_rss_mb"] / per_case_rss, 2)},
     }
+    if sharded:
+        result["torchrun"] = sharded
     log.info("cohort throughput: %s", json.dumps(result, indent=2))
     return result
+
+
+def _sharding(work: Path, threads: int, processes: int, batch: dict) -> dict:
+    """``torchrun`` with ``processes`` ranks against one process, on all the threads and on a rank's share."""
+    share = max(1, threads // processes)
+    log.info("torchrun: %d processes x %d thread(s), and one process x %d thread(s)", processes, share, share)
+    ranks = _batch(work, "torchrun", share, processes)
+    one = _batch(work, "one-process-share", share)
+    return {"ranks": ranks, "one_process_same_threads": one,
+            "speedup_over_one_process_all_threads": round(batch["wall_s"] / ranks["wall_s"], 2),
+            "speedup_over_one_process_same_threads_per_process": round(one["wall_s"] / ranks["wall_s"], 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,10 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--cohort", type=Path, metavar="MANIFEST",
                         help="compare one cohort process with one process per case on the first --n cases")
+    parser.add_argument("--torchrun", type=int, default=0, metavar="N",
+                        help="with --cohort: also run the cohort under torchrun with N processes sharing --threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cohort:
-        result = bench_cohort(args.cohort, args.n, args.threads)
+        result = bench_cohort(args.cohort, args.n, args.threads, args.torchrun)
     else:
         result = bench_case(args.weights, args.n, threads=args.threads, seg_weights=args.seg_weights)
     if args.json:

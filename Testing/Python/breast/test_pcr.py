@@ -138,6 +138,22 @@ def test_explanation_scores():
     assert not pointing_game(np.ones((4, 4, 4)), mask)  # a flat map points nowhere
 
 
+def test_the_radiomics_term_is_standardised_clipped_and_required():
+    """Kinetic features enter as a linear term on training-standardised values, clipped at ±5 SD, so a
+    scanner whose washout is off the training scale cannot swing the probability without bound."""
+    model = build_model(make_config(attention=False, clinical=False, radiomics=6, crop_size=[16, 32, 32])).eval()
+    model.set_radiomics_statistics(np.array([[0.0] * 6, [2.0] * 6], np.float32))  # mean 1, SD 1
+    image = torch.randn(1, 4, 16, 32, 32)
+    with torch.no_grad():
+        model.radiomics_head.weight.fill_(1.0)
+        at_five = model(image, None, torch.full((1, 6), 6.0))
+        far_out = model(image, None, torch.full((1, 6), 600.0))
+        at_mean = model(image, None, torch.ones(1, 6))
+    assert torch.allclose(at_five, far_out) and torch.allclose(at_five - at_mean, torch.tensor([[30.0]]))
+    with pytest.raises(ValueError, match="kinetic features"):
+        model(image)
+
+
 # --- training -----------------------------------------------------------------------------------
 
 
@@ -170,6 +186,26 @@ def test_each_step_is_initialised_from_the_last(tiny_cohort, tmp_path):
               for t in ("step1", "step12", "step123")]
     np.testing.assert_allclose(logits[0], logits[1], atol=1e-5)
     np.testing.assert_allclose(logits[1], logits[2], atol=1e-5)
+
+
+def test_radiomics_run_carries_its_statistics_and_chains_its_steps(tiny_cohort, tmp_path, phantom_inputs):
+    """--radiomics: the features are part of the image-only step 1, their training statistics travel in
+    the weights file, the steps still chain exactly, and predict_pcr computes the features itself."""
+    from responseai.breast.pcr.features import FEATURES
+
+    out = _train(tiny_cohort, tmp_path / "radiomics", "--epochs", "1", "0", "0", "--radiomics")
+    step1, card = load_model(out / "breast_pcr_step1.safetensors", build_model)
+    assert step1.config["radiomics"] == len(FEATURES) and card["inputs"]["radiomics_features"] == list(FEATURES)
+    cohort = train_pcr.load_cohort(tiny_cohort, step1.config, show_progress=False)
+    train_rows = cohort.radiomics[cohort.rows("train")]
+    np.testing.assert_allclose(step1.radiomics_mean.numpy(), train_rows.mean(0), rtol=1e-5, atol=1e-6)
+    rows = np.arange(len(cohort.frame))
+    final = load_model(out / "breast_pcr.safetensors", build_model)[0]
+    np.testing.assert_allclose(train_pcr.predict_logits(step1, cohort, rows, "cpu")[0],
+                               train_pcr.predict_logits(final, cohort, rows, "cpu")[0], atol=1e-5)
+    phases, mask, clinical = phantom_inputs
+    result = predict_pcr(phases, mask, clinical, out / "breast_pcr.safetensors")
+    assert 0 <= result.probability <= 1 and result.gradcam.array.max() <= 1 + 1e-6
 
 
 def test_threshold_comes_from_val_rows_only(stepwise_run: Path, tiny_cohort: Path):

@@ -75,6 +75,31 @@ def test_the_candidate_confident_throughout_beats_a_saturated_peak():
     assert np.array_equal(mask.astype(bool), tumour)
 
 
+def test_holes_are_filled_as_monai_fills_them_on_the_whole_volume():
+    """The bounding-box shortcut must give MONAI FillHoles' result: enclosed cavities filled (also
+    through corner contacts), a cavity open to the volume's edge left alone."""
+    from monai.transforms import FillHoles
+    from scipy import ndimage
+
+    from responseai.breast.segmentation.inference import fill_holes
+
+    shape = (16, 24, 24)
+    shell = _ball(shape, (8, 12, 12), 6) & ~_ball(shape, (8, 12, 12), 3)
+    cup = shell.copy()
+    cup[8:, 12, 12:] = False  # a channel from the cavity to the volume's face along x
+    cup[8, 12:, 12] = False
+    edge = np.zeros(shape, bool)
+    edge[:, :5, :5] = True
+    edge[:, :3, :3] = False  # a notch at the volume's corner: open, not a hole
+    rng = np.random.default_rng(0)
+    blobs = [ndimage.binary_opening(rng.random(shape) > 0.3) for _ in range(20)]
+    for component in [shell, cup, edge, *blobs]:
+        expected = np.asarray(FillHoles(applied_labels=[1])(torch.from_numpy(component[None].astype(np.uint8)))[0])
+        assert np.array_equal(fill_holes(component), expected.astype(np.uint8))
+    assert fill_holes(shell).sum() == _ball(shape, (8, 12, 12), 6).sum()
+    assert not fill_holes(np.zeros(shape, bool)).any()
+
+
 def test_no_breast_found_is_a_clear_error(monkeypatch, tmp_path: Path):
     import responseai.breast.segmentation.inference as seg
     from responseai.errors import AnatomyNotFoundError

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.pcr.features import cohort_features
 from responseai.breast.pcr.model import PCRNet
 from responseai.breast.pcr.preprocess import PreparedCase, prepare_case
 from responseai.clinical import ClinicalEncoder, records_from_frame
@@ -29,6 +30,7 @@ class Cohort:
     images: np.ndarray  # N×C×Z×Y×X float32
     masks: np.ndarray  # N×Z×Y×X uint8
     clinical: np.ndarray  # N×F float32 (encoded with the training encoder)
+    radiomics: np.ndarray  # N×6 float32: the tumour's kinetic features (features.FEATURES) on the crop
     labels: np.ndarray  # N int
     encoder: ClinicalEncoder
     manifest: Path
@@ -61,11 +63,13 @@ def load_cohort(manifest: Path, config: dict, splits: tuple[str, ...] = ("train"
         encoder = ClinicalEncoder(tuple(BREAST_SCHEMA.values())).fit(train_records)
     cases = [load_case(row, manifest.parent, config)
              for _, row in tqdm(frame.iterrows(), total=len(frame), desc="loading crops", disable=not show_progress)]
+    images, masks = np.stack([c.image for c in cases]), np.stack([c.mask for c in cases])
     return Cohort(
         frame=frame,
-        images=np.stack([c.image for c in cases]),
-        masks=np.stack([c.mask for c in cases]),
+        images=images,
+        masks=masks,
         clinical=encoder.transform(records),
+        radiomics=cohort_features(images, masks),
         labels=frame["pcr"].to_numpy().astype(int),
         encoder=encoder,
         manifest=manifest,
@@ -82,7 +86,8 @@ def predict_logits(model: PCRNet, cohort: Cohort, rows: np.ndarray, device: torc
         idx = rows[start : start + batch_size]
         image = torch.from_numpy(cohort.images[idx]).to(device)
         clinical = torch.from_numpy(cohort.clinical[idx]).to(device) if model.config["clinical"] else None
-        out = model.forward_all(image, clinical)
+        radiomics = torch.from_numpy(cohort.radiomics[idx]).to(device) if model.config["radiomics"] else None
+        out = model.forward_all(image, clinical, radiomics)
         logits.append(out.logit.cpu().numpy())
         attentions.append(out.attention.cpu().numpy())
     return np.concatenate(logits), np.concatenate(attentions)

@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
-from responseai.breast.pcr.features import cohort_features
 from responseai.breast.pcr.inference import ImageOnlyModel
 from responseai.breast.pcr.model import build_model
 from responseai.clinical import ClinicalEncoder, records_from_frame
@@ -76,6 +75,7 @@ def gradcam_maps(model: torch.nn.Module, cohort: Cohort, rows: np.ndarray) -> li
     for i in rows:
         image = torch.from_numpy(cohort.images[i : i + 1]).requires_grad_(True)
         wrapper.clinical = torch.from_numpy(cohort.clinical[i : i + 1]) if model.config["clinical"] else None
+        wrapper.radiomics = torch.from_numpy(cohort.radiomics[i : i + 1]) if model.config["radiomics"] else None
         maps.append(np.nan_to_num(cam(image, class_idx=0)[0, 0].detach().numpy()))
     return maps
 
@@ -122,13 +122,13 @@ def image_feature_reference(train: Cohort, cohort: Cohort) -> ModelOutputs:
 
     from responseai.metrics import youden_threshold
 
-    features = cohort_features(train.images, train.masks)
+    features = train.radiomics
     fit_rows, val_rows = train.rows("train"), train.rows("val")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
     model.fit(features[fit_rows], train.labels[fit_rows])
     threshold = youden_threshold(train.labels[val_rows], model.predict_proba(features[val_rows])[:, 1])
     nan = np.full(len(cohort.frame), np.nan)
-    probs = model.predict_proba(cohort_features(cohort.images, cohort.masks))[:, 1]
+    probs = model.predict_proba(cohort.radiomics)[:, 1]
     return ModelOutputs(probs, nan, nan, nan, nan, threshold, False)
 
 

@@ -18,6 +18,7 @@ import torch
 from monai.visualize import GradCAM
 
 from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.pcr.features import kinetic_features
 from responseai.breast.pcr.model import TASK, PCRNet, build_model
 from responseai.breast.pcr.preprocess import PreparedCase, prepare_case
 from responseai.clinical import ClinicalEncoder, validate_clinical
@@ -49,15 +50,17 @@ class PCRResult:
 
 
 class ImageOnlyModel(torch.nn.Module):
-    """Binds the clinical vector so MONAI's Grad-CAM can call the model with the image alone."""
+    """Binds the clinical vector and the kinetic features so MONAI's Grad-CAM can call the model with
+    the image alone (the features are constants for the gradient: Grad-CAM explains the CNN)."""
 
     def __init__(self, model: PCRNet) -> None:
         super().__init__()
         self.model = model
         self.clinical: torch.Tensor | None = None
+        self.radiomics: torch.Tensor | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image, self.clinical)
+        return self.model(image, self.clinical, self.radiomics)
 
 
 @dataclass
@@ -99,9 +102,10 @@ def encode_clinical(clinical: Mapping[str, object], loaded: LoadedPCR) -> tuple[
     return loaded.encoder.transform_one(clinical)[None], missing
 
 
-def gradcam_crop(loaded: LoadedPCR, image: torch.Tensor, clinical: torch.Tensor | None) -> np.ndarray:
+def gradcam_crop(loaded: LoadedPCR, image: torch.Tensor, clinical: torch.Tensor | None,
+                 radiomics: torch.Tensor | None) -> np.ndarray:
     """Grad-CAM of the pCR logit on the encoder output, upsampled to the crop, in [0, 1]."""
-    loaded.wrapper.clinical = clinical
+    loaded.wrapper.clinical, loaded.wrapper.radiomics = clinical, radiomics
     with torch.enable_grad():
         # an input that requires grad makes the full backward hook fire on the encoder itself
         result = loaded.cam(image.clone().requires_grad_(True), class_idx=0)
@@ -113,14 +117,15 @@ def run_network(loaded: LoadedPCR, case: PreparedCase, clinical_vec: np.ndarray 
     model, card = loaded.model, loaded.card
     image = torch.from_numpy(case.image[None])
     clinical = torch.from_numpy(clinical_vec) if clinical_vec is not None else None
+    radiomics = torch.from_numpy(kinetic_features(case.image, case.mask)[None]) if card["architecture"].get("radiomics") else None
     with torch.no_grad():
-        out = model.forward_all(image, clinical)
+        out = model.forward_all(image, clinical, radiomics)
     logit = float(out.logit[0]) + float(card["preprocessing"].get("logit_offset", 0.0))
     attention = upsample_to_crop(out.attention[0].numpy(), case.image.shape[1:])
     return {
         "probability": float(1 / (1 + np.exp(-logit))),
         "attention_crop": attention,
-        "gradcam_crop": gradcam_crop(loaded, image, clinical),
+        "gradcam_crop": gradcam_crop(loaded, image, clinical, radiomics),
     }
 
 

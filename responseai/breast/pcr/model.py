@@ -7,6 +7,7 @@ Architecture (built from MONAI blocks so it stays small enough to train on a CPU
       → attention a = softmax_voxels(conv1×1(F))     [or uniform a = GAP when attention is off]
       → f = Σ_v a_v F_v                                  attended image feature (C)
       → logit = head(f)  [+ fusion_mlp([proj(f), clinical_mlp(c)])  when clinical is on]
+                         [+ w·z(k)  when radiomics is on: k = the tumour's kinetic features]
 
 Why these choices:
 - softmax over voxels makes ``a`` a distribution, so the guidance loss KL(m̂‖a) against the
@@ -15,7 +16,15 @@ Why these choices:
 - the attention conv is zero-initialised, so a fresh attention module *is* GAP: step 2 starts
   exactly where step 1 ended;
 - the fusion MLP's last layer is zero-initialised and added to the image head, so step 3
-  starts exactly where step 2 ended and only learns what the clinical vector adds.
+  starts exactly where step 2 ended and only learns what the clinical vector adds;
+- the optional *radiomics* term is the image branch's second half (radiomics-guided deep
+  learning): the six kinetic features a radiologist reads off the same crop and mask
+  (:mod:`responseai.breast.pcr.features`: enhancement, washout, washout fraction, heterogeneity,
+  rim-to-core, peritumoural enhancement), standardised with training statistics kept as buffers
+  (so they travel in the weights file) and clipped to ±5 SD against another scanner's outliers.
+  Why: a small CNN trained on a few hundred exams does not discover washout or a rim from raw
+  phases (its image-only AUC stays at chance here), while these features carry the signal. It
+  is present from step 1, so it is part of the image-only steps; Grad-CAM still explains the CNN.
 
 The preprocessing contract (:func:`responseai.breast.pcr.preprocess.prepare_case`) is next door,
 so training, inference and evaluation build the crop with one function.
@@ -45,6 +54,7 @@ DEFAULT_CONFIG: dict = {
     "clinical_hidden": 32,
     "fusion_hidden": 32,
     "dropout": 0.2,
+    "radiomics": 0,  # number of kinetic features fed beside the CNN (0: none; 6 with features.FEATURES)
     "crop_size": [48, 64, 64],  # z, y, x voxels: 60 × 80 × 80 mm, a T3 tumour with its margin
     "spacing": [1.25, 1.25, 1.25],  # x, y, z mm: rim, washout texture and spiculae stay visible
 }
@@ -125,6 +135,22 @@ class PCRNet(nn.Module):
             )
             nn.init.zeros_(self.fusion[-1].weight)
             nn.init.zeros_(self.fusion[-1].bias)
+        if config["radiomics"]:
+            n = int(config["radiomics"])
+            self.register_buffer("radiomics_mean", torch.zeros(n))
+            self.register_buffer("radiomics_scale", torch.ones(n))
+            self.radiomics_head = nn.Linear(n, 1)
+
+    def set_radiomics_statistics(self, features: np.ndarray) -> None:
+        """Standardise the kinetic features with these (training) rows' mean and SD."""
+        self.radiomics_mean.copy_(torch.from_numpy(features.mean(0).astype(np.float32)))
+        self.radiomics_scale.copy_(torch.from_numpy(np.maximum(features.std(0), 1e-6).astype(np.float32)))
+
+    def radiomics_logit(self, radiomics: torch.Tensor | None) -> torch.Tensor:
+        if radiomics is None:
+            raise ValueError("this model reads the tumour's kinetic features: pass them (features.kinetic_features)")
+        z = ((radiomics - self.radiomics_mean) / self.radiomics_scale).clamp(-5.0, 5.0)
+        return self.radiomics_head(z).squeeze(1)
 
     def attend(self, features: torch.Tensor) -> torch.Tensor:
         """Attention distribution over the feature grid; uniform (GAP) without the module."""
@@ -133,13 +159,16 @@ class PCRNet(nn.Module):
         n_vox = int(np.prod(features.shape[2:]))
         return torch.full((features.shape[0], *features.shape[2:]), 1.0 / n_vox, device=features.device)
 
-    def forward_all(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> PCROutput:
+    def forward_all(self, image: torch.Tensor, clinical: torch.Tensor | None = None,
+                    radiomics: torch.Tensor | None = None) -> PCROutput:
         features = self.encoder(image)
         attention = self.attend(features)
         # product + sum (not einsum): its backward hands Grad-CAM a contiguous gradient
         pooled = (features * attention.unsqueeze(1)).flatten(2).sum(2)
         pooled = self.dropout(pooled)
         logit = self.head(pooled).squeeze(1)
+        if self.config["radiomics"]:
+            logit = logit + self.radiomics_logit(radiomics)
         if self.config["clinical"]:
             if clinical is None:
                 raise ValueError("this model fuses clinical variables: pass the encoded clinical vector")
@@ -148,13 +177,13 @@ class PCRNet(nn.Module):
         return PCROutput(logit, attention, pooled)
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None,
-                return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                radiomics: torch.Tensor | None = None, return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits as B×1 (the shape MONAI's Grad-CAM expects for class index 0).
 
         ``return_attention`` also returns the attention map; training goes through ``forward``
         (not :meth:`forward_all`) so that DDP's gradient hooks see every call.
         """
-        out = self.forward_all(image, clinical)
+        out = self.forward_all(image, clinical, radiomics)
         return (out.logit.unsqueeze(1), out.attention) if return_attention else out.logit.unsqueeze(1)
 
 
