@@ -150,7 +150,9 @@ def _attempt(hook: CohortHook, get_inputs: Callable[[], Any], out: Path, models:
     start = time.perf_counter()
     record: dict = {"status": STATUS_OK, "error_type": "", "message": ""}
     try:
-        record.update(hook.predict_case(get_inputs(), out, models))
+        inputs = get_inputs()
+        record["read_s"] = round(time.perf_counter() - start, 3)
+        record.update(hook.predict_case(inputs, out, models))
     except ResponseAIError as exc:
         record.update(status=STATUS_ERROR, error_type=type(exc).__name__, message=str(exc))
         log.error("%s: %s", out.name, exc)
@@ -206,9 +208,16 @@ def merge_records(out: Path, rows: list[dict], id_column: str, extra: Mapping[st
     done = frame[frame["status"] != "pending"]
     summary = {"n_cases": len(frame), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_ERROR, STATUS_FAILED, "pending")},
                "case_seconds_total": round(float(done["seconds"].sum()), 3) if len(done) else 0.0,
+               "stage_seconds_median": _stage_medians(frame[frame["status"] == STATUS_OK]),
                "table": TABLE, **extra}
     _write_json(out / SUMMARY, summary)
     return summary
+
+
+def _stage_medians(done) -> dict[str, float]:
+    """Median seconds of every ``<stage>_s`` column of the finished cases: where a case's time goes."""
+    return {column[:-2]: round(float(done[column].median()), 3) for column in done if column.endswith("_s")
+            and len(done) and done[column].notna().any()}
 
 
 def _barrier(shard: Shard) -> None:

@@ -15,26 +15,30 @@ WORK=${WORK:-/tmp/breast-v2}
 N_TRAIN=${N_TRAIN:-240}
 EPOCHS=${EPOCHS:-"12 12 24"}   # steps 1, 2, 3; the single-stage baseline trains for their sum
 EVAL_OUT=${EVAL_OUT:-docs/pcr-evaluation}
+RUNS=${RUNS:-$WORK/runs-radiomics}
+# the image branch reads the tumour's kinetic features beside the CNN (both runs, so the ablation
+# compares training schemes, not inputs); RADIOMICS= (empty) trains the CNN-only image branch
+RADIOMICS=${RADIOMICS---radiomics}
 MODELS_DIR=${MODELS_DIR:-Resources/Models}
 
 [ -f "$WORK/train/manifest.csv" ]   || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 [ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
 
-"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/stepwise" \
-    --mode stepwise --epochs $EPOCHS --threads 1 --quiet --resume &
+"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$RUNS/stepwise" \
+    --mode stepwise --epochs $EPOCHS --threads 1 --quiet --resume $RADIOMICS &
 STEPWISE=$!
-"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$WORK/runs/single_stage" \
-    --mode single-stage --epochs $EPOCHS --threads 1 --quiet --resume &
+"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$RUNS/single_stage" \
+    --mode single-stage --epochs $EPOCHS --threads 1 --quiet --resume $RADIOMICS &
 SINGLE=$!
 wait "$STEPWISE"
 wait "$SINGLE"
 
 mkdir -p "$MODELS_DIR"
-cp "$WORK/runs/stepwise/breast_pcr.safetensors" "$WORK/runs/stepwise/breast_pcr.json" "$MODELS_DIR"/
+cp "$RUNS/stepwise/breast_pcr.safetensors" "$RUNS/stepwise/breast_pcr.json" "$MODELS_DIR"/
 
 "$PY" -m responseai.cli evaluate breast pcr --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
-    --runs "$WORK/runs" --out "$EVAL_OUT"
+    --runs "$RUNS" --out "$EVAL_OUT"
 "$PY" -m responseai.cli evaluate breast pcr --train "$WORK/train/manifest.csv" --test "$WORK/variant/manifest.csv" \
-    --runs "$WORK/runs" --out "$EVAL_OUT/variant"
+    --runs "$RUNS" --out "$EVAL_OUT/variant"
 "$PY" -m responseai.cli bench breast --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -212,12 +213,20 @@ def _read_row(row: Mapping[str, object], args: argparse.Namespace) -> BreastCase
 
 
 def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dict:
-    """One cohort case: predict silently (the cohort reports progress), write its folder, main outputs."""
-    outputs = run_case(case, models.seg_weights, models.pcr_weights, progress=lambda percent, message: None)
+    """One cohort case: predict silently (the cohort reports progress), write its folder, main outputs.
+
+    The progress calls mark the stage boundaries, so each row also says where its time went.
+    """
+    marks = [time.perf_counter()]
+    outputs = run_case(case, models.seg_weights, models.pcr_weights,
+                       progress=lambda percent, message: marks.append(time.perf_counter()))
     write_outputs(outputs, out)
+    marks.append(time.perf_counter())
     record = result_record(outputs)
-    return {key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
-                                               "tumour_side", "tumour_volume_ml")}
+    stages = ("segment_s", "pcr_s", "write_s") if outputs.mask_source == "model" else ("pcr_s", "write_s")
+    timings = {stage: round(end - begin, 3) for stage, begin, end in zip(stages, marks[1:], marks[2:])}
+    return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
+                                                  "tumour_side", "tumour_volume_ml")}, **timings}
 
 
 COHORT = CohortHook(MANIFEST_SCHEMA, _cohort_arguments, _load_models, _read_row, _predict_row)

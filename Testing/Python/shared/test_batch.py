@@ -126,6 +126,11 @@ def test_real_family_cohort_with_one_bad_case(tmp_path: Path, family: str):
     assert 0.0 <= table.loc[0, probability] <= 1.0
     assert json.loads((out / frame.loc[0, "patient_id"] / "result.json").read_text(encoding="utf-8"))["family"] == family
     assert not (out / frame.loc[1, "patient_id"]).exists()
+    stages = json.loads((out / "summary.json").read_text(encoding="utf-8"))["stage_seconds_median"]
+    expected = {"read", "pcr", "write"} if family == "breast" else {"read"}  # the manifest's masks: no segmentation
+    assert expected <= set(stages) and all(seconds >= 0 for seconds in stages.values())
+    if family == "breast":  # the stages account for the case's time (what is left is bookkeeping)
+        assert table.loc[0, ["read_s", "pcr_s", "write_s"]].sum() <= table.loc[0, "seconds"] + 1e-3
 
 
 def test_a_real_process_killed_mid_cohort_resumes(tmp_path: Path):
