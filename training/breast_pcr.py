@@ -47,6 +47,7 @@ from responseai.weights import save_model
 from training.engine import (
     DistInfo,
     all_reduce_mean,
+    broadcast_buffers,
     init_distributed,
     load_checkpoint,
     parse_config,
@@ -60,7 +61,7 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_pcr"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
 MANIFEST_NEEDS = {"require": ("split", "site", "mask", "pcr"), "need_splits": ("train", "val")}
@@ -81,6 +82,8 @@ class PcrTrainConfig:
     lr: float = 1e-3
     encoder_lr_factor: float = field(default=0.1, metadata={"help": "encoder LR factor in step 3"})
     lambda_att: float = field(default=1.0, metadata={"help": "weight of the guidance loss KL(m̂‖a)"})
+    norm: str = field(default="batch", metadata={"choices": ["batch", "instance"],
+                                                 "help": "encoder normalisation (instance: the cards before 1.1)"})
     radiomics: bool = field(default=False, metadata={
         "help": "feed the tumour's kinetic features beside the CNN from step 1 (radiomics-guided image branch)"})
     batch_size: int = field(default=8, metadata={"help": "per rank"})
@@ -226,8 +229,9 @@ def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrT
     arch = make_config(**base_config, attention=spec.attention, clinical=spec.clinical,
                        n_clinical=cohort.clinical.shape[1] if spec.clinical else 0)
     model = build_model(arch)
-    if arch["radiomics"]:
-        model.set_radiomics_statistics(cohort.radiomics[cohort.rows("train")])
+    if arch["radiomics"] and previous is None:
+        train_rows = cohort.rows("train")
+        model.set_radiomics_statistics(cohort.radiomics[train_rows], cohort.labels[train_rows])
     if previous is not None:
         fresh = inherit_weights(model, previous)
         log.info("step %s: initialised from the previous step; new modules: %s", spec.name,
@@ -248,6 +252,7 @@ def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrT
         if info.is_main:
             save_checkpoint(ckpt, wrapped, optimizer, {"step": spec.name, "epoch": epoch, "losses": losses})
     if info.distributed:
+        broadcast_buffers(wrapped, info)
         torch.distributed.barrier()
     return unwrap(wrapped)
 
@@ -359,6 +364,7 @@ def train(config: PcrTrainConfig) -> Path | None:
         base_config["spacing"] = list(config.spacing)
     if config.radiomics:
         base_config["radiomics"] = len(FEATURES)
+    base_config["norm"] = config.norm
     cohort = load_cohort(config.manifest, make_config(**base_config, clinical=False),
                          show_progress=info.is_main and not config.quiet)
     log.info("%d train / %d val rows, training prevalence %.2f", len(cohort.rows("train")),

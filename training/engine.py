@@ -81,6 +81,17 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics).
+
+    DDP broadcasts buffers at the start of each forward, but the last forward still updates each
+    rank's statistics from its own shard; without this the ranks end a step with different models.
+    """
+    if info.distributed:
+        for buffer in unwrap(model).buffers():
+            torch.distributed.broadcast(buffer.data, 0)
+
+
 def rank_indices(indices: np.ndarray, info: DistInfo, epoch_seed: int) -> np.ndarray:
     """This rank's share of a shuffled epoch (padded so every rank runs the same step count)."""
     order = np.random.default_rng(epoch_seed).permutation(indices)
