@@ -64,7 +64,7 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_seg"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"  # 2.1: contrast-uptake augmentation
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion

@@ -115,7 +115,8 @@ def _batch(work: Path, name: str, threads: int, processes: int = 1) -> dict:
     n = summary["n_cases"]
     return {"processes": processes, "threads_per_process": threads, "wall_s": round(child["seconds"], 2),
             "cases_ok": summary["ok"], "exit_code": child["code"], "cases_per_s": round(n / child["seconds"], 3),
-            "model_load_s": summary["model_load_seconds"], "peak_rss_mb": round(child["peak_rss_mb"], 1)}
+            "model_load_s": summary["model_load_seconds"], "peak_rss_mb": round(child["peak_rss_mb"], 1),
+            "stage_seconds_median": summary.get("stage_seconds_median", {})}
 
 
 def bench_cohort(manifest: str | Path, n_cases: int = 10, threads: int = 2, torchrun: int = 0) -> dict:
