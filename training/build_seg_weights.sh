@@ -4,7 +4,9 @@
 # Training cohort: phantom v2 seed 1 (n = N_TRAIN, its train / val splits: bilateral exams with the
 # heart, vessels, nodes and a benign lesion in view, axial and sagittal, fat-suppressed or not).
 # Evaluation: the external site of phantom seed 2 and the independently coded variant phantom
-# (responseai/breast/phantom_variant.py), neither ever seen in training. ~25 min on 2 cores.
+# (responseai/breast/phantom_variant.py), neither ever seen in training. Two runs: the base model
+# (seed 1, 40 epochs), then a fine-tune from it with the contrast-uptake augmentation
+# (training/dce_augment.py) on seeds 1 + 3 (20 epochs). ~45 min on 2 cores.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
 set -euo pipefail
@@ -20,10 +22,31 @@ STEPS=${STEPS:-40}
 [ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 [ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
 
+[ -f "$WORK/train3/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 3 --out "$WORK/train3"
+# seeds 1 + 3, training and validation rows only (their external sites stay unseen)
+"$PY" - "$WORK" <<'PY'
+import sys
+from pathlib import Path
+import pandas as pd
+work = Path(sys.argv[1])
+parts = []
+for name in ("train", "train3"):
+    frame = pd.read_csv(work / name / "manifest.csv")
+    frame = frame[frame["split"].isin(["train", "val"])].copy()
+    for column in ("pre", "post1", "post2", "mask", "anatomy"):
+        frame[column] = [f"../{name}/{path}" if isinstance(path, str) else path for path in frame[column]]
+    parts.append(frame)
+(work / "combined").mkdir(exist_ok=True)
+pd.concat(parts).to_csv(work / "combined" / "manifest.csv", index=False)
+PY
+
 "$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/seg-run2" \
     --epochs "$EPOCHS" --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 0 --threads 2 --n-val 16 --resume
+"$PY" -m training.train breast segmentation --manifest "$WORK/combined/manifest.csv" --out "$WORK/seg-aug" \
+    --epochs 20 --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 3 --threads 2 --n-val 16 --lr 1e-3 \
+    --init "$WORK/seg-run2/breast_seg.safetensors" --resume
 mkdir -p Resources/Models
-cp "$WORK/seg-run2/breast_seg.safetensors" "$WORK/seg-run2/breast_seg.json" Resources/Models/
+cp "$WORK/seg-aug/breast_seg.safetensors" "$WORK/seg-aug/breast_seg.json" Resources/Models/
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

@@ -347,3 +347,27 @@ def test_card_that_does_not_match_the_weights_is_refused(stepwise_run: Path, pha
         predict_pcr(*phantom_inputs, weights_path=weights)
     with pytest.raises(WeightsError, match="not found"):
         predict_pcr(*phantom_inputs, weights_path=tmp_path / "absent.safetensors")
+
+
+def test_external_evaluation_scores_every_ablation_and_isolates_the_cnn(tiny_cohort: Path, tmp_path: Path):
+    """The evaluation reads both trained runs, scores the test cohort's external rows only, and with a
+    kinetic-feature model also reports step 1 without that term (what the CNN adds by itself)."""
+    from responseai.breast.pcr.evaluation import ABLATIONS, evaluate_pcr
+
+    runs = tmp_path / "runs"
+    for mode, folder in (("stepwise", "stepwise"), ("single-stage", "single_stage")):
+        _train(tiny_cohort, runs / folder, "--mode", mode, "--epochs", "1", "1", "1", "--radiomics")
+    test = tmp_path / "test"
+    frame = write_cohort(test, n=10, seed=8, workers=1)
+    frame["split"] = "external"  # every row scored; both classes guaranteed
+    frame.loc[:1, "pcr"], frame.loc[2:, "pcr"] = 1, 0
+    frame.to_csv(test / "manifest.csv", index=False)
+    summary = evaluate_pcr(tmp_path / "report", tiny_cohort, test / "manifest.csv", runs, n_boot=20, threads=1)
+    assert summary["n_external"] == 10 and summary["n_pcr"] == 2
+    expected = {*ABLATIONS, "clinical-only logistic regression (reference)",
+                "kinetic features, image-only logistic regression (reference)",
+                "step 1 without its kinetic-feature term (the CNN alone)"}
+    assert set(summary["results"]) == expected
+    for result in summary["results"].values():
+        assert 0.0 <= result["metrics"]["auc"]["value"] <= 1.0
+    assert (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8").count("|") > 20

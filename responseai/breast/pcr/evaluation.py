@@ -114,6 +114,30 @@ def clinical_reference(train_manifest: Path, cohort: Cohort) -> ModelOutputs:
     return ModelOutputs(model.predict_proba(cohort.clinical)[:, 1], nan, nan, nan, nan, threshold, False)
 
 
+def cnn_term_of_step1(runs_dir: Path, train: Cohort, cohort: Cohort) -> ModelOutputs | None:
+    """Step 1 without its kinetic-feature term: what the CNN itself learned (image-only; threshold on val).
+
+    None when step 1 has no such term (then step 1 *is* the CNN). Its AUC says whether the network
+    adds anything to the hand-made features or merely carries them.
+    """
+    from responseai.metrics import youden_threshold
+
+    folder, file = ABLATIONS["step 1 (global)"]
+    model, _ = load_model(runs_dir / folder / file, build_model, expected_task="pcr")
+    if not model.config["radiomics"]:
+        return None
+
+    def cnn_logits(c: Cohort) -> np.ndarray:
+        logits, _ = predict_logits(model, c, np.arange(len(c.frame)), torch.device("cpu"))
+        with torch.no_grad():
+            return logits - model.radiomics_logit(torch.from_numpy(c.radiomics)).numpy()
+
+    val = train.rows("val")
+    threshold = youden_threshold(train.labels[val], probabilities(cnn_logits(train)[val], 0.0))
+    nan = np.full(len(cohort.frame), np.nan)
+    return ModelOutputs(probabilities(cnn_logits(cohort), 0.0), nan, nan, nan, nan, threshold, False)
+
+
 def image_feature_reference(train: Cohort, cohort: Cohort) -> ModelOutputs:
     """Kinetic features of the tumour (logistic regression; train rows, Youden on val rows): image-only reference."""
     from sklearn.linear_model import LogisticRegression
@@ -316,6 +340,9 @@ def evaluate_pcr(
     train = load_cohort(train_manifest, final_card["architecture"], encoder=encoder, show_progress=False)
     references = {"clinical-only logistic regression (reference)": clinical_reference(train_manifest, cohort),
                   "kinetic features, image-only logistic regression (reference)": image_feature_reference(train, cohort)}
+    cnn_term = cnn_term_of_step1(runs_dir, train, cohort)
+    if cnn_term is not None:
+        references["step 1 without its kinetic-feature term (the CNN alone)"] = cnn_term
     for reference, output in references.items():
         outputs[reference] = output
         results[reference] = summarise(reference, output, y, n_boot, seed)
