@@ -6,7 +6,7 @@ Architecture (built from MONAI blocks so it stays small enough to train on a CPU
       → Convolution(stride 2) → ResidualUnit(stride 2) → ResidualUnit   feature map F (C×z×y×x)
       → attention a = softmax_voxels(conv1×1(F))     [or uniform a = GAP when attention is off]
       → f = Σ_v a_v F_v                                  attended image feature (C)
-      → logit = head(f)  [+ fusion_mlp([proj(f), clinical_mlp(c)])  when clinical is on]
+      → logit = head(f)  [+ fusion_mlp([proj(f), clinical_mlp(c)]) (+ w_c·c)  when clinical is on]
                          [+ w·z(k)  when radiomics is on: k = the tumour's kinetic features]
 
 Why these choices:
@@ -56,6 +56,7 @@ DEFAULT_CONFIG: dict = {
     "dropout": 0.2,
     "radiomics": 0,  # number of kinetic features fed beside the CNN (0: none; 6 with features.FEATURES)
     "norm": "instance",  # encoder normalisation: "instance" (cards before 1.1) or "batch"
+    "clinical_linear": False,  # a linear clinical term beside the fusion MLP (1.1 cards)
     "crop_size": [48, 64, 64],  # z, y, x voxels: 60 × 80 × 80 mm, a T3 tumour with its margin
     "spacing": [1.25, 1.25, 1.25],  # x, y, z mm: rim, washout texture and spiculae stay visible
 }
@@ -142,6 +143,10 @@ class PCRNet(nn.Module):
             )
             nn.init.zeros_(self.fusion[-1].weight)
             nn.init.zeros_(self.fusion[-1].bias)
+            if config["clinical_linear"]:  # zero: step 3 still starts where step 2 ended
+                self.clinical_linear = nn.Linear(config["n_clinical"], 1)
+                nn.init.zeros_(self.clinical_linear.weight)
+                nn.init.zeros_(self.clinical_linear.bias)
         if config["radiomics"]:
             n = int(config["radiomics"])
             self.register_buffer("radiomics_mean", torch.zeros(n))
@@ -200,6 +205,8 @@ class PCRNet(nn.Module):
                 raise ValueError("this model fuses clinical variables: pass the encoded clinical vector")
             joint = torch.cat([torch.relu(self.image_proj(pooled)), self.clinical_branch(clinical)], dim=1)
             logit = logit + self.fusion(joint).squeeze(1)
+            if self.config["clinical_linear"]:
+                logit = logit + self.clinical_linear(clinical).squeeze(1)
         return PCROutput(logit, attention, pooled)
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None,
