@@ -287,7 +287,7 @@ def fit_clinical_term(model: PCRNet, cohort: Cohort, device: torch.device) -> No
         return loss
 
     optimizer.step(closure)
-    log.info("clinical term fitted on %d train rows (|w| = %.2f)", len(rows), float(layer.weight.norm()))
+    log.info("clinical term fitted on %d train rows (|w| = %.2f)", len(rows), float(layer.weight.detach().norm()))
 
 
 def manifest_digest(path: Path) -> str:

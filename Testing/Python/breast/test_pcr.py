@@ -370,4 +370,10 @@ def test_external_evaluation_scores_every_ablation_and_isolates_the_cnn(tiny_coh
     assert set(summary["results"]) == expected
     for result in summary["results"].values():
         assert 0.0 <= result["metrics"]["auc"]["value"] <= 1.0
-    assert (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8").count("|") > 20
+    gap = summary["acceptance"]["auc_stepwise_minus_clinical_only"]
+    results = summary["results"]
+    assert gap["value"] == pytest.approx(results["steps 1–3 (stepwise, clinical)"]["metrics"]["auc"]["value"]
+                                         - results["clinical-only logistic regression (reference)"]["metrics"]["auc"]["value"])
+    assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
+    report = (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8")
+    assert report.count("|") > 20 and "Stepwise − clinical-only AUC" in report

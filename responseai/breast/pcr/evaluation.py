@@ -44,6 +44,7 @@ ABLATIONS: dict[str, tuple[str, str]] = {  # label → (run folder, weights file
     "steps 1–3 (stepwise, clinical)": ("stepwise", "breast_pcr_step123.safetensors"),
 }
 BASELINE, STEPWISE = "single-stage (unguided)", "steps 1–3 (stepwise, clinical)"
+CLINICAL_ONLY = "clinical-only logistic regression (reference)"
 SPEC_MARGIN = 0.05
 
 
@@ -171,6 +172,18 @@ def paired_difference(y: np.ndarray, a: ModelOutputs, b: ModelOutputs, n_boot: i
     return bootstrap(diff, (y, a.probs, b.probs, a.attention_in_mask, b.attention_in_mask), n_boot, seed)
 
 
+def auc_difference(y: np.ndarray, a: ModelOutputs, b: ModelOutputs, n_boot: int, seed: int) -> dict:
+    """Paired bootstrap of AUC(a) − AUC(b) on the same cases (resamples without both classes are skipped)."""
+    from sklearn.metrics import roc_auc_score
+
+    def diff(t, pa, pb):
+        if len(np.unique(t)) < 2:
+            return {"auc_difference": float("nan")}
+        return {"auc_difference": float(roc_auc_score(t, pa) - roc_auc_score(t, pb))}
+
+    return bootstrap(diff, (y, a.probs, b.probs), n_boot, seed)["auc_difference"]
+
+
 def sensitivity_at_reference_specificity(y: np.ndarray, a: ModelOutputs, ref: ModelOutputs,
                                          n_boot: int, seed: int) -> dict:
     """Descriptive ROC comparison: sensitivity of ``a`` where its specificity equals ``ref``'s.
@@ -213,7 +226,7 @@ def summarise(name: str, out: ModelOutputs, y: np.ndarray, n_boot: int, seed: in
     }
 
 
-def acceptance(results: dict, paired: dict, matched: dict) -> dict:
+def acceptance(results: dict, paired: dict, matched: dict, clinical_gap: dict) -> dict:
     """The two claims of seed 000, checked at the val-chosen thresholds (no test-set tuning)."""
     s, b = results[STEPWISE]["metrics"], results[BASELINE]["metrics"]
     att_s, att_b = results[STEPWISE]["attention_in_mask"]["value"], results[BASELINE]["attention_in_mask"]["value"]
@@ -226,6 +239,8 @@ def acceptance(results: dict, paired: dict, matched: dict) -> dict:
             s["sensitivity"]["value"] > b["sensitivity"]["value"] and spec_gap <= SPEC_MARGIN),
         "claim_2_attention_in_mask_higher": bool(att_s > att_b),
         "paired_difference_stepwise_minus_baseline": paired,
+        "auc_stepwise_minus_clinical_only": clinical_gap,
+        "stepwise_auc_at_least_clinical_only": bool(clinical_gap["value"] >= 0),
         "descriptive_sensitivity_at_baseline_specificity": matched,
     }
 
@@ -338,7 +353,7 @@ def evaluate_pcr(
         results[name] = summarise(name, outputs[name], y, n_boot, seed)
         results[name]["shortcut"] = shortcut_reliance(outputs[name].probs, truth, cohort.frame["patient_id"])
     train = load_cohort(train_manifest, final_card["architecture"], encoder=encoder, show_progress=False)
-    references = {"clinical-only logistic regression (reference)": clinical_reference(train_manifest, cohort),
+    references = {CLINICAL_ONLY: clinical_reference(train_manifest, cohort),
                   "kinetic features, image-only logistic regression (reference)": image_feature_reference(train, cohort)}
     cnn_term = cnn_term_of_step1(runs_dir, train, cohort)
     if cnn_term is not None:
@@ -353,7 +368,8 @@ def evaluate_pcr(
         "test_cohort": str(test_manifest), "train_cohort": str(train_manifest),
         "n_external": int(len(y)), "n_pcr": int(y.sum()), "n_boot": n_boot,
         "threshold_rule": final_card["threshold_rule"], "results": results,
-        "acceptance": acceptance(results, paired, matched),
+        "acceptance": acceptance(results, paired, matched,
+                                 auc_difference(y, outputs[STEPWISE], outputs[CLINICAL_ONLY], n_boot, seed)),
     }
     (out_dir / "pcr_evaluation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results, len(y), int(y.sum()))
@@ -368,6 +384,7 @@ def _acceptance_text(acc: dict) -> str:
     d = acc["paired_difference_stepwise_minus_baseline"]
     m = acc["descriptive_sensitivity_at_baseline_specificity"]
     return (
+        f"Stepwise − clinical-only AUC (paired bootstrap): {_fmt(acc['auc_stepwise_minus_clinical_only'])}.\n\n"
         f"Stepwise − single-stage (paired bootstrap): sensitivity {_fmt(d['sensitivity'])}, "
         f"specificity {_fmt(d['specificity'])}, attention in mask {_fmt(d['attention_in_mask'])}.\n\n"
         f"- Claim 1 (higher sensitivity, specificity within {SPEC_MARGIN}): "
