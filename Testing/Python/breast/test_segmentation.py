@@ -75,6 +75,22 @@ def test_the_candidate_confident_throughout_beats_a_saturated_peak():
     assert np.array_equal(mask.astype(bool), tumour)
 
 
+def test_a_single_bright_voxel_is_a_speck_not_the_tumour():
+    """One voxel at 0.99 out-scores a tumour at 0.9 on mean probability; it must not be chosen."""
+    from responseai.breast.segmentation.inference import select_tumour
+
+    shape = (20, 40, 60)
+    probability = np.zeros(shape, np.float32)
+    tumour = _ball(shape, (10, 20, 15), 4)
+    probability[tumour] = 0.9
+    probability[10, 20, 45] = 0.99
+    mask, n, outside, _ = select_tumour(probability, 0.5, np.ones(shape, bool))
+    assert n == 2 and outside == 0 and np.array_equal(mask.astype(bool), tumour)
+    probability[tumour] = 0.0
+    mask, n, outside, _ = select_tumour(probability, 0.5, np.ones(shape, bool))
+    assert n == 1 and outside == 0 and not mask.any()  # only a speck: no tumour (EmptyMaskError upstream)
+
+
 def test_holes_are_filled_as_monai_fills_them_on_the_whole_volume():
     """The bounding-box shortcut must give MONAI FillHoles' result: enclosed cavities filled (also
     through corner contacts), a cavity open to the volume's edge left alone."""
