@@ -166,6 +166,8 @@ def result_record(outputs: BreastOutputs) -> dict:
         "model": {"name": r.model_name, "version": r.model_version},
         "clinical_used": outputs.case.clinical,
         "missing_clinical": list(r.missing_clinical),
+        # what the image branch read off the tumour (a radiologist can check it against the curves)
+        **({"pcr_image_features": {k: round(v, 4) for k, v in r.image_features.items()}} if r.image_features else {}),
         "inputs": outputs.case.sources,
         "research_use_only": True,
     }

@@ -206,6 +206,13 @@ def test_radiomics_run_carries_its_statistics_and_chains_its_steps(tiny_cohort, 
     phases, mask, clinical = phantom_inputs
     result = predict_pcr(phases, mask, clinical, out / "breast_pcr.safetensors")
     assert 0 <= result.probability <= 1 and result.gradcam.array.max() <= 1 + 1e-6
+    from responseai.breast.pcr.features import kinetic_features
+    from responseai.breast.pcr.preprocess import prepare_case
+
+    prepared = prepare_case(phases, mask, final.config)  # the crop the model read
+    assert list(result.image_features) == list(FEATURES)
+    np.testing.assert_allclose(list(result.image_features.values()), kinetic_features(prepared.image, prepared.mask),
+                               rtol=1e-5)
 
 
 def test_threshold_comes_from_val_rows_only(stepwise_run: Path, tiny_cohort: Path):

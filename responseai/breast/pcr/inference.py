@@ -18,7 +18,7 @@ import torch
 from monai.visualize import GradCAM
 
 from responseai.breast.constants import BREAST_SCHEMA
-from responseai.breast.pcr.features import kinetic_features
+from responseai.breast.pcr.features import FEATURES, kinetic_features
 from responseai.breast.pcr.model import TASK, PCRNet, build_model
 from responseai.breast.pcr.preprocess import PreparedCase, prepare_case
 from responseai.clinical import ClinicalEncoder, validate_clinical
@@ -47,6 +47,7 @@ class PCRResult:
     model_name: str
     model_version: str
     missing_clinical: list[str]
+    image_features: dict[str, float] | None = None  # the kinetic features the model read (radiomics models)
 
 
 class ImageOnlyModel(torch.nn.Module):
@@ -126,6 +127,7 @@ def run_network(loaded: LoadedPCR, case: PreparedCase, clinical_vec: np.ndarray 
         "probability": float(1 / (1 + np.exp(-logit))),
         "attention_crop": attention,
         "gradcam_crop": gradcam_crop(loaded, image, clinical, radiomics),
+        "image_features": None if radiomics is None else dict(zip(FEATURES, (float(v) for v in radiomics[0]))),
     }
 
 
@@ -159,4 +161,5 @@ def predict_pcr(
         model_name=loaded.card["name"],
         model_version=loaded.card["version"],
         missing_clinical=missing,
+        image_features=maps["image_features"],
     )
