@@ -128,15 +128,16 @@ def cnn_term_of_step1(runs_dir: Path, train: Cohort, cohort: Cohort) -> ModelOut
     if not model.config["radiomics"]:
         return None
 
-    def cnn_logits(c: Cohort) -> np.ndarray:
-        logits, _ = predict_logits(model, c, np.arange(len(c.frame)), torch.device("cpu"))
+    def cnn_logits(c: Cohort, rows: np.ndarray) -> np.ndarray:
+        logits, _ = predict_logits(model, c, rows, torch.device("cpu"))
         with torch.no_grad():
-            return logits - model.radiomics_logit(torch.from_numpy(c.radiomics)).numpy()
+            return logits - model.radiomics_logit(torch.from_numpy(c.radiomics[rows])).numpy()
 
     val = train.rows("val")
-    threshold = youden_threshold(train.labels[val], probabilities(cnn_logits(train)[val], 0.0))
+    threshold = youden_threshold(train.labels[val], probabilities(cnn_logits(train, val), 0.0))
     nan = np.full(len(cohort.frame), np.nan)
-    return ModelOutputs(probabilities(cnn_logits(cohort), 0.0), nan, nan, nan, nan, threshold, False)
+    return ModelOutputs(probabilities(cnn_logits(cohort, np.arange(len(cohort.frame))), 0.0), nan, nan, nan, nan,
+                        threshold, False)
 
 
 def image_feature_reference(train: Cohort, cohort: Cohort) -> ModelOutputs:

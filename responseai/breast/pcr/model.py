@@ -171,7 +171,7 @@ class PCRNet(nn.Module):
         from sklearn.linear_model import LogisticRegression
 
         with torch.no_grad():
-            z = ((torch.from_numpy(features.astype(np.float32)) - self.radiomics_mean) / self.radiomics_scale).clamp(-5, 5)
+            z = self._standardise(torch.from_numpy(features.astype(np.float32)))
         fit = LogisticRegression(max_iter=2000, class_weight="balanced").fit(z.numpy(), labels)
         with torch.no_grad():
             self.radiomics_head.weight.copy_(torch.from_numpy(fit.coef_.astype(np.float32)))
@@ -180,8 +180,11 @@ class PCRNet(nn.Module):
     def radiomics_logit(self, radiomics: torch.Tensor | None) -> torch.Tensor:
         if radiomics is None:
             raise ValueError("this model reads the tumour's kinetic features: pass them (features.kinetic_features)")
-        z = ((radiomics - self.radiomics_mean) / self.radiomics_scale).clamp(-5.0, 5.0)
-        return self.radiomics_head(z).squeeze(1)
+        return self.radiomics_head(self._standardise(radiomics)).squeeze(1)
+
+    def _standardise(self, radiomics: torch.Tensor) -> torch.Tensor:
+        """Training z-scores, clipped at ±5 SD (another scanner's outlier cannot swing the logit unboundedly)."""
+        return ((radiomics - self.radiomics_mean) / self.radiomics_scale).clamp(-5.0, 5.0)
 
     def attend(self, features: torch.Tensor) -> torch.Tensor:
         """Attention distribution over the feature grid; uniform (GAP) without the module."""
