@@ -20,8 +20,18 @@ from responseai.spatial import canonical_grid, to_canonical
 MIN_ENHANCEMENT = 0.05  # p99.9 of post1 − pre, as a fraction of the pre-contrast p99: below it, no contrast arrived
 
 
-def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> dict[str, Image]:
+class CheckedPhases(dict):
+    """Phases that passed :func:`check_phases` (all on the post1 grid): checking them again is a no-op.
+
+    A case is checked once when it is read; segmentation and pCR then receive these and skip the
+    percentiles and grid comparisons they would otherwise repeat on every exam of a cohort.
+    """
+
+
+def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> CheckedPhases:
     """Required phases present, finite 3D volumes, all on the post1 grid (or resampled onto it)."""
+    if isinstance(phases, CheckedPhases):
+        return phases
     present = {name: image for name, image in phases.items() if image is not None}
     missing = [name for name in REQUIRED_PHASES if name not in present]
     if missing:
@@ -31,7 +41,7 @@ def check_phases(phases: Mapping[str, Image | None], resample: bool = False) -> 
         validate_not_constant(image, f"phase {name}")
     aligned = align_to_reference(present, REFERENCE_PHASE, resample=resample)
     check_enhancement(aligned["pre"], aligned[REFERENCE_PHASE])
-    return aligned
+    return CheckedPhases(aligned)
 
 
 def check_enhancement(pre: Image, post1: Image) -> None:

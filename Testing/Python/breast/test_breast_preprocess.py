@@ -72,3 +72,10 @@ def test_a_post_contrast_phase_without_enhancement_is_refused():
     with pytest.raises(InvalidImageError, match="post1 shows no enhancement over pre"):
         check_phases({"pre": phases["pre"], "post1": phases["pre"]})
     assert set(check_phases(phases)) == {"pre", "post1"}
+
+
+def test_checked_phases_are_not_checked_again():
+    """Segmentation and pCR re-enter check_phases with the case's phases: the work is done once."""
+    checked = check_phases(_phases())
+    assert check_phases(checked) is checked
+    assert check_phases(dict(checked)) is not checked  # a plain mapping is checked again

@@ -176,6 +176,21 @@ def test_three_steps_run_and_leave_a_loadable_model_each(stepwise_run: Path):
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # ... and trains it further
 
 
+def test_the_clinical_step_keeps_its_best_val_epoch(stepwise_run: Path):
+    """Step 3 is judged on val before its first epoch and after each; the shipped weights are the best one."""
+    selection = json.loads((stepwise_run / "breast_pcr.json").read_text())["training"]["selection"]
+    history = selection["val_auc_by_epoch"]
+    assert [epoch for epoch, _ in history] == [-1, 0]
+    aucs = [auc for _, auc in history]
+    assert selection["selected_epoch"] == history[int(np.argmax(aucs))][0]  # the earliest best
+    kept = torch.load(stepwise_run / "checkpoints" / "step123_best.pt", map_location="cpu", weights_only=True)
+    shipped = load_file(str(stepwise_run / "breast_pcr.safetensors"))
+    assert set(kept["model"]) == set(shipped)
+    assert all(torch.equal(kept["model"][k], shipped[k]) for k in shipped)
+    step1 = json.loads((stepwise_run / "breast_pcr_step1.json").read_text())["training"]
+    assert "selection" not in step1  # the image-only steps train for their fixed epochs
+
+
 def test_each_step_is_initialised_from_the_last(tiny_cohort, tmp_path):
     """With 0 epochs for steps 2 and 3 the three snapshots must predict identically."""
     out = _train(tiny_cohort, tmp_path / "chain", "--epochs", "1", "0", "0")
