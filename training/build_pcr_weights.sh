@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped pCR model (Resources/Models/breast_pcr.*) and its external evaluations.
 #
-# Phantom v2 cohorts (training seed 1, test seed 2 — the same cohorts as build_seg_weights.sh), the
-# stepwise run and the single-stage baseline trained side by side (one thread each), the stepwise
+# Phantom v2 cohorts (training: the train and val rows of seeds 1 + 3; test seed 2 — the same cohorts
+# as build_seg_weights.sh), the stepwise run and the single-stage baseline trained side by side (one thread each), the stepwise
 # model copied into Resources/Models, the four ablations + a clinical-only and a kinetic-feature
 # (image-only) reference evaluated on the external site of seed 2 and on the independently coded
 # variant phantom, and the whole-exam benchmark. ~30 min on a 2-core CPU.
@@ -15,7 +15,7 @@ WORK=${WORK:-/tmp/breast-v2}
 N_TRAIN=${N_TRAIN:-240}
 EPOCHS=${EPOCHS:-"12 12 24"}   # steps 1, 2, 3; the single-stage baseline trains for their sum
 EVAL_OUT=${EVAL_OUT:-docs/pcr-evaluation}
-RUNS=${RUNS:-$WORK/runs-radiomics}
+RUNS=${RUNS:-$WORK/runs-sel13}
 # the image branch reads the tumour's kinetic features beside the CNN (both runs, so the ablation
 # compares training schemes, not inputs); RADIOMICS= (empty) trains the CNN-only image branch
 RADIOMICS=${RADIOMICS---radiomics}
@@ -24,11 +24,14 @@ MODELS_DIR=${MODELS_DIR:-Resources/Models}
 [ -f "$WORK/train/manifest.csv" ]   || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 [ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
+[ -f "$WORK/train3/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 3 --out "$WORK/train3"
+"$PY" -m training.combine_manifests "$WORK/combined" "$WORK/train" "$WORK/train3"
+TRAIN="$WORK/combined/manifest.csv"
 
-"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$RUNS/stepwise" \
+"$PY" -m training.train breast pcr --manifest "$TRAIN" --out "$RUNS/stepwise" \
     --mode stepwise --epochs $EPOCHS --threads 1 --quiet --resume $RADIOMICS &
 STEPWISE=$!
-"$PY" -m training.train breast pcr --manifest "$WORK/train/manifest.csv" --out "$RUNS/single_stage" \
+"$PY" -m training.train breast pcr --manifest "$TRAIN" --out "$RUNS/single_stage" \
     --mode single-stage --epochs $EPOCHS --threads 1 --quiet --resume $RADIOMICS &
 SINGLE=$!
 wait "$STEPWISE"
@@ -37,8 +40,8 @@ wait "$SINGLE"
 mkdir -p "$MODELS_DIR"
 cp "$RUNS/stepwise/breast_pcr.safetensors" "$RUNS/stepwise/breast_pcr.json" "$MODELS_DIR"/
 
-"$PY" -m responseai.cli evaluate breast pcr --train "$WORK/train/manifest.csv" --test "$WORK/test/manifest.csv" \
+"$PY" -m responseai.cli evaluate breast pcr --train "$TRAIN" --test "$WORK/test/manifest.csv" \
     --runs "$RUNS" --out "$EVAL_OUT"
-"$PY" -m responseai.cli evaluate breast pcr --train "$WORK/train/manifest.csv" --test "$WORK/variant/manifest.csv" \
+"$PY" -m responseai.cli evaluate breast pcr --train "$TRAIN" --test "$WORK/variant/manifest.csv" \
     --runs "$RUNS" --out "$EVAL_OUT/variant"
 "$PY" -m responseai.cli bench breast --weights "$MODELS_DIR/breast_pcr.safetensors" --n 10 --threads 2 --json "$EVAL_OUT/bench.json"

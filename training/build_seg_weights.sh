@@ -24,21 +24,7 @@ STEPS=${STEPS:-40}
 
 [ -f "$WORK/train3/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 3 --out "$WORK/train3"
 # seeds 1 + 3, training and validation rows only (their external sites stay unseen)
-"$PY" - "$WORK" <<'PY'
-import sys
-from pathlib import Path
-import pandas as pd
-work = Path(sys.argv[1])
-parts = []
-for name in ("train", "train3"):
-    frame = pd.read_csv(work / name / "manifest.csv")
-    frame = frame[frame["split"].isin(["train", "val"])].copy()
-    for column in ("pre", "post1", "post2", "mask", "anatomy"):
-        frame[column] = [f"../{name}/{path}" if isinstance(path, str) else path for path in frame[column]]
-    parts.append(frame)
-(work / "combined").mkdir(exist_ok=True)
-pd.concat(parts).to_csv(work / "combined" / "manifest.csv", index=False)
-PY
+"$PY" -m training.combine_manifests "$WORK/combined" "$WORK/train" "$WORK/train3"
 
 "$PY" -m training.train breast segmentation --manifest "$WORK/train/manifest.csv" --out "$WORK/seg-run2" \
     --epochs "$EPOCHS" --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 0 --threads 2 --n-val 16 --resume

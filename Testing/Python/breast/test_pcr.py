@@ -24,6 +24,7 @@ from responseai.errors import (
     GeometryMismatchError,
     InvalidImageError,
     MissingPhaseError,
+    ResponseAIError,
     WeightsError,
 )
 from responseai.explain import mass_in_mask, pointing_game
@@ -399,3 +400,25 @@ def test_external_evaluation_scores_every_ablation_and_isolates_the_cnn(tiny_coh
     assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
     report = (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8")
     assert report.count("|") > 20 and "Stepwise − clinical-only AUC" in report
+
+
+def test_a_joined_training_cohort_still_refuses_a_test_cohort_it_contains(tmp_path: Path):
+    """Seeds 1 + 3 joined for training: evaluating on seed 3 is refused, on seed 2 allowed."""
+    from responseai.breast.pcr.evaluation import _check_different_seeds
+    from training.combine_manifests import combine
+
+    cohorts = []
+    for seed in (1, 3, 2):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        pd.DataFrame({"patient_id": [f"P{seed}-0", f"P{seed}-1", f"P{seed}-2"], "split": ["train", "val", "external"],
+                      "pre": ["images/a.nrrd"] * 3}).to_csv(folder / "manifest.csv", index=False)
+        (folder / "cohort.json").write_text(json.dumps({"generator": "responseai.breast.phantom", "seed": seed}))
+        cohorts.append(folder)
+    joined = combine(tmp_path / "joined", cohorts[:2])
+    frame = pd.read_csv(joined)
+    assert list(frame["patient_id"]) == ["P1-0", "P1-1", "P3-0", "P3-1"]  # external rows stay out
+    assert (joined.parent / frame["pre"].iloc[0]).resolve() == (cohorts[0] / "images/a.nrrd").resolve()
+    with pytest.raises(ResponseAIError, match=r"share phantom seed \[3\]"):
+        _check_different_seeds(joined, cohorts[1] / "manifest.csv")
+    _check_different_seeds(joined, cohorts[2] / "manifest.csv")

@@ -114,6 +114,25 @@ def test_holes_are_filled_as_monai_fills_them_on_the_whole_volume():
         assert np.array_equal(fill_holes(component), expected.astype(np.uint8))
     assert fill_holes(shell).sum() == _ball(shape, (8, 12, 12), 6).sum()
     assert not fill_holes(np.zeros(shape, bool)).any()
+    for component in [shell, cup, edge, *blobs]:  # face connectivity: scipy's whole-volume result
+        assert np.array_equal(fill_holes(component, connectivity=1), ndimage.binary_fill_holes(component))
+
+
+def test_bpe_index_ignores_the_tumour_and_its_margin_exactly():
+    """The box-limited dilation gives the whole-volume dilation's BPE index."""
+    from scipy import ndimage
+
+    from responseai.breast.segmentation.inference import bpe_index
+
+    rng = np.random.default_rng(1)
+    channels = rng.random((4, 20, 30, 30)).astype(np.float32) + 0.5
+    region = np.zeros((20, 30, 30), bool)
+    region[2:18, 3:27, 3:27] = True
+    tumour = _ball((20, 30, 30), (10, 15, 6), 3).astype(np.uint8)  # near the region's edge
+    channels[3][tumour > 0] = 50.0  # a tumour this bright would dominate the index if it were counted
+    background = region & ~ndimage.binary_dilation(tumour > 0, iterations=5)
+    expected = np.percentile(channels[3][background] / channels[0][background], 90) * 100
+    assert bpe_index(channels, region, tumour) == pytest.approx(expected, rel=1e-6)
 
 
 def test_no_breast_found_is_a_clear_error(monkeypatch, tmp_path: Path):

@@ -411,13 +411,19 @@ def _check_runs(runs_dir: Path) -> None:
 
 def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
     """Refuse to validate on the training phantom (same seed = same patients)."""
-    seeds = []
-    for manifest in (train_manifest, test_manifest):
-        meta = manifest.parent / "cohort.json"
-        info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
-        seeds.append((info.get("generator"), info.get("seed")))
-    if seeds[0][1] is not None and seeds[0] == seeds[1]:
-        raise ResponseAIError(f"train and test cohorts share phantom seed {seeds[0]}: generate the test cohort with another seed")
+    train, test = (_cohort_meta(m) for m in (train_manifest, test_manifest))
+    shared = set(train["seeds"]) & set(test["seeds"]) - {None}
+    if shared and train["generator"] == test["generator"]:
+        raise ResponseAIError(f"train and test cohorts share phantom seed {sorted(shared)} of {train['generator']}: "
+                              "generate the test cohort with another seed")
+
+
+def _cohort_meta(manifest: Path) -> dict:
+    """Generator and seed(s) from ``cohort.json`` beside a manifest (a joined cohort lists several)."""
+    meta = manifest.parent / "cohort.json"
+    info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+    seeds = info.get("seeds", [info.get("seed")])
+    return {"generator": info.get("generator"), "seeds": seeds}
 
 
 def main(argv: list[str] | None = None) -> int:
