@@ -398,6 +398,10 @@ def test_external_evaluation_scores_every_ablation_and_isolates_the_cnn(tiny_coh
     assert gap["value"] == pytest.approx(results["steps 1–3 (stepwise, clinical)"]["metrics"]["auc"]["value"]
                                          - results["clinical-only logistic regression (reference)"]["metrics"]["auc"]["value"])
     assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
+    guided = results["steps 1–3 (stepwise, clinical)"]
+    median = guided["attention_in_mask_median"]  # the target statistic, beside the mean
+    assert 0.0 <= median["ci_low"] <= median["value"] <= median["ci_high"] <= 1.0
+    assert results["step 1 (global)"]["attention_in_mask_median"] is None  # GAP: no attention map
     report = (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8")
     assert report.count("|") > 20 and "Stepwise − clinical-only AUC" in report
 
