@@ -36,6 +36,7 @@ from monai.transforms import (
     RandGaussianNoised,
     RandGaussianSmoothd,
     RandScaleIntensityd,
+    RandSimulateLowResolutiond,
 )
 
 from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REFERENCE_PHASE
@@ -89,6 +90,8 @@ class SegTrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.pt"})
     n_val: int = field(default=16, metadata={"help": "validation exams scored each epoch (whole exams, sliding window)"})
     augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, blur, noise)"})
+    low_resolution: float = field(default=0.0, metadata={
+        "help": "probability of simulating a coarser acquisition (MONAI RandSimulateLowResolutiond, zoom 0.5-1)"})
     init: Path | None = field(default=None, metadata={"help": "start from these verified weights (.safetensors "
                                                                 "with its card) instead of random ones"})
 
@@ -138,13 +141,15 @@ def load_split(manifest: Path, split: str, limit: int | None = None) -> list[Seg
     return [load_case(row, manifest.parent) for _, row in progress]
 
 
-def _augmentation(patch: tuple[int, int, int]) -> Compose:
+def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0) -> Compose:
     """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms).
 
     Beyond pose and gain: a coarser or blurrier scanner (Gaussian smoothing, in-plane pixels up
     to 1.6 mm and thick slices look like this after resampling), a noisier one, and a contrast
     bolus that arrives earlier or later (each channel scaled on its own, which changes the
-    post/pre ratios a little, as timing does).
+    post/pre ratios a little, as timing does). ``low_resolution`` > 0 also down- and re-samples
+    patches (zoom 0.5–1): thick-slice sagittal or coarse oblique series look like this on the
+    canonical grid.
     """
     keys = ("image", "label")
     return Compose([
@@ -158,6 +163,7 @@ def _augmentation(patch: tuple[int, int, int]) -> Compose:
         RandScaleIntensityd("image", prob=0.5, factors=0.25),
         RandScaleIntensityd("image", prob=0.4, factors=0.12, channel_wise=True),
         RandGaussianNoised("image", prob=0.4, std=0.05),
+        *([RandSimulateLowResolutiond("image", prob=low_resolution, zoom_range=(0.5, 1.0))] if low_resolution else []),
     ])
 
 
@@ -254,7 +260,9 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                                             "holes filled",
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
                           "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
-                                          "gamma, intensity scale (global and per channel), Gaussian noise" if config.augment else "none"},
+                                          "gamma, intensity scale (global and per channel), Gaussian noise"
+                                          + (f", simulated low resolution (p {config.low_resolution:g}, zoom 0.5-1)"
+                                             if config.low_resolution else "") if config.augment else "none"},
         "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(config.manifest),
                           "epochs": config.epochs, "steps_per_epoch": config.steps, "batch_size": config.batch_size,
@@ -276,7 +284,7 @@ def train(config: SegTrainConfig) -> Path | None:
                          f"(found {len(train_cases)} and {len(val_cases)}); the best epoch is chosen on val")
     architecture = {**DEFAULT_ARCHITECTURE, "out_channels": int(max(c.label.max() for c in train_cases)) + 1}
     model = wrap_model(initial_model(architecture, config.init), info)
-    augment = _augmentation(tuple(config.patch)) if config.augment else None
+    augment = _augmentation(tuple(config.patch), config.low_resolution) if config.augment else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     checkpoint, best_path = config.out / "checkpoints" / "last.pt", config.out / "checkpoints" / "best.safetensors"

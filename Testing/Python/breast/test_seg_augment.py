@@ -1,0 +1,47 @@
+"""Training-time augmentation of the segmentation network: what each transform may and may not change."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from training.breast_seg import _augmentation
+from training.dce_augment import RandEnhancementd
+
+
+def _patch() -> dict:
+    rng = np.random.default_rng(0)
+    label = np.zeros((1, 16, 24, 24), np.int64)
+    label[0, :, :, :12] = 1  # breast
+    label[0, 6:10, 8:14, 4:10] = 2  # tumour inside it
+    pre = rng.uniform(0.2, 0.6, (16, 24, 24)).astype(np.float32)
+    uptake = np.where(label[0] == 2, 0.9, np.where(label[0] == 1, 0.2, 0.05)).astype(np.float32)
+    image = np.stack([pre, pre + uptake, pre + 0.8 * uptake, uptake])
+    return {"image": torch.from_numpy(image), "label": torch.from_numpy(label)}
+
+
+def test_uptake_gains_leave_the_anatomy_and_keep_the_subtraction_consistent():
+    data = _patch()
+    transform = RandEnhancementd(prob=1.0, sigma=0.5)
+    transform.set_random_state(3)
+    out = transform(data)
+    image, before = out["image"], data["image"]
+    assert torch.equal(image[0], before[0])  # the pre-contrast anatomy does not move
+    assert torch.allclose(image[3], image[1] - image[0])  # subtraction recomputed from the scaled phases
+    tumour_gain, _, exam_gain = transform.gains
+    core = (slice(7, 9), slice(9, 13), slice(5, 9))  # deep inside the tumour: the blend is ≈ the tumour gain
+    ratio = ((image[1] - image[0])[core] / (before[1] - before[0])[core]).mean().item()
+    assert abs(ratio - tumour_gain * exam_gain) < 0.05 * tumour_gain * exam_gain
+    assert torch.equal(out["label"], data["label"])  # labels untouched
+
+
+def test_low_resolution_simulation_is_optional_and_keeps_patch_and_labels_aligned():
+    plain = _augmentation((16, 24, 24))
+    coarse = _augmentation((16, 24, 24), low_resolution=1.0)
+    names = lambda compose: [type(t).__name__ for t in compose.transforms]  # noqa: E731
+    assert "RandSimulateLowResolutiond" not in names(plain)
+    assert names(coarse)[-1] == "RandSimulateLowResolutiond"
+    coarse.set_random_state(0)
+    out = coarse(_patch())
+    assert tuple(out["image"].shape) == (4, 16, 24, 24) and tuple(out["label"].shape) == (1, 16, 24, 24)
+    assert set(np.unique(np.asarray(out["label"]))) <= {0, 1, 2}  # labels never interpolated
