@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from sklearn.metrics import roc_auc_score
 
 from responseai.breast.constants import BREAST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits
 from responseai.breast.pcr.features import FEATURES
 from responseai.breast.pcr.model import build_model, inherit_weights, make_config
 from responseai.clinical import ClinicalEncoder, records_from_frame
+from responseai.metrics import auc_or_nan
 from training.breast_pcr import PcrTrainConfig, fit_clinical_term, make_optimizer, plan_steps, train_epoch
 from responseai.weights import load_model
 from training.engine import init_distributed, seed_everything
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def _auc(model: torch.nn.Module, cohort: Cohort, rows: np.ndarray) -> float:
     logits, _ = predict_logits(model, cohort, rows, torch.device("cpu"))
-    return float(roc_auc_score(cohort.labels[rows], logits.ravel()))
+    return auc_or_nan(cohort.labels[rows], logits.ravel())
 
 
 def _dev_cohort(spec: str, base: dict, train: Cohort) -> tuple[str, Cohort]:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = train.rows("train")
         clinical = LogisticRegression(max_iter=2000, class_weight="balanced").fit(train.clinical[rows], train.labels[rows])
         log.info("clinical-only  %s", "  ".join(
-            f"{k} {roc_auc_score(c.labels, clinical.decision_function(c.clinical)):.3f}" for k, c in devs.items()))
+            f"{k} {auc_or_nan(c.labels, clinical.decision_function(c.clinical)):.3f}" for k, c in devs.items()))
         for weights in args.score:
             model, card = load_model(weights, build_model, expected_task="pcr")
             scores = {k: _auc(model, _encoded_for(c, card), np.arange(len(c.frame))) for k, c in devs.items()}
