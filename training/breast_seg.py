@@ -90,6 +90,8 @@ class SegTrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.pt"})
     n_val: int = field(default=16, metadata={"help": "validation exams scored each epoch (whole exams, sliding window)"})
     augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, blur, noise)"})
+    cranio_caudal_flip: bool = field(default=False, metadata={
+        "help": "also flip patches head <-> feet (prob 0.5): site-specific heights of enhancing structures stop being cues"})
     low_resolution: float = field(default=0.0, metadata={
         "help": "probability of simulating a coarser acquisition (MONAI RandSimulateLowResolutiond, zoom 0.5-1)"})
     init: Path | None = field(default=None, metadata={"help": "start from these verified weights (.safetensors "
@@ -141,7 +143,7 @@ def load_split(manifest: Path, split: str, limit: int | None = None) -> list[Seg
     return [load_case(row, manifest.parent) for _, row in progress]
 
 
-def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0) -> Compose:
+def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cranio_caudal_flip: bool = False) -> Compose:
     """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms).
 
     Beyond pose and gain: a coarser or blurrier scanner (Gaussian smoothing, in-plane pixels up
@@ -149,12 +151,15 @@ def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0) -> C
     bolus that arrives earlier or later (each channel scaled on its own, which changes the
     post/pre ratios a little, as timing does). ``low_resolution`` > 0 also down- and re-samples
     patches (zoom 0.5–1): thick-slice sagittal or coarse oblique series look like this on the
-    canonical grid.
+    canonical grid. ``cranio_caudal_flip`` mirrors patches head ↔ feet as well, so that the height
+    at which a site puts an enhancing non-tumour structure (the phantom's coil artefact) cannot be
+    learnt as what makes it harmless.
     """
     keys = ("image", "label")
     return Compose([
         RandEnhancementd("image", "label"),  # before any resampling: the labels are exact here
         RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
+        *([RandFlipd(keys, prob=0.5, spatial_axis=0)] if cranio_caudal_flip else []),
         RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.15, 0.15, 0.15),
                     mode=("bilinear", "nearest"), padding_mode="zeros", spatial_size=patch),
         RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.4)),
@@ -261,6 +266,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
                           "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"
+                                          + (", head-feet flip" if config.cranio_caudal_flip else "")
                                           + (f", simulated low resolution (p {config.low_resolution:g}, zoom 0.5-1)"
                                              if config.low_resolution else "") if config.augment else "none"},
         "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,
@@ -284,7 +290,8 @@ def train(config: SegTrainConfig) -> Path | None:
                          f"(found {len(train_cases)} and {len(val_cases)}); the best epoch is chosen on val")
     architecture = {**DEFAULT_ARCHITECTURE, "out_channels": int(max(c.label.max() for c in train_cases)) + 1}
     model = wrap_model(initial_model(architecture, config.init), info)
-    augment = _augmentation(tuple(config.patch), config.low_resolution) if config.augment else None
+    augment = (_augmentation(tuple(config.patch), config.low_resolution, config.cranio_caudal_flip)
+               if config.augment else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     checkpoint, best_path = config.out / "checkpoints" / "last.pt", config.out / "checkpoints" / "best.safetensors"

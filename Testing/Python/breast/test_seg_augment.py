@@ -45,3 +45,18 @@ def test_low_resolution_simulation_is_optional_and_keeps_patch_and_labels_aligne
     out = coarse(_patch())
     assert tuple(out["image"].shape) == (4, 16, 24, 24) and tuple(out["label"].shape) == (1, 16, 24, 24)
     assert set(np.unique(np.asarray(out["label"]))) <= {0, 1, 2}  # labels never interpolated
+
+
+def test_head_feet_flip_is_optional_and_moves_image_and_labels_together():
+    flipping = _augmentation((16, 24, 24), cranio_caudal_flip=True)
+    axes = [t.flipper.spatial_axis for t in flipping.transforms if type(t).__name__ == "RandFlipd"]
+    assert axes == [2, 0]
+    assert [t.flipper.spatial_axis for t in _augmentation((16, 24, 24)).transforms
+            if type(t).__name__ == "RandFlipd"] == [2]
+    flip = flipping.transforms[2]  # the head-feet flip alone, always applied
+    flip.prob = 1.0
+    data = _patch()
+    data["label"][0, 1, 0, 0] = 2  # an asymmetric marker
+    out = flip(data)
+    assert torch.equal(torch.as_tensor(out["image"]), data["image"].flip(1))
+    assert torch.equal(torch.as_tensor(out["label"]), data["label"].flip(1))
