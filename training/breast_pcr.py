@@ -270,13 +270,9 @@ class ValidationSelection:
                 "selected_epoch": self.epoch, "val_auc": round(self.auc, 4), "val_auc_by_epoch": self.history}
 
 
-def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrTrainConfig, info: DistInfo,
-             base_config: dict) -> tuple[PCRNet, dict]:
-    """Build the step's model, inherit the previous step's weights, train (resumably).
-
-    Returns the model and, for a step selected on val, the selection record for its card.
-    """
-    seed_everything(config.seed)
+def step_model(spec: StepSpec, previous: dict | None, cohort: Cohort, seed: int, base_config: dict) -> PCRNet:
+    """The step's network, seeded, started from the previous step's weights (or its feature statistics)."""
+    seed_everything(seed)
     arch = make_config(**base_config, attention=spec.attention, clinical=spec.clinical,
                        n_clinical=cohort.clinical.shape[1] if spec.clinical else 0)
     model = build_model(arch)
@@ -287,6 +283,17 @@ def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrT
         fresh = inherit_weights(model, previous)
         log.info("step %s: initialised from the previous step; new modules: %s", spec.name,
                  sorted({k.split('.')[0] for k in fresh}) or "none")
+    return model
+
+
+def run_step(spec: StepSpec, previous: dict | None, cohort: Cohort, config: PcrTrainConfig, info: DistInfo,
+             base_config: dict) -> tuple[PCRNet, dict]:
+    """Build the step's model, inherit the previous step's weights, train (resumably).
+
+    Returns the model and, for a step selected on val, the selection record for its card.
+    """
+    model = step_model(spec, previous, cohort, config.seed, base_config)
+    arch = model.config
     model.to(info.device)
     optimizer = make_optimizer(model, spec, config.lr)
     ckpt = Path(config.out) / "checkpoints" / f"{spec.tag}.pt"

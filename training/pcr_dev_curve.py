@@ -28,13 +28,14 @@ from safetensors.torch import load_file
 
 from responseai.breast.constants import BREAST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits
+from responseai.breast.pcr.evaluation import clinical_reference
 from responseai.breast.pcr.features import FEATURES
-from responseai.breast.pcr.model import build_model, inherit_weights, make_config
-from responseai.clinical import ClinicalEncoder, records_from_frame
+from responseai.breast.pcr.inference import load_pcr_model
+from responseai.breast.pcr.model import make_config
+from responseai.clinical import records_from_frame
 from responseai.metrics import auc_or_nan
-from training.breast_pcr import PcrTrainConfig, fit_clinical_term, make_optimizer, plan_steps, train_epoch
-from responseai.weights import load_model
-from training.engine import init_distributed, seed_everything
+from training.breast_pcr import PcrTrainConfig, fit_clinical_term, make_optimizer, plan_steps, step_model, train_epoch
+from training.engine import init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,10 @@ def _dev_cohort(spec: str, base: dict, train: Cohort) -> tuple[str, Cohort]:
         Path(path), base, splits=splits, encoder=train.encoder, show_progress=False)
 
 
-def _encoded_for(cohort: Cohort, card: dict) -> Cohort:
+def _encoded_for(cohort: Cohort, encoder) -> Cohort:
     """The cohort's clinical matrix re-encoded with a model's own encoder (fitted on its training rows)."""
-    if not card["architecture"]["clinical"]:
+    if encoder is None:
         return cohort
-    encoder = ClinicalEncoder.from_dict(card["preprocessing"]["clinical_encoder"], BREAST_SCHEMA)
     return dataclasses.replace(cohort, clinical=encoder.transform(records_from_frame(cohort.frame, BREAST_SCHEMA)),
                                encoder=encoder)
 
@@ -79,23 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     train = load_cohort(args.manifest, make_config(**base, clinical=False), show_progress=False)
     devs = dict(_dev_cohort(spec, make_config(**base, clinical=False), train) for spec in args.dev)
     if args.score:
-        from sklearn.linear_model import LogisticRegression
-
-        rows = train.rows("train")
-        clinical = LogisticRegression(max_iter=2000, class_weight="balanced").fit(train.clinical[rows], train.labels[rows])
         log.info("clinical-only  %s", "  ".join(
-            f"{k} {auc_or_nan(c.labels, clinical.decision_function(c.clinical)):.3f}" for k, c in devs.items()))
+            f"{k} {auc_or_nan(c.labels, clinical_reference(args.manifest, c).probs):.3f}" for k, c in devs.items()))
         for weights in args.score:
-            model, card = load_model(weights, build_model, expected_task="pcr")
-            scores = {k: _auc(model, _encoded_for(c, card), np.arange(len(c.frame))) for k, c in devs.items()}
+            loaded = load_pcr_model(weights)
+            scores = {k: _auc(loaded.model, _encoded_for(c, loaded.encoder), np.arange(len(c.frame)))
+                      for k, c in devs.items()}
             log.info("%s  %s", weights, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         return 0
     if args.step12 is None:
         parser.error("give --step12 (learning curve) or --score (finished models)")
     spec = plan_steps(config)[2]
-    seed_everything(config.seed)
-    model = build_model(make_config(**base, attention=True, clinical=True, n_clinical=train.clinical.shape[1]))
-    inherit_weights(model, load_file(str(args.step12)))
+    model = step_model(spec, load_file(str(args.step12)), train, config.seed, base)
     fit_clinical_term(model, train, torch.device("cpu"))
     optimizer = make_optimizer(model, spec, config.lr)
     info = init_distributed()

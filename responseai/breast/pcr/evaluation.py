@@ -158,7 +158,7 @@ def image_feature_reference(train: Cohort, cohort: Cohort) -> ModelOutputs:
     return ModelOutputs(probs, nan, nan, nan, nan, threshold, False)
 
 
-def mean_ci(values: np.ndarray, n_boot: int, seed: int, statistic: str = "mean") -> dict:
+def statistic_ci(values: np.ndarray, n_boot: int, seed: int, statistic: str = "mean") -> dict:
     """Mean (or median) of a per-case score with a percentile bootstrap 95 % CI."""
     function = {"mean": np.nanmean, "median": np.nanmedian}[statistic]
     return bootstrap(lambda v: {statistic: float(function(v))}, (np.asarray(values, float),), n_boot, seed)[statistic]
@@ -220,13 +220,13 @@ def summarise(name: str, out: ModelOutputs, y: np.ndarray, n_boot: int, seed: in
     return {
         "threshold_from_val": out.threshold,
         "metrics": report,
-        "attention_in_mask": mean_ci(out.attention_in_mask, n_boot, seed) if out.has_attention else None,
+        "attention_in_mask": statistic_ci(out.attention_in_mask, n_boot, seed) if out.has_attention else None,
         # the issue's target is stated on the median; a few diffuse maps pull the mean down
-        "attention_in_mask_median": (mean_ci(out.attention_in_mask, n_boot, seed, "median")
+        "attention_in_mask_median": (statistic_ci(out.attention_in_mask, n_boot, seed, "median")
                                      if out.has_attention else None),
-        "pointing_game": mean_ci(out.pointing, n_boot, seed) if out.has_attention else None,
-        "gradcam_in_mask": mean_ci(out.gradcam_in_mask, n_boot, seed) if np.isfinite(out.gradcam_in_mask).any() else None,
-        "gradcam_pointing_game": mean_ci(out.gradcam_pointing, n_boot, seed) if np.isfinite(out.gradcam_pointing).any() else None,
+        "pointing_game": statistic_ci(out.pointing, n_boot, seed) if out.has_attention else None,
+        "gradcam_in_mask": statistic_ci(out.gradcam_in_mask, n_boot, seed) if np.isfinite(out.gradcam_in_mask).any() else None,
+        "gradcam_pointing_game": statistic_ci(out.gradcam_pointing, n_boot, seed) if np.isfinite(out.gradcam_pointing).any() else None,
         "reliability": {k: v.tolist() for k, v in reliability_curve(y, out.probs).items()},
     }
 
