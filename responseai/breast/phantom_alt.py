@@ -1,8 +1,9 @@
 """A third, independently coded breast DCE-MRI phantom (``breast-phantom-alt``).
 
-Its cohorts are mixed into the segmentation network's training data so that the network sees
-more than one generator's idea of anatomy and contrast (domain generalisation). It is never used
-for validation of a model.
+Written without reading the other two generators, it is a second "other generator" for the
+segmentation: with ``--external`` its cohort is a **cross-generator development set** for models
+trained without it (choices are made there, the independent variant stays for the final check
+only); without, its train/val rows can be mixed into training (tried: ``docs/segmentation.md``).
 
 Anatomy (patient body frame, LPS millimetres, prone; y = 0 near the pectoral surface at the
 midline, z = 0 at nipple level):
@@ -876,13 +877,19 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m responseai.breast.phantom_alt --n N --seed S --out DIR [--workers W]``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = cohort_parser("python -m responseai.breast.phantom_alt",
-                           "Third, independently coded breast DCE-MRI phantom (segmentation training only).", 200, 21)
+                           "Third, independently coded breast DCE-MRI phantom (development set and training data).", 200, 21)
+    parser.add_argument("--external", action="store_true",
+                        help="mark every case external (split 'external'): a development set for models trained without this generator")
     args = parse_cohort_args(parser, argv)
-    meta = dict(generator=GENERATOR, purpose="segmentation training data only (domain generalisation), never validation",
+    purpose = ("cross-generator development set for models trained without this generator" if args.external
+               else "segmentation training data (mixing generators)")
+    meta = dict(generator=GENERATOR, purpose=purpose,
                 phases={"pre": 0, "post1": 90, "post2": "300-420"}, label_rule=LABEL_RULE,
                 anatomy_codes={str(k): v for k, v in ANATOMY_CODES.items()},
                 sites=[{**asdict(s), "direction": list(s.direction)} for s in SITES])
-    write_cohort_files(args.out, args.n, args.seed, _worker, COLUMNS, meta, args.workers)
+    manifest = write_cohort_files(args.out, args.n, args.seed, _worker, COLUMNS, meta, args.workers)
+    if args.external:  # the images do not depend on the split: only the table changes
+        manifest.assign(split="external", external=1).to_csv(args.out / "manifest.csv", index=False)
     return 0
 
 

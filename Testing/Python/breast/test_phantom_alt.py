@@ -92,6 +92,19 @@ def test_deterministic(cohort):
     np.testing.assert_array_equal(case["mask"].array, read_image(folder / "mask.nrrd").array)
 
 
+def test_external_development_cohort_has_the_same_images(cohort, tmp_path):
+    """``--external``: every row external (a development set), the images byte-identical."""
+    out = tmp_path / "dev"
+    assert pa.main(["--n", "1", "--seed", str(SEED), "--out", str(out), "--workers", "1", "--external"]) == 0
+    frame = read_manifest(out / "manifest.csv", MANIFEST_SCHEMA, require=("split", "mask"),
+                          need_splits=("external",)).frame
+    assert list(frame["split"]) == ["external"] and list(frame["external"]) == ["1"]
+    assert "development" in json.loads((out / "cohort.json").read_text())["purpose"]
+    for name in ("post1.nrrd", "mask.nrrd"):
+        first = f"images/BA{SEED:03d}-0000/{name}"
+        assert (out / first).read_bytes() == (cohort / first).read_bytes()
+
+
 def test_every_site(site_cases):
     directions = []
     for name, case in site_cases.items():

@@ -239,3 +239,24 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
     saved = json.loads((tmp_path / "eval" / "segmentation.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["dice"]["value"] == pytest.approx(dice["value"])
     assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| cohort")
+    for case in saved["per_case"]:  # every miss says which step lost the tumour
+        assert (case["miss_reason"] is None) == case["found"]
+    assert sum(saved["misses"]["reasons"].values()) == sum(not case["found"] for case in saved["per_case"])
+
+
+def test_a_miss_is_attributed_to_the_step_that_lost_the_tumour():
+    """Detector, size filter, breast region or selection rule: the evaluation says which one failed."""
+    from responseai.breast.segmentation.evaluation import miss_reason
+
+    shape = (20, 40, 60)
+    reference = _ball(shape, (10, 20, 15), 3)
+    region = _ball(shape, (10, 20, 15), 9) | _ball(shape, (10, 20, 45), 9)
+    probability = np.zeros(shape, np.float32)
+    assert miss_reason(probability, region, 0.5, reference) == "not detected"
+    probability[10, 20, 15] = 0.9  # one voxel of it above the threshold
+    assert miss_reason(probability, region, 0.5, reference) == "only specks"
+    probability[reference] = 0.8
+    probability[_ball(shape, (10, 20, 45), 3)] = 0.95  # a more confident candidate in the other breast
+    assert miss_reason(probability, region, 0.5, reference) == "another candidate chosen"
+    assert miss_reason(probability, ~region, 0.5, reference) == "outside the breast region"
+    assert miss_reason(probability, None, 0.5, reference) == "another candidate chosen"

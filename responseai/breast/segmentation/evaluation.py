@@ -22,10 +22,20 @@ import torch
 from monai.metrics import compute_hausdorff_distance
 from tqdm import tqdm
 
+from scipy import ndimage
+
 from responseai.breast.constants import MANIFEST_SCHEMA
-from responseai.breast.segmentation.inference import DEFAULT, segment_tumour
+from responseai.breast.preprocess import check_phases
+from responseai.breast.segmentation.inference import (
+    DEFAULT,
+    MIN_CANDIDATE_VOXELS,
+    MIN_INSIDE_BREAST,
+    segment_canonical,
+    segment_tumour,
+)
 from responseai.errors import EmptyMaskError
-from responseai.io import read_image
+from responseai.image import Image
+from responseai.io import read_image, resample_to
 from responseai.manifest import read_manifest
 from responseai.metrics import bootstrap, dice
 from responseai.weights import card_path
@@ -80,6 +90,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
+                         "mask_on": structure_under(mask, anatomy),
+                         "miss_reason": None if found else why_missed(phases, truth, weights),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "seconds": seconds[-1]})
@@ -92,7 +104,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "manifest": str(manifest), "weights": str(weights), "metrics": stats,
               "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
               "seconds_per_case_mean": float(np.mean(seconds)),
-              "seconds_per_case_median": float(np.median(seconds)), "per_case": per_case}
+              "seconds_per_case_median": float(np.median(seconds)), "misses": miss_summary(table),
+              "per_case": per_case}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +121,52 @@ def _mean_finite(values: np.ndarray) -> float:
 
 
 DISTRACTORS = (3, 4, 5, 6, 7)  # anatomy labels: heart, great vessels, internal mammary vessels, nodes, benign lesion
+#: the phantoms' anatomy codes (docs/phantom-cohorts.md; the variant and the alt phantom use the same ones)
+STRUCTURES = {0: "air", 1: "breast tissue", 2: "breast tissue", 3: "heart", 4: "great vessels",
+              5: "internal mammary vessels", 6: "axillary node", 7: "benign lesion", 8: "lung", 9: "chest wall",
+              10: "other body tissue"}
+
+
+def structure_under(mask: np.ndarray, anatomy: np.ndarray | None) -> str | None:
+    """The anatomy most of a predicted mask lies on (a tumour's own voxels carry its breast's label)."""
+    if anatomy is None or not mask.any():
+        return None
+    return STRUCTURES.get(int(np.bincount(anatomy[mask > 0].ravel()).argmax()), "unknown")
+
+
+def why_missed(phases: dict[str, Image], truth: Image, weights: Path) -> str:
+    """Which step lost a tumour the model did not return, from the numbers the user's call chose from."""
+    seg = segment_canonical(check_phases(phases), weights)
+    reference = resample_to(truth, seg.grid, is_label=True).array > 0
+    return miss_reason(seg.probabilities[-1], seg.region, seg.threshold, reference)
+
+
+def miss_reason(tumour_probability: np.ndarray, region: np.ndarray | None, threshold: float,
+                reference: np.ndarray) -> str:
+    """The candidate rule's verdict on the reference tumour (arrays on one grid).
+
+    "not detected": no voxel of it reaches the threshold; "only specks": it does, but only in
+    components too small to be candidates; "outside the breast region": its component lies mostly
+    outside the breasts the network found; "another candidate chosen": it was a candidate and lost
+    to one with a higher mean probability (the selection rule, not the detector, failed).
+    """
+    labels, _ = ndimage.label(tumour_probability >= threshold)
+    hits = [h for h in np.unique(labels[reference]) if h]
+    if not hits:
+        return "not detected"
+    components = [labels == h for h in hits]
+    if max(int(c.sum()) for c in components) < MIN_CANDIDATE_VOXELS:
+        return "only specks"
+    if region is not None and max(float(region[c].mean()) for c in components) < MIN_INSIDE_BREAST:
+        return "outside the breast region"
+    return "another candidate chosen"
+
+
+def miss_summary(table: pd.DataFrame) -> dict:
+    """Counts of the misses by reason, and what the returned mask lay on instead."""
+    missed = table[~table["found"]]
+    return {"reasons": {str(k): int(v) for k, v in missed["miss_reason"].value_counts().items()},
+            "mask_on": {str(k): int(v) for k, v in missed["mask_on"].fillna("no mask").value_counts().items()}}
 
 
 def on_distractor(mask: np.ndarray, anatomy: np.ndarray | None) -> bool:
@@ -148,7 +207,16 @@ def markdown(result: dict) -> str:
     return ("| cohort | split | n | Dice (95 % CI) | HD95 mm (95 % CI) | tumour found | mask on heart / vessels / "
             "nodes / benign |\n| --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
-            f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n")
+            f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
+            + _misses_line(result.get("misses")))
+
+
+def _misses_line(misses: dict | None) -> str:
+    """One sentence on why tumours were missed (empty when none were)."""
+    if not misses or not misses["reasons"]:
+        return ""
+    listing = lambda counts: ", ".join(f"{n} {what}" for what, n in counts.items())  # noqa: E731
+    return f"\nMissed: {listing(misses['reasons'])}; the returned mask lay on: {listing(misses['mask_on'])}.\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,36 @@ def side_of(mask: Image) -> str:
     return "left" if world[0] > 0 else "right"
 
 
+@dataclass
+class CanonicalSegmentation:
+    """The network's view of one exam on its canonical grid (what :func:`segment_exam` maps back)."""
+
+    grid: Image  # the canonical grid (axial, LPS-aligned, network spacing)
+    channels: np.ndarray  # network input, C×Z×Y×X
+    probabilities: np.ndarray  # class probabilities, C×Z×Y×X
+    region: np.ndarray | None  # breast region (None for a two-class card)
+    threshold: float  # tumour probability threshold from the card
+
+
+def segment_canonical(
+    aligned: Mapping[str, Image],
+    weights_path: str | Path = DEFAULT,
+    device: torch.device | str | None = None,
+) -> CanonicalSegmentation:
+    """Network probabilities and breast region of checked phases, on the canonical grid.
+
+    Separate from :func:`segment_exam` so that an evaluation can ask *why* a tumour was missed
+    (not detected, outside the breast region, or another candidate chosen) from the very numbers
+    the user's call chose from.
+    """
+    model, card = load_segmentation_model(weights_path)
+    model.to(torch.device(device) if device is not None else torch.device("cpu"))
+    spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
+    channels, grid = network_input(aligned, spacing)
+    probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
+    return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]))
+
+
 def segment_exam(
     phases: Mapping[str, Image | None],
     weights_path: str | Path = DEFAULT,
@@ -199,22 +229,17 @@ def segment_exam(
     model finds no breast; EmptyMaskError when no tumour candidate lies in the breasts.
     """
     aligned = check_phases(phases)
-    model, card = load_segmentation_model(weights_path)
-    model.to(torch.device(device) if device is not None else torch.device("cpu"))
-    spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
-    channels, grid = network_input(aligned, spacing)
-    probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
-    region = breast_region(probabilities)
+    seg = segment_canonical(aligned, weights_path, device)
+    region, grid = seg.region, seg.grid
     if region is not None and not region.any():
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
-    threshold = float(card["threshold"])
-    chosen, n, discarded, confidence = select_tumour(probabilities[-1], threshold, region)
+    chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region)
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(
             f"the segmentation model found no tumour in the breasts (no voxel above the card's threshold "
-            f"{threshold:g}){where}; check the phases are pre/post-contrast of the same study, or draw the "
+            f"{seg.threshold:g}){where}; check the phases are pre/post-contrast of the same study, or draw the "
             "tumour segment manually")
     reference = aligned[REFERENCE_PHASE]
     on_input = resample_to(grid.with_array(chosen), reference, is_label=True)
@@ -224,7 +249,8 @@ def segment_exam(
     breast = None if region is None else resample_to(grid.with_array(region.astype(np.uint8)), reference, is_label=True)
     volume = None if region is None else float(region.sum() * np.prod(grid.spacing) / 1000)
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
-    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence, bpe_index(channels, region, chosen), volume)
+    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence,
+                            bpe_index(seg.channels, region, chosen), volume)
 
 
 def segment_tumour(
