@@ -4,7 +4,8 @@
 # Training cohort: phantom v2 seed 1 (n = N_TRAIN, its train / val splits: bilateral exams with the
 # heart, vessels, nodes and a benign lesion in view, axial and sagittal, fat-suppressed or not).
 # Evaluation: the external site of phantom seed 2 and the independently coded variant phantom
-# (responseai/breast/phantom_variant.py), neither ever seen in training. Two runs: the base model
+# (responseai/breast/phantom_variant.py), neither ever seen in training; and, as a development set,
+# the third generator (responseai/breast/phantom_alt.py --external). Two runs: the base model
 # (seed 1, 40 epochs), then a fine-tune from it with the contrast-uptake augmentation
 # (training/dce_augment.py) on seeds 1 + 3 (20 epochs). ~45 min on 2 cores.
 #
@@ -21,6 +22,8 @@ STEPS=${STEPS:-40}
 [ -f "$WORK/train/manifest.csv" ]   || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 1 --out "$WORK/train"
 [ -f "$WORK/test/manifest.csv" ]    || "$PY" -m responseai.cli synth breast --n 200 --seed 2 --out "$WORK/test"
 [ -f "$WORK/variant/manifest.csv" ] || "$PY" -m responseai.breast.phantom_variant --n 60 --seed 5 --out "$WORK/variant"
+# the third, independently coded generator: a cross-generator development set (never trained on)
+[ -f "$WORK/alt22/manifest.csv" ]   || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 22 --external --out "$WORK/alt22"
 
 [ -f "$WORK/train3/manifest.csv" ]  || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 3 --out "$WORK/train3"
 # seeds 1 + 3, training and validation rows only (their external sites stay unseen)
@@ -37,3 +40,5 @@ cp "$WORK/seg-aug/breast_seg.safetensors" "$WORK/seg-aug/breast_seg.json" Resour
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/variant"
+"$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt22/manifest.csv" \
+    --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/alt-development"
