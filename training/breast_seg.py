@@ -90,8 +90,9 @@ class SegTrainConfig:
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.pt"})
     n_val: int = field(default=16, metadata={"help": "validation exams scored each epoch (whole exams, sliding window)"})
     augment: bool = field(default=True, metadata={"help": "MONAI augmentation (flip, affine, bias field, gamma, blur, noise)"})
-    cranio_caudal_flip: bool = field(default=False, metadata={
-        "help": "also flip patches head <-> feet (prob 0.5): site-specific heights of enhancing structures stop being cues"})
+    cranio_caudal_flip: float = field(default=0.0, metadata={
+        "help": "probability of flipping patches head <-> feet (0.5: half of them): site-specific heights of "
+                "enhancing structures stop being cues"})
     low_resolution: float = field(default=0.0, metadata={
         "help": "probability of simulating a coarser acquisition (MONAI RandSimulateLowResolutiond, zoom 0.5-1)"})
     init: Path | None = field(default=None, metadata={"help": "start from these verified weights (.safetensors "
@@ -143,7 +144,7 @@ def load_split(manifest: Path, split: str, limit: int | None = None) -> list[Seg
     return [load_case(row, manifest.parent) for _, row in progress]
 
 
-def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cranio_caudal_flip: bool = False) -> Compose:
+def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cranio_caudal_flip: float = 0.0) -> Compose:
     """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms).
 
     Beyond pose and gain: a coarser or blurrier scanner (Gaussian smoothing, in-plane pixels up
@@ -151,7 +152,7 @@ def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cran
     bolus that arrives earlier or later (each channel scaled on its own, which changes the
     post/pre ratios a little, as timing does). ``low_resolution`` > 0 also down- and re-samples
     patches (zoom 0.5–1): thick-slice sagittal or coarse oblique series look like this on the
-    canonical grid. ``cranio_caudal_flip`` mirrors patches head ↔ feet as well, so that the height
+    canonical grid. ``cranio_caudal_flip`` > 0 mirrors that share of patches head ↔ feet as well, so that the height
     at which a site puts an enhancing non-tumour structure (the phantom's coil artefact) cannot be
     learnt as what makes it harmless.
     """
@@ -159,7 +160,7 @@ def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cran
     return Compose([
         RandEnhancementd("image", "label"),  # before any resampling: the labels are exact here
         RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
-        *([RandFlipd(keys, prob=0.5, spatial_axis=0)] if cranio_caudal_flip else []),
+        *([RandFlipd(keys, prob=cranio_caudal_flip, spatial_axis=0)] if cranio_caudal_flip else []),
         RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.15, 0.15, 0.15),
                     mode=("bilinear", "nearest"), padding_mode="zeros", spatial_size=patch),
         RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.4)),
@@ -266,7 +267,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
                           "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"
-                                          + (", head-feet flip" if config.cranio_caudal_flip else "")
+                                          + (f", head-feet flip (p {config.cranio_caudal_flip:g})" if config.cranio_caudal_flip else "")
                                           + (f", simulated low resolution (p {config.low_resolution:g}, zoom 0.5-1)"
                                              if config.low_resolution else "") if config.augment else "none"},
         "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,

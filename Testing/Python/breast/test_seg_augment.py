@@ -48,9 +48,9 @@ def test_low_resolution_simulation_is_optional_and_keeps_patch_and_labels_aligne
 
 
 def test_head_feet_flip_is_optional_and_moves_image_and_labels_together():
-    flipping = _augmentation((16, 24, 24), cranio_caudal_flip=True)
+    flipping = _augmentation((16, 24, 24), cranio_caudal_flip=0.25)
     axes = [t.flipper.spatial_axis for t in flipping.transforms if type(t).__name__ == "RandFlipd"]
-    assert axes == [2, 0]
+    assert axes == [2, 0] and flipping.transforms[2].prob == 0.25
     assert [t.flipper.spatial_axis for t in _augmentation((16, 24, 24)).transforms
             if type(t).__name__ == "RandFlipd"] == [2]
     flip = flipping.transforms[2]  # the head-feet flip alone, always applied
