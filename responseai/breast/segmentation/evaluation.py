@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.metrics import compute_hausdorff_distance
-from tqdm import tqdm
-
 from scipy import ndimage
+from tqdm import tqdm
 
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
