@@ -1,7 +1,8 @@
 """External evaluation of the tumour segmentation: Dice, HD95, tumour found, false positives, bootstrap CIs.
 
-Runs exactly what a user runs (:func:`responseai.breast.segmentation.inference.segment_tumour`, on the
-original phase files and grid) and compares with the phantom's reference mask. Where the cohort
+Runs exactly what a user runs (the two halves of :func:`responseai.breast.segmentation.inference.segment_exam`,
+on the original phase files and grid) and compares with the phantom's reference mask; a miss is
+attributed to a step from the same network output. Where the cohort
 has anatomy maps (``anatomy`` column: both phantoms), a mask lying mostly on the heart, great
 vessels, internal mammary vessels, an axillary node or the benign lesion counts as a
 false positive on a distractor. Works on either phantom (the main one's external site, or the
@@ -29,6 +30,8 @@ from responseai.breast.segmentation.inference import (
     DEFAULT,
     MIN_CANDIDATE_VOXELS,
     MIN_INSIDE_BREAST,
+    CanonicalSegmentation,
+    exam_from_canonical,
     segment_canonical,
     segment_tumour,
 )
@@ -81,8 +84,10 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         truth = read_image(manifest.parent / row["mask"], "mask")
         anatomy = read_image(manifest.parent / row["anatomy"], "anatomy").array if isinstance(row.get("anatomy"), str) else None
         start = time.perf_counter()
+        aligned = check_phases(phases)
+        seg = segment_canonical(aligned, weights)
         try:
-            mask = segment_tumour(phases, weights).array
+            mask = exam_from_canonical(aligned, seg).mask.array
         except EmptyMaskError:
             mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
@@ -90,7 +95,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
-                         "miss_reason": None if found else why_missed(phases, truth, weights),
+                         "miss_reason": None if found else why_missed(seg, truth),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "seconds": seconds[-1]})
@@ -133,9 +138,8 @@ def structure_under(mask: np.ndarray, anatomy: np.ndarray | None) -> str | None:
     return STRUCTURES.get(int(np.bincount(anatomy[mask > 0].ravel()).argmax()), "unknown")
 
 
-def why_missed(phases: dict[str, Image], truth: Image, weights: Path) -> str:
-    """Which step lost a tumour the model did not return, from the numbers the user's call chose from."""
-    seg = segment_canonical(check_phases(phases), weights)
+def why_missed(seg: CanonicalSegmentation, truth: Image) -> str:
+    """Which step lost a tumour the model did not return, from the numbers its candidate choice used."""
     reference = resample_to(truth, seg.grid, is_label=True).array > 0
     return miss_reason(seg.probabilities[-1], seg.region, seg.threshold, reference)
 

@@ -204,9 +204,9 @@ def segment_canonical(
 ) -> CanonicalSegmentation:
     """Network probabilities and breast region of checked phases, on the canonical grid.
 
-    Separate from :func:`segment_exam` so that an evaluation can ask *why* a tumour was missed
-    (not detected, outside the breast region, or another candidate chosen) from the very numbers
-    the user's call chose from.
+    Separate from :func:`exam_from_canonical` so that an evaluation can ask *why* a tumour was
+    missed (not detected, outside the breast region, or another candidate chosen) from the very
+    numbers the candidate choice used, without running the network twice.
     """
     model, card = load_segmentation_model(weights_path)
     model.to(torch.device(device) if device is not None else torch.device("cpu"))
@@ -229,7 +229,11 @@ def segment_exam(
     model finds no breast; EmptyMaskError when no tumour candidate lies in the breasts.
     """
     aligned = check_phases(phases)
-    seg = segment_canonical(aligned, weights_path, device)
+    return exam_from_canonical(aligned, segment_canonical(aligned, weights_path, device))
+
+
+def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation) -> ExamSegmentation:
+    """The candidate choice and its mapping back onto the post1 grid (the second half of :func:`segment_exam`)."""
     region, grid = seg.region, seg.grid
     if region is not None and not region.any():
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
