@@ -36,12 +36,18 @@ def combine(out_dir: Path, cohorts: list[Path]) -> Path:
 
 
 def provenance(cohorts: list[Path]) -> dict:
-    """Generator and seeds of the joined cohorts, so an evaluation can refuse a test cohort trained on."""
+    """Generator and seed of every joined cohort, so an evaluation can refuse a test cohort trained on.
+
+    ``sources`` keeps each (generator, seed) pair: a join of several generators has no single
+    generator, and seed 2 of one generator is not seed 2 of another.
+    """
     metas = [json.loads((c / "cohort.json").read_text(encoding="utf-8")) if (c / "cohort.json").exists() else {}
              for c in cohorts]
     generators = {m.get("generator") for m in metas}
     return {"generator": generators.pop() if len(generators) == 1 else None,
-            "seeds": [m.get("seed") for m in metas], "joined": [str(c) for c in cohorts], "splits": ["train", "val"]}
+            "seeds": [m.get("seed") for m in metas],
+            "sources": [{"generator": m.get("generator"), "seed": m.get("seed")} for m in metas],
+            "joined": [str(c) for c in cohorts], "splits": ["train", "val"]}
 
 
 if __name__ == "__main__":

@@ -426,3 +426,11 @@ def test_a_joined_training_cohort_still_refuses_a_test_cohort_it_contains(tmp_pa
     with pytest.raises(ResponseAIError, match=r"share phantom seed \[3\]"):
         _check_different_seeds(joined, cohorts[1] / "manifest.csv")
     _check_different_seeds(joined, cohorts[2] / "manifest.csv")
+    other = tmp_path / "alt1"  # seed 1 of another generator: other patients, allowed ...
+    other.mkdir()
+    pd.DataFrame({"patient_id": ["A1-0"], "split": ["train"], "pre": ["images/a.nrrd"]}).to_csv(other / "manifest.csv", index=False)
+    (other / "cohort.json").write_text(json.dumps({"generator": "responseai.breast.phantom_alt", "seed": 1}))
+    _check_different_seeds(joined, other / "manifest.csv")
+    mixed = combine(tmp_path / "mixed", [other, cohorts[1]])  # ... but a join of two generators still refuses its own
+    with pytest.raises(ResponseAIError, match=r"share phantom seed \[3\] of responseai.breast.phantom"):
+        _check_different_seeds(mixed, cohorts[1] / "manifest.csv")

@@ -416,20 +416,21 @@ def _check_runs(runs_dir: Path) -> None:
 
 
 def _check_different_seeds(train_manifest: Path, test_manifest: Path) -> None:
-    """Refuse to validate on the training phantom (same seed = same patients)."""
-    train, test = (_cohort_meta(m) for m in (train_manifest, test_manifest))
-    shared = set(train["seeds"]) & set(test["seeds"]) - {None}
-    if shared and train["generator"] == test["generator"]:
-        raise ResponseAIError(f"train and test cohorts share phantom seed {sorted(shared)} of {train['generator']}: "
+    """Refuse to validate on the training phantom (same generator and seed = same patients)."""
+    shared = _cohort_sources(train_manifest) & _cohort_sources(test_manifest)
+    if shared:
+        generator, seed = sorted(shared, key=str)[0]
+        raise ResponseAIError(f"train and test cohorts share phantom seed [{seed}] of {generator}: "
                               "generate the test cohort with another seed")
 
 
-def _cohort_meta(manifest: Path) -> dict:
-    """Generator and seed(s) from ``cohort.json`` beside a manifest (a joined cohort lists several)."""
+def _cohort_sources(manifest: Path) -> set[tuple]:
+    """(generator, seed) of the cohort(s) behind a manifest, from ``cohort.json`` (a joined cohort lists several)."""
     meta = manifest.parent / "cohort.json"
     info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
-    seeds = info.get("seeds", [info.get("seed")])
-    return {"generator": info.get("generator"), "seeds": seeds}
+    sources = info.get("sources") or [{"generator": info.get("generator"), "seed": seed}
+                                      for seed in info.get("seeds", [info.get("seed")])]
+    return {(s.get("generator"), s.get("seed")) for s in sources if s.get("seed") is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
