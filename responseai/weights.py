@@ -132,17 +132,18 @@ T = TypeVar("T")
 
 
 @lru_cache(maxsize=8)
-def _load_version(loader: Callable[[Path], T], path: str, mtime_ns: int) -> T:
+def _load_version(loader: Callable[[Path], T], path: str, mtimes_ns: tuple[int, int]) -> T:
     return loader(Path(path))
 
 
 def load_once(weights_path: str | Path, loader: Callable[[Path], T]) -> T:
     """``loader(path)`` once per weights *file version*: Slicer re-runs and cohorts reuse the model.
 
-    The cache key is the resolved path *and* its modification time, so a retrained file at the
-    same path is picked up instead of a stale network being served. ``loader`` must be a
+    The cache key is the resolved path *and* the modification times of the weights and their card,
+    so a retrained file, or a card whose threshold or candidate ranker changed, is picked up instead
+    of a stale model being served. ``loader`` must be a
     module-level function (it is part of the key) and should raise WeightsError on a bad file.
     """
     path = Path(weights_path).resolve()
-    mtime = path.stat().st_mtime_ns if path.exists() else 0
-    return _load_version(loader, str(path), mtime)
+    mtimes = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in (path, card_path(path)))
+    return _load_version(loader, str(path), mtimes)

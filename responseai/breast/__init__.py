@@ -15,7 +15,7 @@ FAMILY = Family(
     report="responseai.breast.report:report_from_prediction",
     synth="responseai.breast.phantom",
     evaluate={"pcr": "responseai.breast.pcr.evaluation", "segmentation": "responseai.breast.segmentation.evaluation"},
-    train={"pcr": "training.breast_pcr", "segmentation": "training.breast_seg"},
+    train={"pcr": "training.breast_pcr", "segmentation": "training.breast_seg", "candidates": "training.breast_candidates"},
     bench="responseai.breast.bench",
     demo="responseai.breast.demo",
 )

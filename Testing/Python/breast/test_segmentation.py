@@ -260,3 +260,73 @@ def test_a_miss_is_attributed_to_the_step_that_lost_the_tumour():
     assert miss_reason(probability, region, 0.5, reference) == "another candidate chosen"
     assert miss_reason(probability, ~region, 0.5, reference) == "outside the breast region"
     assert miss_reason(probability, None, 0.5, reference) == "another candidate chosen"
+
+
+def _candidate_table(n_exams: int = 30, seed: int = 0):
+    """Descriptors of synthetic exams: the tumour is larger and rounder; parenchyma is sometimes more probable."""
+    import pandas as pd
+
+    from responseai.breast.segmentation.candidates import FEATURES
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(n_exams):
+        for k in range(4):
+            tumour = k == 0
+            values = rng.normal(0, 1, len(FEATURES))
+            values[FEATURES.index("log_volume_mm3")] += 3.0 if tumour else 0.0
+            values[FEATURES.index("sphericity")] += 2.0 if tumour else 0.0
+            p = rng.uniform(0.6, 0.9)
+            values[FEATURES.index("mean_probability")] = p
+            rows.append({"exam": f"e{e}", "tumour": tumour, "allowed": True, "mean_p": p,
+                         **dict(zip(FEATURES, values, strict=True))})
+    return pd.DataFrame(rows)
+
+
+def test_the_ranker_learns_what_tells_the_tumour_apart_and_beats_mean_probability_out_of_fold():
+    from responseai.breast.segmentation.candidates import FEATURES
+    from training.breast_candidates import cross_validate, fit_ranker
+
+    table = _candidate_table()
+    scores = cross_validate(table)
+    assert scores["exams"] == 30 and scores["ranker_chosen"] >= 27 > scores["mean_probability_chosen"]
+    weights = dict(zip(FEATURES, fit_ranker(table).weights, strict=True))
+    assert weights["log_volume_mm3"] > 0.5 and weights["sphericity"] > 0.5
+
+
+def test_the_ranker_goes_into_the_card_and_inference_uses_it(trained, tmp_path: Path):
+    import json as _json
+
+    from responseai.breast.phantom import generate_case
+    from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam
+    from responseai.errors import WeightsError
+    from responseai.weights import card_path, sha256_of
+    from training.breast_candidates import main
+
+    _, weights = trained
+    table = tmp_path / "candidates.csv"
+    _candidate_table().to_csv(table, index=False)
+    out = tmp_path / "ranked" / "breast_seg.safetensors"
+    assert main(["--manifest", "unused.csv", "--weights", str(weights), "--out", str(out), "--version", "9.9.0",
+                 "--table", str(table)]) == 0
+    card = _json.loads(card_path(out).read_text(encoding="utf-8"))
+    assert card["version"] == "9.9.0" and card["sha256"] == sha256_of(out) == sha256_of(weights)
+    assert card["candidate_ranker"]["training"]["cross_validation"]["exams"] == 30
+    load_segmentation_model(out)  # the card with a ranker is a valid card
+    phases = generate_case(24, 0).phases
+    try:
+        segment_exam(phases, out)
+    except Exception as error:  # a 2-epoch network may find nothing; that must be the usual clear error
+        assert type(error).__name__ == "EmptyMaskError"
+    card["candidate_ranker"]["weights"] = card["candidate_ranker"]["weights"][:-1]
+    card_path(out).write_text(_json.dumps(card), encoding="utf-8")
+    with pytest.raises(WeightsError, match="candidate ranker"):
+        segment_exam(phases, out)
+
+
+def test_too_few_exams_for_the_ranker_is_a_clear_error():
+    from responseai.errors import ResponseAIError
+    from training.breast_candidates import cross_validate
+
+    with pytest.raises(ResponseAIError, match="exams"):
+        cross_validate(_candidate_table(n_exams=3))

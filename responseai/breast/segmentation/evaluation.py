@@ -26,10 +26,9 @@ from tqdm import tqdm
 
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
+from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST
 from responseai.breast.segmentation.inference import (
     DEFAULT,
-    MIN_CANDIDATE_VOXELS,
-    MIN_INSIDE_BREAST,
     CanonicalSegmentation,
     exam_from_canonical,
     segment_canonical,
@@ -151,7 +150,7 @@ def miss_reason(tumour_probability: np.ndarray, region: np.ndarray | None, thres
     "not detected": no voxel of it reaches the threshold; "only specks": it does, but only in
     components too small to be candidates; "outside the breast region": its component lies mostly
     outside the breasts the network found; "another candidate chosen": it was a candidate and lost
-    to one with a higher mean probability (the selection rule, not the detector, failed).
+    to one the candidate choice ranked higher (the selection rule, not the detector, failed).
     """
     labels, _ = ndimage.label(tumour_probability >= threshold)
     hits = [h for h in np.unique(labels[reference]) if h]

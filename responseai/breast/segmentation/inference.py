@@ -27,8 +27,9 @@ from scipy import ndimage
 
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
+from responseai.breast.segmentation.candidates import CandidateRanker, choose, find_candidates
 from responseai.breast.segmentation.model import TASK, build_model
-from responseai.errors import AnatomyNotFoundError, EmptyMaskError
+from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
 from responseai.io import resample_to
 from responseai.resources import model_path
@@ -38,12 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT = model_path("breast_seg")
 BREAST, TUMOUR = 1, 2  # class indices of a three-class card
-MIN_INSIDE_BREAST = 0.5  # a candidate must have at least this fraction of its voxels in the breast region
 MIN_SECOND_BREAST = 0.15  # a second breast component counts if it is ≥ 15 % of the first (else: noise)
-# A candidate of fewer voxels (≈ 22 mm³ at 1.5 × 1.5 × 2 mm, a 3.5 mm sphere) is a speck, not a lesion to
-# report: one bright voxel can out-score a tumour on mean probability, and a mask that small can
-# vanish when mapped back onto a grid with thicker slices.
-MIN_CANDIDATE_VOXELS = 5
 
 
 @dataclass
@@ -110,29 +106,27 @@ def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
     return fill_holes(np.isin(labels, keep), connectivity=1).astype(bool)
 
 
-def select_tumour(tumour_probability: np.ndarray, threshold: float,
-                  region: np.ndarray | None) -> tuple[np.ndarray, int, int, float]:
-    """The candidate component with the highest mean probability inside the breast region.
+def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
+                  channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  ranker: CandidateRanker | None = None,
+                  breast_probability: np.ndarray | None = None) -> tuple[np.ndarray, int, int, float]:
+    """The tumour among the candidate components inside the breast region (see :mod:`.candidates`).
 
-    The mean over the component is the network's confidence in the whole object: a tumour is
-    confidently tumour throughout, while enhancing parenchyma reaches a peak of 1.0 in places
-    but is uncertain over most of its extent (chosen on a development external site, seed 7,
-    not on the reported test sets: tumour picked in 90 % of cases vs 86 % by the peak).
-    Specks under ``MIN_CANDIDATE_VOXELS`` are not candidates.
+    Without a ranker the highest mean probability wins: a tumour is confidently tumour throughout,
+    while enhancing parenchyma reaches a peak of 1.0 in places but is uncertain over most of its
+    extent (chosen on a development external site, seed 7: tumour picked in 90 % of cases vs 86 %
+    by the peak). A card's ranker also reads the candidates' size, shape, kinetics and surrounding
+    tissue, which need the network input ``channels`` on a grid of ``spacing_xyz`` and the
+    network's ``breast_probability``.
     Returns (mask, n candidates, n discarded outside the breast, its mean probability).
     """
-    labels, n = ndimage.label(tumour_probability >= threshold)
-    if n == 0:
-        return np.zeros(tumour_probability.shape, np.uint8), 0, 0, 0.0
-    index = np.arange(1, n + 1)
-    means = ndimage.mean(tumour_probability, labels, index)
-    inside = ndimage.mean(region, labels, index) if region is not None else np.ones(n)
-    outside = inside < MIN_INSIDE_BREAST
-    allowed = ~outside & (np.bincount(labels.ravel(), minlength=n + 1)[1:] >= MIN_CANDIDATE_VOXELS)
-    if not allowed.any():
-        return np.zeros(tumour_probability.shape, np.uint8), n, int(outside.sum()), 0.0
-    best = index[allowed][int(np.argmax(means[allowed]))]
-    return fill_holes(labels == best), n, int(outside.sum()), float(means[best - 1])
+    candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
+                                 breast_probability)
+    best = choose(candidates, ranker)
+    if best is None:
+        return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
+    return (fill_holes(candidates.labels == best), candidates.n, int(candidates.outside.sum()),
+            float(candidates.mean_probability[best - 1]))
 
 
 def fill_holes(component: np.ndarray, connectivity: int = 3) -> np.ndarray:
@@ -195,6 +189,7 @@ class CanonicalSegmentation:
     probabilities: np.ndarray  # class probabilities, C×Z×Y×X
     region: np.ndarray | None  # breast region (None for a two-class card)
     threshold: float  # tumour probability threshold from the card
+    ranker: CandidateRanker | None = None  # the card's learnt candidate ranker (None: highest mean probability)
 
 
 def segment_canonical(
@@ -213,7 +208,19 @@ def segment_canonical(
     spacing = tuple(float(s) for s in card["inputs"]["spacing_mm"])
     channels, grid = network_input(aligned, spacing)
     probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
-    return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]))
+    return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]),
+                                 card_ranker(card))
+
+
+def card_ranker(card: Mapping) -> CandidateRanker | None:
+    """The card's ``candidate_ranker`` (None for cards without one); WeightsError when it is malformed."""
+    entry = card.get("candidate_ranker")
+    if entry is None:
+        return None
+    try:
+        return CandidateRanker.from_card(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise WeightsError(f"the segmentation card's candidate ranker cannot be used: {error}") from error
 
 
 def segment_exam(
@@ -238,7 +245,9 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     if region is not None and not region.any():
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
-    chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region)
+    breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
+    chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region, seg.channels,
+                                                     grid.spacing, seg.ranker, breast_probability)
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(

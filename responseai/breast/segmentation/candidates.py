@@ -1,0 +1,195 @@
+"""Tumour candidates of one exam and what describes each: the second stage of the segmentation.
+
+The network finds every tumour of the development sets; what loses a tumour is the choice among
+the components above threshold (enhancing parenchyma, a benign lesion, a node). A radiologist
+tells these apart by more than how sure a detector is: size, shape, how strongly the lesion
+enhances compared with the rest of the breast, washout, heterogeneity, where it lies. Computer-
+aided detection calls this false-positive reduction; here it is a linear ranking of the
+candidates of one exam on such descriptors (:class:`CandidateRanker`), whose coefficients live in
+the segmentation card so that they always travel with the network whose probabilities they read.
+
+Every descriptor is a ratio or a log of physical size, not a raw intensity: sites differ in gain,
+fat suppression and resolution, and a ranker that read raw intensities would learn one site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MIN_INSIDE_BREAST = 0.5  # a candidate must have at least this fraction of its voxels in the breast region
+# A candidate of fewer voxels (≈ 22 mm³ at 1.5 × 1.5 × 2 mm, a 3.5 mm sphere) is a speck, not a lesion to
+# report: one bright voxel can out-score a tumour on mean probability, and a mask that small can
+# vanish when mapped back onto a grid with thicker slices.
+MIN_CANDIDATE_VOXELS = 5
+PRE, POST1, POST2, SUBTRACTION = 0, 1, 2, 3  # channel order of the network input
+
+FEATURES = ("log_volume_mm3", "mean_probability", "probability_gap", "log_relative_enhancement",
+            "washout", "heterogeneity", "sphericity", "depth_mm", "surrounding_breast")
+SHELL_MM = 4.0  # the rim around a candidate whose tissue tells what it sits in
+
+
+@dataclass
+class Candidates:
+    """The components above threshold of one exam: labels, which may be chosen, and their descriptors."""
+
+    labels: np.ndarray  # int component labels on the canonical grid (0 = none)
+    n: int  # components above threshold
+    outside: np.ndarray  # bool per component: mostly outside the breast region
+    allowed: np.ndarray  # bool per component: inside the breasts and not a speck
+    mean_probability: np.ndarray  # per component
+    features: np.ndarray  # per component × FEATURES (NaN rows for specks, and for all when none is allowed)
+
+
+def find_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
+                    channels: np.ndarray | None = None, spacing_xyz: Sequence[float] = (1.0, 1.0, 1.0),
+                    breast_probability: np.ndarray | None = None) -> Candidates:
+    """Components of ``tumour_probability >= threshold`` and, with ``channels``, their descriptors.
+
+    ``breast_probability`` (the network's breast class) says what tissue surrounds each candidate;
+    without it (a two-class card) every candidate is taken to sit in the breast.
+    """
+    labels, n = ndimage.label(tumour_probability >= threshold)
+    index = np.arange(1, n + 1)
+    means = ndimage.mean(tumour_probability, labels, index) if n else np.zeros(0)
+    inside = ndimage.mean(region, labels, index) if (region is not None and n) else np.ones(n)
+    outside = inside < MIN_INSIDE_BREAST
+    lesion = np.bincount(labels.ravel(), minlength=n + 1)[1:] >= MIN_CANDIDATE_VOXELS
+    allowed = ~outside & lesion
+    features = np.full((n, len(FEATURES)), np.nan)
+    if channels is not None and allowed.any():
+        # components outside the breasts are described too: never chosen, but what a ranker learns the heart from
+        features[lesion] = _describe(labels, index[lesion], means, allowed, channels, region, spacing_xyz,
+                                     breast_probability)
+    return Candidates(labels, n, outside, allowed, np.asarray(means, float), features)
+
+
+def _describe(labels: np.ndarray, chosen: np.ndarray, means: np.ndarray, allowed: np.ndarray,
+              channels: np.ndarray, region: np.ndarray | None, spacing_xyz: Sequence[float],
+              breast_probability: np.ndarray | None) -> np.ndarray:
+    """FEATURES for the components ``chosen`` (1-based labels), row by row."""
+    spacing_zyx = tuple(float(s) for s in spacing_xyz)[::-1]
+    voxel_mm3 = float(np.prod(spacing_zyx))
+    subtraction = channels[SUBTRACTION]
+    reference = _breast_enhancement(subtraction, region, labels > 0)
+    depth = ndimage.distance_transform_edt(region, sampling=spacing_zyx) if region is not None else None
+    best_mean = float(means[allowed].max())
+    boxes = ndimage.find_objects(labels)
+    shell = np.maximum(np.rint(SHELL_MM / np.asarray(spacing_zyx)).astype(int), 1)
+    rows = []
+    for label in chosen:
+        box = _grow(boxes[label - 1], labels.shape, shell)
+        mask = labels[box] == label
+        enhancement = subtraction[box][mask]
+        early = np.maximum(enhancement, 0.05)
+        rows.append([
+            np.log(mask.sum() * voxel_mm3),
+            means[label - 1],
+            means[label - 1] - best_mean,
+            np.log(max(float(enhancement.mean()), 1e-3) / reference),
+            float(np.clip((channels[POST2][box][mask] - channels[POST1][box][mask]) / early, -1, 1).mean()),
+            float(enhancement.std() / max(abs(float(enhancement.mean())), 1e-3)),
+            sphericity(mask, spacing_zyx),
+            float(depth[box][mask].mean()) if depth is not None else 0.0,
+            _surrounding(mask, labels[box] > 0, breast_probability[box] if breast_probability is not None else None, shell),
+        ])
+    return np.asarray(rows, float)
+
+
+def _breast_enhancement(subtraction: np.ndarray, region: np.ndarray | None, candidates: np.ndarray) -> float:
+    """The 95th percentile of the breasts' early enhancement outside every candidate (the exam's yardstick).
+
+    Dividing a candidate's enhancement by it reads "how much more than this breast's brightest
+    parenchyma", which does not change with gain, fat suppression or the phase-to-peak timing.
+    """
+    where = (region if region is not None else np.ones(subtraction.shape, bool)) & ~candidates
+    values = subtraction[where]
+    return max(float(np.percentile(values, 95)), 1e-3) if values.size else 1.0
+
+
+def _grow(box: tuple[slice, ...], shape: tuple[int, ...], margin: Sequence[int]) -> tuple[slice, ...]:
+    """A component's bounding box plus ``margin`` voxels each way (its surface faces and rim are inside it)."""
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, n, m in zip(box, shape, margin, strict=True))
+
+
+def _surrounding(mask: np.ndarray, any_candidate: np.ndarray, breast: np.ndarray | None, shell: Sequence[int]) -> float:
+    """Mean breast-class probability in a rim of ``SHELL_MM`` around the candidate (other candidates left out).
+
+    A tumour, a benign lesion or enhancing parenchyma sits in breast tissue; the heart, great vessels,
+    nodes and lung do not, even where the breast region the network drew runs into them.
+    """
+    if breast is None:
+        return 1.0
+    grown = ndimage.binary_dilation(mask, structure=_ellipsoid(shell))
+    rim = grown & ~any_candidate
+    return float(breast[rim].mean()) if rim.any() else 0.0
+
+
+def _ellipsoid(radius: Sequence[int]) -> np.ndarray:
+    """A structuring element of the given radius (voxels) per axis: millimetres on an anisotropic grid."""
+    z, y, x = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    return (z / radius[0]) ** 2 + (y / radius[1]) ** 2 + (x / radius[2]) ** 2 <= 1.0
+
+
+def sphericity(mask: np.ndarray, spacing_zyx: Sequence[float]) -> float:
+    """π^⅓ (6V)^⅔ / A with the surface A counted as voxel faces (1 for a sphere, less for spiculated or flat).
+
+    Face counting overestimates a smooth surface (a digitised sphere scores ≈ 0.66), which is the
+    same for every candidate; only the order matters to the ranker.
+    """
+    padded = np.pad(mask, 1)
+    dz, dy, dx = spacing_zyx
+    face = {0: dy * dx, 1: dz * dx, 2: dz * dy}
+    area = sum(np.count_nonzero(np.diff(padded.astype(np.int8), axis=a)) * face[a] for a in range(3))
+    volume = mask.sum() * dz * dy * dx
+    return float(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area) if area else 0.0
+
+
+@dataclass(frozen=True)
+class CandidateRanker:
+    """A linear score on standardised FEATURES; the exam's highest-scoring allowed candidate is the tumour.
+
+    Learnt from pairs (the tumour against each other candidate of the same exam), so it ranks
+    candidates within an exam rather than judging them in isolation, as the choice needs.
+    """
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def from_card(cls, entry: Mapping) -> CandidateRanker:
+        """The card's ``candidate_ranker`` entry (raises ValueError when it does not match FEATURES)."""
+        names = tuple(entry["features"])
+        if names != FEATURES:
+            raise ValueError(f"candidate ranker features {names} do not match this version's {FEATURES}")
+        arrays = [np.asarray(entry[k], float) for k in ("mean", "scale", "weights")]
+        if any(a.shape != (len(FEATURES),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
+            raise ValueError("candidate ranker mean / scale / weights must be finite, one per feature, scale > 0")
+        return cls(names, *arrays)
+
+    def to_card(self) -> dict:
+        """The JSON-serialisable entry :meth:`from_card` reads."""
+        return {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist()}
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Scores of candidate rows (higher = more tumour-like)."""
+        return ((features - self.mean) / self.scale) @ self.weights
+
+
+def choose(candidates: Candidates, ranker: CandidateRanker | None) -> int | None:
+    """1-based label of the chosen candidate (None when none is allowed).
+
+    Without a ranker: the highest mean probability (the network's confidence in the whole object;
+    a tumour is confidently tumour throughout, while enhancing parenchyma peaks in places).
+    """
+    if not candidates.allowed.any():
+        return None
+    index = np.flatnonzero(candidates.allowed)
+    score = candidates.mean_probability[index] if ranker is None else ranker.score(candidates.features[index])
+    return int(index[int(np.argmax(score))]) + 1

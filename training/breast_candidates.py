@@ -1,0 +1,163 @@
+"""Learn the segmentation's candidate ranker (second stage) and write it into the segmentation card.
+
+``python -m training.train breast candidates --manifest CSV [CSV ...] --weights SEG --out SEG_OUT``:
+runs the shipped network on every training / validation exam of the manifests (external sites
+are never read), describes each tumour candidate (:mod:`responseai.breast.segmentation.candidates`)
+and fits a linear ranker on pairs: the tumour's descriptors minus those of every other candidate
+of the same exam, a logistic regression without intercept (a ranking SVM's logistic cousin).
+It is judged by 5-fold cross-validation grouped by exam against the mean-probability rule, on
+the exams where the tumour is among the candidates (elsewhere no rule can find it). The network
+weights are copied unchanged; the card gains ``candidate_ranker`` and a new version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from tqdm import tqdm
+
+from responseai.breast.constants import MANIFEST_SCHEMA
+from responseai.breast.preprocess import check_phases
+from responseai.breast.segmentation.candidates import FEATURES, CandidateRanker, find_candidates
+from responseai.breast.segmentation.inference import BREAST, segment_canonical
+from responseai.errors import ResponseAIError
+from responseai.io import read_image, resample_to
+from responseai.manifest import read_manifest
+from responseai.weights import card_path, read_card, sha256_of
+
+log = logging.getLogger(__name__)
+
+
+def describe_exams(manifest: Path, weights: Path, splits: tuple[str, ...] = ("train", "val")) -> pd.DataFrame:
+    """One row per described candidate of every exam of ``splits``: exam id, FEATURES, mean probability,
+    whether it may be chosen (``allowed``) and whether it is the tumour.
+
+    Candidates outside the breast region are kept: they are never chosen, but they are the heart,
+    vessels and nodes the ranker must learn to put last (on an exam where the breast region runs
+    into the heart, the region rule alone does not discard it).
+    """
+    table = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=splits[:1]).frame
+    rows = []
+    for _, row in tqdm(table[table["split"].isin(splits)].iterrows(), desc=f"describing {manifest.parent.name}"):
+        phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
+        seg = segment_canonical(check_phases(phases), weights)
+        truth = resample_to(read_image(manifest.parent / row["mask"], "mask"), seg.grid, is_label=True).array > 0
+        found = find_candidates(seg.probabilities[-1], seg.threshold, seg.region, seg.channels, seg.grid.spacing,
+                                seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None)
+        for i in np.flatnonzero(np.isfinite(found.features).all(1)):
+            rows.append({"exam": f"{manifest.parent.name}/{row['patient_id']}", "allowed": bool(found.allowed[i]),
+                         "tumour": bool(truth[found.labels == i + 1].any()), "mean_p": float(found.mean_probability[i]),
+                         **dict(zip(FEATURES, found.features[i], strict=True))})
+    return pd.DataFrame(rows)
+
+
+def rankable(table: pd.DataFrame) -> pd.DataFrame:
+    """The exams where a choice can be right and can be wrong: the tumour may be chosen, and something else exists."""
+    chosen_tumour = table.groupby("exam").apply(lambda e: bool((e["tumour"] & e["allowed"]).any()), include_groups=False)
+    others = table.groupby("exam")["tumour"].apply(lambda t: bool((~t).any()))
+    keep = chosen_tumour.index[chosen_tumour & others]
+    return table[table["exam"].isin(keep)]
+
+
+def pairs(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tumour − other) and (other − tumour) descriptor differences, labelled 1 and 0, and their weights.
+
+    Each exam weighs the same whatever its number of candidates (an exam with 90 parenchymal specks
+    would otherwise decide the ranker alone).
+    """
+    differences, weights = [], []
+    for _, exam in table.groupby("exam"):
+        x = exam[list(FEATURES)].to_numpy()
+        positive = (exam["tumour"] & exam["allowed"]).to_numpy()
+        negative = ~exam["tumour"].to_numpy()
+        for p in x[positive]:
+            differences.extend(p - x[negative])
+            weights.extend([1.0 / (negative.sum() * positive.sum())] * int(negative.sum()))
+    d, w = np.asarray(differences), np.asarray(weights)
+    return np.concatenate([d, -d]), np.concatenate([np.ones(len(d)), np.zeros(len(d))]), np.concatenate([w, w])
+
+
+def fit_ranker(table: pd.DataFrame, c: float = 1.0) -> CandidateRanker:
+    """Standardise the descriptors over all candidates, then fit the pairwise logistic regression."""
+    x = table[list(FEATURES)].to_numpy()
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale == 0] = 1.0
+    standard = table.copy()
+    standard[list(FEATURES)] = (x - mean) / scale
+    d, y, w = pairs(rankable(standard))
+    model = LogisticRegression(C=c, fit_intercept=False, max_iter=1000).fit(d, y, sample_weight=w * len(w) / w.sum())
+    return CandidateRanker(FEATURES, mean, scale, model.coef_[0])
+
+
+def top_choice_hits(table: pd.DataFrame, score: np.ndarray) -> int:
+    """Exams whose highest-scoring allowed candidate is the tumour."""
+    scored = table.assign(score=score)[table["allowed"].to_numpy()]
+    return int(scored.loc[scored.groupby("exam")["score"].idxmax(), "tumour"].sum())
+
+
+def cross_validate(table: pd.DataFrame, c: float = 1.0, folds: int = 5) -> dict:
+    """Tumours chosen by the ranker vs the mean-probability rule, out of fold, over the rankable exams."""
+    table = rankable(table).reset_index(drop=True)
+    if table["exam"].nunique() < 2 * folds:
+        raise ResponseAIError(f"only {table['exam'].nunique()} exams have the tumour and another candidate; the "
+                              f"ranker needs at least {2 * folds} to be fitted and cross-validated: add exams")
+    ranker_hits = 0
+    for train, test in GroupKFold(folds).split(table, groups=table["exam"]):
+        ranker = fit_ranker(table.iloc[train], c)
+        held_out = table.iloc[test]
+        ranker_hits += top_choice_hits(held_out, ranker.score(held_out[list(FEATURES)].to_numpy()))
+    return {"exams": int(table["exam"].nunique()), "ranker_chosen": ranker_hits,
+            "mean_probability_chosen": top_choice_hits(table, table["mean_p"].to_numpy()), "folds": folds, "C": c}
+
+
+def write_card(weights: Path, out: Path, ranker: CandidateRanker, training: dict, version: str) -> Path:
+    """Copy the network weights to ``out`` and write its card with the ranker (the sha256 is unchanged)."""
+    card = read_card(weights, expected_task="segmentation")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != weights.resolve():
+        shutil.copyfile(weights, out)
+    card.update(version=version, sha256=sha256_of(out), weights_file=out.name,
+                candidate_ranker={**ranker.to_card(), "training": training})
+    card["preprocessing"]["postprocessing"] = (
+        "breast region = 1-2 largest breast components; tumour candidates = components with probability >= "
+        "threshold, those not mostly inside the breast region or under 5 voxels discarded, the one the "
+        "candidate_ranker scores highest kept (size, probability, relative enhancement, washout, heterogeneity, "
+        "sphericity, depth in the breast), holes filled")
+    card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``training.train breast candidates`` dispatches here)."""
+    parser = argparse.ArgumentParser(prog="python -m training.train breast candidates", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, nargs="+", required=True, help="cohort manifests (train/val rows are used)")
+    parser.add_argument("--weights", type=Path, required=True, help="the segmentation network whose candidates are ranked")
+    parser.add_argument("--out", type=Path, required=True, help="where the weights + card with the ranker go")
+    parser.add_argument("--version", required=True, help="the new card version")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
+    parser.add_argument("--table", type=Path, help="CSV of the candidate descriptors (written, or read when it exists)")
+    args = parser.parse_args(argv)
+    if args.table is not None and args.table.exists():
+        table = pd.read_csv(args.table)
+    else:
+        table = pd.concat([describe_exams(m, args.weights) for m in args.manifest], ignore_index=True)
+        if args.table is not None:
+            table.to_csv(args.table, index=False)
+    scores = cross_validate(table, args.C)
+    log.info("cross-validated over %d exams: ranker chose the tumour in %d, mean probability in %d",
+             scores["exams"], scores["ranker_chosen"], scores["mean_probability_chosen"])
+    ranker = fit_ranker(table, args.C)
+    training = {"manifests": [str(m) for m in args.manifest], "exams": int(table["exam"].nunique()),
+                "candidates": len(table), "cross_validation": scores}
+    write_card(args.weights, args.out, ranker, training, args.version)
+    log.info("wrote %s (ranker weights %s)", args.out,
+             {name: round(float(w), 3) for name, w in zip(FEATURES, ranker.weights, strict=True)})
+    return 0
