@@ -126,11 +126,6 @@ def write_card(weights: Path, out: Path, ranker: CandidateRanker, training: dict
         shutil.copyfile(weights, out)
     card.update(version=version, sha256=sha256_of(out), weights_file=out.name,
                 candidate_ranker={**ranker.to_card(), "training": training})
-    card["preprocessing"]["postprocessing"] = (
-        "breast region = 1-2 largest breast components; tumour candidates = components with probability >= "
-        "threshold, those not mostly inside the breast region or under 5 voxels discarded, the one the "
-        "candidate_ranker scores highest kept (size, probability, relative enhancement, washout, heterogeneity, "
-        "sphericity, depth in the breast), holes filled")
     card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out
 

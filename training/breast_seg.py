@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_seg"
 MODEL_VERSION = "2.1.0"  # 2.1: contrast-uptake augmentation
+POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes filled (3-class cards); tumour "
+                  "candidates = components with probability >= threshold of at least 5 voxels, those whose 4 mm rim "
+                  "lies mostly outside the breast region discarded, the highest-mean-probability one kept (or the "
+                  "card's candidate_ranker's choice), holes filled")
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion
@@ -260,10 +264,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
         "classes": CLASSES[architecture["out_channels"]], "threshold": 0.5,
         "preprocessing": {"resample": f"linear onto the canonical grid: axial, LPS-aligned, {SPACING_MM} mm (x, y, z)",
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
-                          "postprocessing": "breast region = 1-2 largest breast components (3-class cards); tumour "
-                                            "candidates = components with probability >= threshold, those not mostly "
-                                            "inside the breast region discarded, the highest-probability one kept, "
-                                            "holes filled",
+                          "postprocessing": POSTPROCESSING,
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
                           "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"

@@ -60,6 +60,28 @@ def test_the_breast_region_discards_a_stronger_larger_candidate_outside_it():
     assert np.array_equal(mask.astype(bool), tumour)
 
 
+def test_a_heart_touching_a_breast_stays_out_and_a_tumour_at_the_chest_wall_stays_in():
+    """The region is the breast class: tumour-class voxels must not carry the heart into it."""
+    from responseai.breast.segmentation.inference import breast_region, select_tumour
+
+    shape = (20, 48, 64)
+    probabilities = np.zeros((3, *shape), np.float32)
+    breast = np.zeros(shape, bool)
+    breast[2:18, 2:24, 4:60] = True  # both breasts as one slab, chest wall at y = 24
+    heart = _ball(shape, (10, 36, 32), 12) & ~breast  # touches the breast's posterior face
+    tumour = _ball(shape, (10, 21, 16), 5) & breast  # against the chest wall: half its rim is not breast
+    probabilities[1][breast] = 0.9
+    probabilities[2][heart] = 0.97
+    probabilities[2][tumour] = 0.93
+    probabilities[1][tumour] = 0.05
+    probabilities[0] = 1 - probabilities[1:].sum(0).clip(0, 1)
+    region = breast_region(probabilities)
+    assert not region[heart].any()
+    mask, n, discarded, confidence = select_tumour(probabilities[2], 0.5, region, spacing_xyz=(1.5, 1.5, 2.0))
+    assert n == 2 and discarded == 1 and confidence == pytest.approx(0.93)
+    assert np.array_equal(mask.astype(bool), tumour)
+
+
 def test_the_candidate_confident_throughout_beats_a_saturated_peak():
     """Enhancing parenchyma can touch probability 1.0 in one spot; the tumour is confident everywhere."""
     from responseai.breast.segmentation.inference import select_tumour
@@ -241,6 +263,8 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
     assert (tmp_path / "eval" / "segmentation.md").read_text(encoding="utf-8").startswith("| cohort")
     for case in saved["per_case"]:  # every miss says which step lost the tumour
         assert (case["miss_reason"] is None) == case["found"]
+        assert case["breast_region_on_heart_ml"] >= 0.0  # the phantom has anatomy maps
+    assert saved["breast_region_on_heart_ml_mean"] >= 0.0
     assert sum(saved["misses"]["reasons"].values()) == sum(not case["found"] for case in saved["per_case"])
 
 

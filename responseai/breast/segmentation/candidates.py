@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-MIN_INSIDE_BREAST = 0.5  # a candidate must have at least this fraction of its voxels in the breast region
+MIN_INSIDE_BREAST = 0.5  # a candidate's rim must lie at least this much in the breast region
 # A candidate of fewer voxels (≈ 22 mm³ at 1.5 × 1.5 × 2 mm, a 3.5 mm sphere) is a speck, not a lesion to
 # report: one bright voxel can out-score a tumour on mean probability, and a mask that small can
 # vanish when mapped back onto a grid with thicker slices.
@@ -38,7 +38,7 @@ class Candidates:
 
     labels: np.ndarray  # int component labels on the canonical grid (0 = none)
     n: int  # components above threshold
-    outside: np.ndarray  # bool per component: mostly outside the breast region
+    outside: np.ndarray  # bool per component: mostly surrounded by something other than the breasts
     allowed: np.ndarray  # bool per component: inside the breasts and not a speck
     mean_probability: np.ndarray  # per component
     features: np.ndarray  # per component × FEATURES (NaN rows for specks, and for all when none is allowed)
@@ -55,9 +55,8 @@ def find_candidates(tumour_probability: np.ndarray, threshold: float, region: np
     labels, n = ndimage.label(tumour_probability >= threshold)
     index = np.arange(1, n + 1)
     means = ndimage.mean(tumour_probability, labels, index) if n else np.zeros(0)
-    inside = ndimage.mean(region, labels, index) if (region is not None and n) else np.ones(n)
-    outside = inside < MIN_INSIDE_BREAST
     lesion = np.bincount(labels.ravel(), minlength=n + 1)[1:] >= MIN_CANDIDATE_VOXELS
+    outside = lesion & (inside_fraction(labels, region, spacing_xyz, lesion) < MIN_INSIDE_BREAST)
     allowed = ~outside & lesion
     features = np.full((n, len(FEATURES)), np.nan)
     if channels is not None and allowed.any():
@@ -65,6 +64,43 @@ def find_candidates(tumour_probability: np.ndarray, threshold: float, region: np
         features[lesion] = _describe(labels, index[lesion], means, allowed, channels, region, spacing_xyz,
                                      breast_probability)
     return Candidates(labels, n, outside, allowed, np.asarray(means, float), features)
+
+
+def inside_fraction(labels: np.ndarray, region: np.ndarray | None, spacing_xyz: Sequence[float],
+                    which: np.ndarray | None = None) -> np.ndarray:
+    """Per component of ``labels``: the share of its rim (``SHELL_MM`` around it, other components left
+    out) that lies in the breast region (all ones without a region). Only the components ``which``
+    (bool per component; default all) are measured, the others get NaN: an exam with a weak or
+    untrained network has thousands of specks that are never candidates anyway.
+
+    The rim, not the component itself: the region is the network's *breast* class, which a tumour
+    is not, so a tumour lies in it only where breast tissue encloses it; a tumour against the chest
+    wall is still mostly surrounded by breast, while the heart, even where it touches a breast, is
+    surrounded by lung and mediastinum. (Counting the component's own voxels in a region of breast
+    *or* tumour let the heart join the breast region wherever the two touched.)
+    """
+    n = int(labels.max())
+    if region is None or n == 0:
+        return np.ones(n)
+    shell = _shell_voxels(spacing_xyz)
+    fractions = np.full(n, np.nan)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if which is not None and not which[label - 1]:
+            continue
+        box = _grow(box, labels.shape, shell)
+        rim = _rim(labels[box] == label, labels[box] > 0, shell)
+        fractions[label - 1] = region[box][rim].mean() if rim.any() else region[box][labels[box] == label].mean()
+    return fractions
+
+
+def _shell_voxels(spacing_xyz: Sequence[float]) -> np.ndarray:
+    """``SHELL_MM`` in voxels along z, y, x (at least one)."""
+    return np.maximum(np.rint(SHELL_MM / np.asarray(spacing_xyz, float)[::-1]).astype(int), 1)
+
+
+def _rim(mask: np.ndarray, any_candidate: np.ndarray, shell: Sequence[int]) -> np.ndarray:
+    """The voxels within ``shell`` of ``mask`` that belong to no candidate."""
+    return ndimage.binary_dilation(mask, structure=_ellipsoid(shell)) & ~any_candidate
 
 
 def _describe(labels: np.ndarray, chosen: np.ndarray, means: np.ndarray, allowed: np.ndarray,
@@ -78,7 +114,7 @@ def _describe(labels: np.ndarray, chosen: np.ndarray, means: np.ndarray, allowed
     depth = ndimage.distance_transform_edt(region, sampling=spacing_zyx) if region is not None else None
     best_mean = float(means[allowed].max())
     boxes = ndimage.find_objects(labels)
-    shell = np.maximum(np.rint(SHELL_MM / np.asarray(spacing_zyx)).astype(int), 1)
+    shell = _shell_voxels(spacing_xyz)
     rows = []
     for label in chosen:
         box = _grow(boxes[label - 1], labels.shape, shell)
@@ -123,8 +159,7 @@ def _surrounding(mask: np.ndarray, any_candidate: np.ndarray, breast: np.ndarray
     """
     if breast is None:
         return 1.0
-    grown = ndimage.binary_dilation(mask, structure=_ellipsoid(shell))
-    rim = grown & ~any_candidate
+    rim = _rim(mask, any_candidate, shell)
     return float(breast[rim].mean()) if rim.any() else 0.0
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
-from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST
+from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST, inside_fraction
 from responseai.breast.segmentation.inference import (
     DEFAULT,
     CanonicalSegmentation,
@@ -81,7 +81,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
         phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
         truth = read_image(manifest.parent / row["mask"], "mask")
-        anatomy = read_image(manifest.parent / row["anatomy"], "anatomy").array if isinstance(row.get("anatomy"), str) else None
+        anatomy_image = read_image(manifest.parent / row["anatomy"], "anatomy") if isinstance(row.get("anatomy"), str) else None
+        anatomy = anatomy_image.array if anatomy_image is not None else None
         start = time.perf_counter()
         aligned = check_phases(phases)
         seg = segment_canonical(aligned, weights)
@@ -95,6 +96,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
                          "miss_reason": None if found else why_missed(seg, truth),
+                         "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "seconds": seconds[-1]})
@@ -104,6 +106,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                       (table["dice"].to_numpy(), table["hd95_mm"].to_numpy(), table["found"].to_numpy(float),
                        table["false_positive_on_distractor"].to_numpy(float)), n_boot)
     result = {"split": split, "n_cases": len(table), "n_not_found": int((~table["found"]).sum()),
+              "breast_region_on_heart_ml_mean": _mean_finite(table["breast_region_on_heart_ml"].to_numpy(float)),
               "manifest": str(manifest), "weights": str(weights), "metrics": stats,
               "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
               "seconds_per_case_mean": float(np.mean(seconds)),
@@ -124,6 +127,7 @@ def _mean_finite(values: np.ndarray) -> float:
 
 
 DISTRACTORS = (3, 4, 5, 6, 7)  # anatomy labels: heart, great vessels, internal mammary vessels, nodes, benign lesion
+HEART_AND_VESSELS = (3, 4)
 #: the phantoms' anatomy codes (docs/phantom-cohorts.md; the variant and the alt phantom use the same ones)
 STRUCTURES = {0: "air", 1: "breast tissue", 2: "breast tissue", 3: "heart", 4: "great vessels",
               5: "internal mammary vessels", 6: "axillary node", 7: "benign lesion", 8: "lung", 9: "chest wall",
@@ -140,28 +144,41 @@ def structure_under(mask: np.ndarray, anatomy: np.ndarray | None) -> str | None:
 def why_missed(seg: CanonicalSegmentation, truth: Image) -> str:
     """Which step lost a tumour the model did not return, from the numbers its candidate choice used."""
     reference = resample_to(truth, seg.grid, is_label=True).array > 0
-    return miss_reason(seg.probabilities[-1], seg.region, seg.threshold, reference)
+    return miss_reason(seg.probabilities[-1], seg.region, seg.threshold, reference, seg.grid.spacing)
 
 
 def miss_reason(tumour_probability: np.ndarray, region: np.ndarray | None, threshold: float,
-                reference: np.ndarray) -> str:
+                reference: np.ndarray, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> str:
     """The candidate rule's verdict on the reference tumour (arrays on one grid).
 
     "not detected": no voxel of it reaches the threshold; "only specks": it does, but only in
-    components too small to be candidates; "outside the breast region": its component lies mostly
-    outside the breasts the network found; "another candidate chosen": it was a candidate and lost
+    components too small to be candidates; "outside the breast region": its component is mostly
+    surrounded by something other than the breasts the network found; "another candidate chosen": it was a candidate and lost
     to one the candidate choice ranked higher (the selection rule, not the detector, failed).
     """
     labels, _ = ndimage.label(tumour_probability >= threshold)
     hits = [h for h in np.unique(labels[reference]) if h]
     if not hits:
         return "not detected"
-    components = [labels == h for h in hits]
-    if max(int(c.sum()) for c in components) < MIN_CANDIDATE_VOXELS:
+    sizes = np.bincount(labels.ravel())
+    if sizes[hits].max() < MIN_CANDIDATE_VOXELS:
         return "only specks"
-    if region is not None and max(float(region[c].mean()) for c in components) < MIN_INSIDE_BREAST:
+    measured = np.isin(np.arange(1, len(sizes)), hits) & (sizes[1:] >= MIN_CANDIDATE_VOXELS)
+    if np.nanmax(inside_fraction(labels, region, spacing_xyz, measured)[measured]) < MIN_INSIDE_BREAST:
         return "outside the breast region"
     return "another candidate chosen"
+
+
+def region_on_heart_ml(seg: CanonicalSegmentation, anatomy: Image | None) -> float:
+    """Millilitres of the breast region lying on the heart or great vessels (NaN without an anatomy map or region).
+
+    The breast region feeds the breast volume, the BPE index and the candidate rule; heart inside it
+    is what lets the heart be chosen as the tumour on an exam where the two touch.
+    """
+    if anatomy is None or seg.region is None:
+        return float("nan")
+    on_grid = resample_to(anatomy, seg.grid, is_label=True).array
+    return float((seg.region & np.isin(on_grid, HEART_AND_VESSELS)).sum() * np.prod(seg.grid.spacing) / 1000)
 
 
 def miss_summary(table: pd.DataFrame) -> dict:
@@ -210,7 +227,14 @@ def markdown(result: dict) -> str:
             "nodes / benign |\n| --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
-            + _misses_line(result.get("misses")))
+            + _misses_line(result.get("misses")) + _region_line(result.get("breast_region_on_heart_ml_mean")))
+
+
+def _region_line(heart_ml: float | None) -> str:
+    """The breast region's mean volume on the heart and great vessels (empty without anatomy maps)."""
+    if heart_ml is None or not np.isfinite(heart_ml):
+        return ""
+    return f"\nBreast region on the heart / great vessels: {heart_ml:.1f} ml per exam (mean).\n"
 
 
 def _misses_line(misses: dict | None) -> str:

@@ -93,10 +93,14 @@ def predict_probabilities(
 
 
 def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
-    """The one or two largest breast(+tumour) components, holes filled; None without a breast class."""
+    """The one or two largest breast-class components, holes filled; None without a breast class.
+
+    The breast class only: counting tumour-class voxels too let every strongly enhancing structure
+    touching a breast — the heart on an oblique exam — join the region, its volume and its BPE.
+    """
     if probabilities.shape[0] < 3:
         return None
-    tissue = probabilities.argmax(0) >= BREAST
+    tissue = probabilities.argmax(0) == BREAST
     labels, n = ndimage.label(tissue)
     if n == 0:
         return np.zeros(tissue.shape, bool)
