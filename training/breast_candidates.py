@@ -56,7 +56,7 @@ def describe_exams(manifest: Path, weights: Path, splits: tuple[str, ...] = ("tr
             rows.append({"exam": f"{manifest.parent.name}/{row['patient_id']}", "allowed": bool(found.allowed[i]),
                          "tumour": bool(truth[found.labels == i + 1].any()), "mean_p": float(found.mean_probability[i]),
                          **dict(zip(FEATURES, found.features[i], strict=True))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["exam", "allowed", "tumour", "mean_p", *FEATURES])
 
 
 def rankable(table: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def top_choice_hits(table: pd.DataFrame, score: np.ndarray) -> int:
 
 def cross_validate(table: pd.DataFrame, c: float = 1.0, folds: int = 5) -> dict:
     """Tumours chosen by the ranker vs the mean-probability rule, out of fold, over the rankable exams."""
-    table = rankable(table).reset_index(drop=True)
+    table = rankable(table).reset_index(drop=True) if len(table) else table
     if table["exam"].nunique() < 2 * folds:
         raise ResponseAIError(f"only {table['exam'].nunique()} exams have the tumour and another candidate; the "
                               f"ranker needs at least {2 * folds} to be fitted and cross-validated: add exams")
@@ -116,6 +116,15 @@ def cross_validate(table: pd.DataFrame, c: float = 1.0, folds: int = 5) -> dict:
         ranker_hits += top_choice_hits(held_out, ranker.score(held_out[list(FEATURES)].to_numpy()))
     return {"exams": int(table["exam"].nunique()), "ranker_chosen": ranker_hits,
             "mean_probability_chosen": top_choice_hits(table, table["mean_p"].to_numpy()), "folds": folds, "C": c}
+
+
+def read_table(path: Path, network: str) -> pd.DataFrame:
+    """Descriptors written by an earlier run, refused when another network produced them."""
+    table = pd.read_csv(path)
+    if "network_sha256" not in table.columns or set(table["network_sha256"]) - {network}:
+        raise ResponseAIError(f"{path} holds candidates of another segmentation network (or none recorded): "
+                              "delete it to describe the exams again with this one")
+    return table.drop(columns="network_sha256")
 
 
 def write_card(weights: Path, out: Path, ranker: CandidateRanker, training: dict, version: str) -> Path:
@@ -140,12 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     parser.add_argument("--table", type=Path, help="CSV of the candidate descriptors (written, or read when it exists)")
     args = parser.parse_args(argv)
+    network = sha256_of(args.weights)
     if args.table is not None and args.table.exists():
-        table = pd.read_csv(args.table)
+        table = read_table(args.table, network)
     else:
         table = pd.concat([describe_exams(m, args.weights) for m in args.manifest], ignore_index=True)
         if args.table is not None:
-            table.to_csv(args.table, index=False)
+            args.table.parent.mkdir(parents=True, exist_ok=True)
+            table.assign(network_sha256=network).to_csv(args.table, index=False)
     scores = cross_validate(table, args.C)
     log.info("cross-validated over %d exams: ranker chose the tumour in %d, mean probability in %d",
              scores["exams"], scores["ranker_chosen"], scores["mean_probability_chosen"])

@@ -7,7 +7,8 @@
 # (responseai/breast/phantom_variant.py), neither ever seen in training; and, as a development set,
 # the third generator (responseai/breast/phantom_alt.py --external). Two runs: the base model
 # (seed 1, 40 epochs), then a fine-tune from it with the contrast-uptake augmentation
-# (training/dce_augment.py) on seeds 1 + 3 (20 epochs). ~45 min on 2 cores.
+# (training/dce_augment.py) on seeds 1 + 3 (20 epochs), then the candidate ranker written into its card
+# (training/breast_candidates.py, seed 13's training sites). ~50 min on 2 cores.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
 set -euo pipefail
@@ -36,6 +37,12 @@ STEPS=${STEPS:-40}
     --init "$WORK/seg-run2/breast_seg.safetensors" --resume
 mkdir -p Resources/Models
 cp "$WORK/seg-aug/breast_seg.safetensors" "$WORK/seg-aug/breast_seg.json" Resources/Models/
+# the second stage: a candidate ranker fitted on another seed's training sites (13: never trained on, no site E)
+[ -f "$WORK/train13/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 13 --out "$WORK/train13"
+rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: never reuse another run's
+"$PY" -m training.train breast candidates --manifest "$WORK/train13/manifest.csv" \
+    --weights Resources/Models/breast_seg.safetensors --out Resources/Models/breast_seg.safetensors --version 2.2.0 \
+    --table "$WORK/seg-ranker/candidates.csv"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

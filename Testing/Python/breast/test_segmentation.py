@@ -323,13 +323,13 @@ def test_the_ranker_goes_into_the_card_and_inference_uses_it(trained, tmp_path: 
 
     from responseai.breast.phantom import generate_case
     from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam
-    from responseai.errors import WeightsError
+    from responseai.errors import ResponseAIError, WeightsError
     from responseai.weights import card_path, sha256_of
     from training.breast_candidates import main
 
     _, weights = trained
     table = tmp_path / "candidates.csv"
-    _candidate_table().to_csv(table, index=False)
+    _candidate_table().assign(network_sha256=sha256_of(weights)).to_csv(table, index=False)
     out = tmp_path / "ranked" / "breast_seg.safetensors"
     assert main(["--manifest", "unused.csv", "--weights", str(weights), "--out", str(out), "--version", "9.9.0",
                  "--table", str(table)]) == 0
@@ -342,6 +342,10 @@ def test_the_ranker_goes_into_the_card_and_inference_uses_it(trained, tmp_path: 
         segment_exam(phases, out)
     except Exception as error:  # a 2-epoch network may find nothing; that must be the usual clear error
         assert type(error).__name__ == "EmptyMaskError"
+    _candidate_table().assign(network_sha256="another").to_csv(table, index=False)
+    with pytest.raises(ResponseAIError, match="another segmentation network"):
+        main(["--manifest", "unused.csv", "--weights", str(weights), "--out", str(out), "--version", "9.9.1",
+              "--table", str(table)])
     card["candidate_ranker"]["weights"] = card["candidate_ranker"]["weights"][:-1]
     card_path(out).write_text(_json.dumps(card), encoding="utf-8")
     with pytest.raises(WeightsError, match="candidate ranker"):
@@ -354,3 +358,22 @@ def test_too_few_exams_for_the_ranker_is_a_clear_error():
 
     with pytest.raises(ResponseAIError, match="exams"):
         cross_validate(_candidate_table(n_exams=3))
+
+
+def test_the_ranker_describes_real_exams_and_refuses_too_few(trained, tmp_path: Path):
+    """The descriptors of a cohort are kept (in a folder made for them) even when it is too small to fit on."""
+    import pandas as pd
+
+    from responseai.breast.segmentation.candidates import FEATURES
+    from responseai.errors import ResponseAIError
+    from training.breast_candidates import main
+
+    root, weights = trained
+    table = tmp_path / "not-yet" / "candidates.csv"
+    with pytest.raises(ResponseAIError, match="exams"):
+        main(["--manifest", str(root / "cohort" / "manifest.csv"), "--weights", str(weights),
+              "--out", str(tmp_path / "out.safetensors"), "--version", "0.0.1", "--table", str(table)])
+    described = pd.read_csv(table)
+    assert set(FEATURES) <= set(described.columns) and described["exam"].str.startswith("cohort/").all()
+    assert described[list(FEATURES)].notna().all().all()
+    assert not (tmp_path / "out.safetensors").exists()

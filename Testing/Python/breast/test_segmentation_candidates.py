@@ -126,3 +126,19 @@ def test_what_surrounds_a_candidate_tells_breast_tissue_from_the_heart():
     assert c.features[t, k] == pytest.approx(0.9) and c.features[h, k] < 0.1
     no_class = find_candidates(probability, 0.5, region, channels, (1.5, 1.5, 2.0)).features
     assert (no_class[:, k] == 1.0).all()  # a two-class card: every candidate is taken to sit in the breast
+
+
+def test_depth_on_a_box_is_the_whole_exam_transform_where_it_is_read():
+    """The cropped distance transform must give the exact depth at the candidates, near or far from an edge."""
+    from scipy import ndimage
+
+    from responseai.breast.segmentation.candidates import depth_in_region
+
+    rng = np.random.default_rng(1)
+    region = ndimage.binary_opening(rng.random((30, 60, 80)) > 0.2, iterations=2)
+    region[:, :, 60:] = True  # a deep block: its distances reach past a small margin
+    spacing = (2.0, 1.5, 1.5)
+    full = ndimage.distance_transform_edt(region, sampling=spacing)
+    for where, margin in [(_ball((15, 30, 20), 3, region.shape), 30.0), (_ball((15, 30, 70), 4, region.shape), 3.0),
+                          (_ball((1, 1, 1), 1, region.shape), 5.0)]:
+        assert np.allclose(depth_in_region(region, where, spacing, margin)[where], full[where])
