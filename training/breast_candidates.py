@@ -51,7 +51,8 @@ def describe_exams(manifest: Path, weights: Path, splits: tuple[str, ...] = ("tr
         seg = segment_canonical(check_phases(phases), weights)
         truth = resample_to(read_image(manifest.parent / row["mask"], "mask"), seg.grid, is_label=True).array > 0
         found = find_candidates(seg.probabilities[-1], seg.threshold, seg.region, seg.channels, seg.grid.spacing,
-                                seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None)
+                                seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None,
+                                describe_outside=True)
         for i in np.flatnonzero(np.isfinite(found.features).all(1)):
             rows.append({"exam": f"{manifest.parent.name}/{row['patient_id']}", "allowed": bool(found.allowed[i]),
                          "tumour": bool(truth[found.labels == i + 1].any()), "mean_p": float(found.mean_probability[i]),

@@ -369,9 +369,11 @@ def test_the_ranker_describes_real_exams_and_refuses_too_few(trained, tmp_path: 
     from training.breast_candidates import main
 
     root, weights = trained
+    two = root / "cohort" / "two-exams.csv"  # beside the cohort's images: its relative paths still hold
+    pd.read_csv(root / "cohort" / "manifest.csv").query("split == 'train'").head(2).to_csv(two, index=False)
     table = tmp_path / "not-yet" / "candidates.csv"
     with pytest.raises(ResponseAIError, match="exams"):
-        main(["--manifest", str(root / "cohort" / "manifest.csv"), "--weights", str(weights),
+        main(["--manifest", str(two), "--weights", str(weights),
               "--out", str(tmp_path / "out.safetensors"), "--version", "0.0.1", "--table", str(table)])
     described = pd.read_csv(table)
     assert set(FEATURES) <= set(described.columns) and described["exam"].str.startswith("cohort/").all()

@@ -91,10 +91,13 @@ def test_candidates_outside_the_breasts_and_specks_are_never_chosen():
     probability, channels, region, tumour, parenchyma = _exam()
     region[:, :, 30:] = False  # the parenchyma patch now lies outside the breast region
     probability[5, 40, 10] = 0.99  # a one-voxel speck
-    c = find_candidates(probability, 0.5, region, channels, (1.5, 1.5, 2.0))
+    c = find_candidates(probability, 0.5, region, channels, (1.5, 1.5, 2.0), describe_outside=True)
     assert c.n == 3 and c.outside.sum() == 1 and c.allowed.sum() == 1
     speck = c.labels[5, 40, 10] - 1
     assert np.isnan(c.features[speck]).all() and np.isfinite(c.features[c.outside]).all()  # described, never chosen
+    at_inference = find_candidates(probability, 0.5, region, channels, (1.5, 1.5, 2.0))
+    assert np.isnan(at_inference.features[c.outside]).all()
+    assert np.array_equal(at_inference.features[c.allowed], c.features[c.allowed])  # the same descriptors
     assert (c.labels == choose(c, None))[tumour].all()
     region[:] = False
     assert choose(find_candidates(probability, 0.5, region, channels), None) is None

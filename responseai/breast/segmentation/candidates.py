@@ -41,16 +41,19 @@ class Candidates:
     outside: np.ndarray  # bool per component: mostly surrounded by something other than the breasts
     allowed: np.ndarray  # bool per component: inside the breasts and not a speck
     mean_probability: np.ndarray  # per component
-    features: np.ndarray  # per component × FEATURES (NaN rows for specks, and for all when none is allowed)
+    features: np.ndarray  # per component × FEATURES (NaN rows where not described: specks, outside unless asked)
 
 
 def find_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
                     channels: np.ndarray | None = None, spacing_xyz: Sequence[float] = (1.0, 1.0, 1.0),
-                    breast_probability: np.ndarray | None = None) -> Candidates:
+                    breast_probability: np.ndarray | None = None, describe_outside: bool = False) -> Candidates:
     """Components of ``tumour_probability >= threshold`` and, with ``channels``, their descriptors.
 
     ``breast_probability`` (the network's breast class) says what tissue surrounds each candidate;
-    without it (a two-class card) every candidate is taken to sit in the breast.
+    without it (a two-class card) every candidate is taken to sit in the breast. Components outside
+    the breasts are described only with ``describe_outside`` (training: they are what a ranker learns
+    the heart from; inference never chooses them, and an allowed candidate's descriptors do not
+    depend on which others are described).
     """
     labels, n = ndimage.label(tumour_probability >= threshold)
     index = np.arange(1, n + 1)
@@ -59,10 +62,10 @@ def find_candidates(tumour_probability: np.ndarray, threshold: float, region: np
     outside = lesion & (inside_fraction(labels, region, spacing_xyz, lesion) < MIN_INSIDE_BREAST)
     allowed = ~outside & lesion
     features = np.full((n, len(FEATURES)), np.nan)
+    described = lesion if describe_outside else allowed
     if channels is not None and allowed.any():
-        # components outside the breasts are described too: never chosen, but what a ranker learns the heart from
-        features[lesion] = _describe(labels, index[lesion], means, allowed, channels, region, spacing_xyz,
-                                     breast_probability)
+        features[described] = _describe(labels, index[described], means, allowed, channels, region, spacing_xyz,
+                                        breast_probability)
     return Candidates(labels, n, outside, allowed, np.asarray(means, float), features)
 
 
