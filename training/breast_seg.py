@@ -219,7 +219,7 @@ def validation_dice(model: torch.nn.Module, cases: list[SegCase], patch: tuple[i
     scores = []
     for case in cases:
         probabilities = predict_probabilities(model, case.channels.astype(np.float32), patch)
-        chosen, *_ = select_tumour(probabilities[-1], threshold, breast_region(probabilities))
+        chosen, *_ = select_tumour(probabilities[-1], threshold, breast_region(probabilities), spacing_xyz=SPACING_MM)
         scores.append(dice(chosen, case.label == case.label.max()))
     model.train()
     return float(np.mean(scores)) if scores else float("nan")
