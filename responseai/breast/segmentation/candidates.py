@@ -148,7 +148,7 @@ def depth_in_region(region: np.ndarray, where: np.ndarray, spacing_zyx: Sequence
     farther away. Where that fails for any voxel of ``where``, the whole exam is transformed.
     """
     margin = np.ceil(margin_mm / np.asarray(spacing_zyx)).astype(int)
-    box = _box_of(where, margin)
+    box = bounding_box(where, margin)
     if box is None:
         return np.zeros(region.shape)
     inner = ndimage.distance_transform_edt(region[box], sampling=spacing_zyx)
@@ -168,8 +168,8 @@ def depth_in_region(region: np.ndarray, where: np.ndarray, spacing_zyx: Sequence
     return out
 
 
-def _box_of(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask`` grown by ``margin`` voxels per axis (None when empty)."""
+def bounding_box(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask``'s voxels grown by ``margin`` voxels per axis, clipped to the array (None when empty)."""
     found = ndimage.find_objects(mask.astype(np.uint8))
     return _grow(found[0], mask.shape, margin) if found else None
 

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
-from responseai.breast.segmentation.candidates import CandidateRanker, choose, find_candidates
+from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, choose, find_candidates
 from responseai.breast.segmentation.model import TASK, build_model
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
@@ -142,20 +142,12 @@ def fill_holes(component: np.ndarray, connectivity: int = 3) -> np.ndarray:
     one at a fraction of the cost on a full exam.
     """
     out = np.zeros(component.shape, np.uint8)
-    box = _box(component, margin=1)
+    box = bounding_box(component, (1, 1, 1))
     if box is None:
         return out
     structure = ndimage.generate_binary_structure(3, connectivity)
     out[box] = ndimage.binary_fill_holes(component[box], structure=structure)
     return out
-
-
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask``'s voxels grown by ``margin`` (clipped to the array); None when empty."""
-    found = ndimage.find_objects(mask.astype(np.uint8))
-    if not found:
-        return None
-    return tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in found[0])
 
 
 def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarray) -> float | None:
@@ -168,7 +160,7 @@ def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarra
     if region is None:
         return None
     near = np.zeros(tumour.shape, bool)
-    box = _box(tumour > 0, margin=5)  # the dilation cannot leave the tumour's box grown by 5
+    box = bounding_box(tumour > 0, (5, 5, 5))  # the dilation cannot leave the tumour's box grown by 5
     if box is not None:
         near[box] = ndimage.binary_dilation(tumour[box] > 0, iterations=5)
     background = region & ~near
