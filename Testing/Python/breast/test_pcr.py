@@ -230,6 +230,16 @@ def test_radiomics_run_carries_its_statistics_and_chains_its_steps(tiny_cohort, 
     np.testing.assert_allclose(list(result.image_features.values()), kinetic_features(prepared.image, prepared.mask),
                                rtol=1e-5)
 
+    # a card trained on another feature definition is refused, not fed numbers it never saw
+    other = tmp_path / "other-features"
+    other.mkdir()
+    (other / "breast_pcr.safetensors").write_bytes((out / "breast_pcr.safetensors").read_bytes())
+    card = json.loads((out / "breast_pcr.json").read_text())
+    card["inputs"]["radiomics_features"] = [*FEATURES[:-1], "peritumoural_excess"]
+    (other / "breast_pcr.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="reads kinetic features"):
+        predict_pcr(phases, mask, clinical, other / "breast_pcr.safetensors")
+
 
 def test_threshold_comes_from_val_rows_only(stepwise_run: Path, tiny_cohort: Path):
     model, card = load_model(stepwise_run / "breast_pcr.safetensors", build_model, expected_task="pcr")

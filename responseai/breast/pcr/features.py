@@ -4,12 +4,17 @@ A radiologist's reading of a DCE lesion in numbers: initial enhancement, washout
 heterogeneity, rim versus core, and enhancement in a shell just outside the tumour. Computed on
 the same canonical crop the network sees (channels pre, post1, post2, post1 − pre, all in the
 exam's intensity unit), so the comparison is about the model, not the preprocessing.
+
+The feature names are stored in each model card; a model trained on another definition is refused
+at load time (:func:`check_feature_definition`) instead of being fed numbers it never saw.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from responseai.errors import WeightsError
 
 FEATURES = ("initial_enhancement", "washout", "washout_fraction", "heterogeneity", "rim_to_core",
             "peritumoural_enhancement")
@@ -35,6 +40,17 @@ def kinetic_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         float(early[rim].mean() / (abs(core_mean) + EPS)) if rim.any() else 1.0,
         float(early[shell].mean()) if shell.any() else 0.0,
     ], np.float32)
+
+
+def check_feature_definition(card: dict) -> None:
+    """Refuse a model whose kinetic-feature term was trained on another feature definition."""
+    if not card["architecture"].get("radiomics"):
+        return
+    trained_on = list(card.get("inputs", {}).get("radiomics_features", []))
+    if trained_on != list(FEATURES):
+        raise WeightsError(f"{card.get('name', 'pCR model')} {card.get('version', '')} reads kinetic features "
+                           f"{trained_on or 'of an unrecorded definition'}; this version of ResponseAI computes "
+                           f"{list(FEATURES)}. Retrain it (responseai train breast pcr --radiomics) or use matching weights.")
 
 
 def cohort_features(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
