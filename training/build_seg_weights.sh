@@ -8,7 +8,8 @@
 # the third generator (responseai/breast/phantom_alt.py --external). Two runs: the base model
 # (seed 1, 40 epochs), then a fine-tune from it with the contrast-uptake augmentation
 # (training/dce_augment.py) on seeds 1 + 3 (20 epochs), then the candidate ranker written into its card
-# (training/breast_candidates.py, seed 13's training sites). ~50 min on 2 cores.
+# (training/breast_candidates.py, seed 13's training sites), then the outline growth (training/breast_outline.py).
+# ~60 min on 2 cores.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
 set -euo pipefail
@@ -43,6 +44,15 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
 "$PY" -m training.train breast candidates --manifest "$WORK/train13/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --out Resources/Models/breast_seg.safetensors --version 2.2.0 \
     --table "$WORK/seg-ranker/candidates.csv"
+# the chosen tumour's outline completed on its own enhancement (share and margin chosen on development
+# exams: the alt phantom's seed 23 and site E of main seed 17; `--grid` prints the table they came from)
+[ -f "$WORK/dev17/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 120 --seed 17 --out "$WORK/dev17"
+[ -f "$WORK/alt23/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 23 --external --out "$WORK/alt23"
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors --grid \
+    --dev "$WORK/alt23/manifest.csv" "$WORK/dev17/manifest.csv:external" --csv "$WORK/outline-grid.csv"
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.3.0 --share 0.6 --margin-mm 3 \
+    --chosen-on "development exams: alt phantom seed 23 (60) and main phantom seed 17 site E (41)"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

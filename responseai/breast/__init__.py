@@ -15,7 +15,8 @@ FAMILY = Family(
     report="responseai.breast.report:report_from_prediction",
     synth="responseai.breast.phantom",
     evaluate={"pcr": "responseai.breast.pcr.evaluation", "segmentation": "responseai.breast.segmentation.evaluation"},
-    train={"pcr": "training.breast_pcr", "segmentation": "training.breast_seg", "candidates": "training.breast_candidates"},
+    train={"pcr": "training.breast_pcr", "segmentation": "training.breast_seg", "candidates": "training.breast_candidates",
+           "outline": "training.breast_outline"},
     bench="responseai.breast.bench",
     demo="responseai.breast.demo",
 )

@@ -29,6 +29,7 @@ from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, choose, find_candidates
 from responseai.breast.segmentation.model import TASK, build_model
+from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
 from responseai.io import resample_to
@@ -113,7 +114,8 @@ def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
                   channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
                   ranker: CandidateRanker | None = None,
-                  breast_probability: np.ndarray | None = None) -> tuple[np.ndarray, int, int, float]:
+                  breast_probability: np.ndarray | None = None,
+                  growth: OutlineGrowth | None = None) -> tuple[np.ndarray, int, int, float]:
     """The tumour among the candidate components inside the breast region (see :mod:`.candidates`).
 
     Without a ranker the highest mean probability wins: a tumour is confidently tumour throughout,
@@ -121,7 +123,8 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     extent (chosen on a development external site, seed 7: tumour picked in 90 % of cases vs 86 %
     by the peak). A card's ranker also reads the candidates' size, shape, kinetics and surrounding
     tissue, which need the network input ``channels`` on a grid of ``spacing_xyz`` and the
-    network's ``breast_probability``.
+    network's ``breast_probability``. With a card's ``growth`` the chosen component's outline is
+    completed on its own enhancement (:mod:`.outline`).
     Returns (mask, n candidates, n discarded outside the breast, its mean probability).
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
@@ -129,7 +132,10 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     best = choose(candidates, ranker)
     if best is None:
         return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
-    return (fill_holes(candidates.labels == best), candidates.n, int(candidates.outside.sum()),
+    chosen = candidates.labels == best
+    if growth is not None and channels is not None:
+        chosen = grow_on_enhancement(chosen, channels[SUBTRACTION], region, spacing_xyz[::-1], growth)
+    return (fill_holes(chosen), candidates.n, int(candidates.outside.sum()),
             float(candidates.mean_probability[best - 1]))
 
 
@@ -186,6 +192,7 @@ class CanonicalSegmentation:
     region: np.ndarray | None  # breast region (None for a two-class card)
     threshold: float  # tumour probability threshold from the card
     ranker: CandidateRanker | None = None  # the card's learnt candidate ranker (None: highest mean probability)
+    growth: OutlineGrowth | None = None  # the card's outline completion on enhancement (None: the component as found)
 
 
 def segment_canonical(
@@ -205,7 +212,7 @@ def segment_canonical(
     channels, grid = network_input(aligned, spacing)
     probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
     return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]),
-                                 card_ranker(card))
+                                 card_ranker(card), card_growth(card))
 
 
 def card_ranker(card: Mapping) -> CandidateRanker | None:
@@ -217,6 +224,17 @@ def card_ranker(card: Mapping) -> CandidateRanker | None:
         return CandidateRanker.from_card(entry)
     except (KeyError, TypeError, ValueError) as error:
         raise WeightsError(f"the segmentation card's candidate ranker cannot be used: {error}") from error
+
+
+def card_growth(card: Mapping) -> OutlineGrowth | None:
+    """The card's ``outline_growth`` (None for cards without one); WeightsError when it is malformed."""
+    entry = card.get("outline_growth")
+    if entry is None:
+        return None
+    try:
+        return OutlineGrowth.from_card(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise WeightsError(f"the segmentation card's outline growth cannot be used: {error}") from error
 
 
 def segment_exam(
@@ -243,7 +261,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
     chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region, seg.channels,
-                                                     grid.spacing, seg.ranker, breast_probability)
+                                                     grid.spacing, seg.ranker, breast_probability, seg.growth)
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(

@@ -1,0 +1,94 @@
+"""Completing the chosen tumour's outline on its own enhancement (synthetic maps, a real card)."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from responseai.breast.segmentation.inference import card_growth, select_tumour
+from responseai.breast.segmentation.outline import OutlineGrowth, grow_on_enhancement
+from responseai.errors import WeightsError
+from responseai.resources import model_path
+from responseai.weights import card_path, read_card, sha256_of
+from training import breast_outline
+
+SHAPE = (30, 48, 64)
+SPACING_ZYX = (2.0, 1.0, 1.0)
+GROWTH = OutlineGrowth(share=0.6, margin_mm=3.0)
+
+
+def _ball(centre, radius_mm, shape=SHAPE):
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    dz, dy, dx = ((z - centre[0]) * SPACING_ZYX[0], (y - centre[1]) * SPACING_ZYX[1], (x - centre[2]) * SPACING_ZYX[2])
+    return dz**2 + dy**2 + dx**2 <= radius_mm**2
+
+
+def _scene():
+    """A 10 mm tumour the network outlined only to 7 mm, a weakly enhancing shell of parenchyma right
+    around it, a strongly enhancing vessel 6 mm from its edge, and enhancement outside the breasts."""
+    tumour, found = _ball((15, 24, 24), 10), _ball((15, 24, 24), 7)
+    subtraction = np.full(SHAPE, 0.05, np.float32)
+    subtraction[_ball((15, 24, 24), 14) & ~tumour] = 0.2  # parenchyma: enhances, but far less than the tumour
+    subtraction[tumour] = 1.0
+    vessel = _ball((15, 24, 44), 3)  # nearest edge 20 − 3 − 10 = 7 mm from the tumour, 10 mm from `found`
+    subtraction[vessel] = 1.2
+    region = np.ones(SHAPE, bool)
+    region[:, :, 56:] = False
+    subtraction[:, :, 56:] = 1.0
+    return tumour, found, subtraction, region, vessel
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_growth_completes_the_margin_and_stops_at_weaker_tissue_and_the_margin():
+    tumour, found, subtraction, region, vessel = _scene()
+    grown = grow_on_enhancement(found, subtraction, region, SPACING_ZYX, GROWTH)
+    assert _dice(found, tumour) < 0.6 < 0.95 < _dice(grown, tumour)
+    assert not (grown & vessel).any()  # enhancing, but beyond the margin
+    assert not grown[:, :, 56:].any()  # outside the breast region
+    assert (grown & ~tumour).sum() == 0  # the weakly enhancing parenchyma stays out
+
+
+def test_growth_on_a_box_equals_the_whole_volume_rule():
+    tumour, found, subtraction, region, _ = _scene()
+    near = ndimage.distance_transform_edt(~found, sampling=SPACING_ZYX) <= GROWTH.margin_mm
+    allowed = near & region & (subtraction >= GROWTH.share * np.median(subtraction[found]))
+    labels, _ = ndimage.label(allowed | found)
+    expected = np.isin(labels, np.unique(labels[found]))
+    np.testing.assert_array_equal(grow_on_enhancement(found, subtraction, region, SPACING_ZYX, GROWTH), expected)
+
+
+def test_select_tumour_grows_the_chosen_component_only_with_a_card_entry():
+    tumour, found, subtraction, region, _ = _scene()
+    probability = np.where(found, 0.9, 0.0).astype(np.float32)
+    channels = np.stack([np.full(SHAPE, 0.3, np.float32)] * 3 + [subtraction])
+    spacing_xyz = SPACING_ZYX[::-1]
+    plain, *_ = select_tumour(probability, 0.5, region, channels, spacing_xyz)
+    grown, *_ = select_tumour(probability, 0.5, region, channels, spacing_xyz, growth=GROWTH)
+    np.testing.assert_array_equal(plain.astype(bool), found)
+    assert _dice(grown.astype(bool), tumour) > 0.95
+
+
+@pytest.mark.parametrize("entry", [{"share": 0.0, "margin_mm": 3}, {"share": 0.6}, {"share": "a", "margin_mm": 3},
+                                   {"share": 0.6, "margin_mm": 50}])
+def test_a_malformed_card_entry_is_refused(entry):
+    assert card_growth({}) is None
+    with pytest.raises(WeightsError, match="outline growth"):
+        card_growth({"outline_growth": entry})
+
+
+def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
+    weights = model_path("breast_seg")
+    out = tmp_path / "breast_seg.safetensors"
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.9", "--share", "0.6",
+                                "--margin-mm", "3", "--chosen-on", "test"]) == 0
+    card = read_card(out, expected_task="segmentation")
+    assert card["version"] == "9.9.9" and card["sha256"] == sha256_of(out) == sha256_of(weights)
+    assert card_growth(card) == GROWTH and card["outline_growth"]["chosen_on"] == "test"
+    assert json.loads(card_path(out).read_text())["candidate_ranker"] == read_card(weights)["candidate_ranker"]
+    with pytest.raises(SystemExit):
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--share", "2",
+                             "--margin-mm", "3"])

@@ -1,0 +1,122 @@
+"""Choose and write the segmentation card's outline growth (``responseai.breast.segmentation.outline``).
+
+``--grid`` scores every (share, margin) pair on development exams: the network and the candidate
+choice run once per exam, then each growth of the chosen component is compared with the true
+mask on the network's grid (mean Dice over the exams where the chosen component touches the
+tumour, and over all exams). Without ``--grid`` the given share and margin are written into a
+copy of the card with a new version; the weights are copied unchanged (same sha256).
+
+Usage:
+    python -m training.train breast outline --weights W --dev DEV.csv[:split] … --grid
+    python -m training.train breast outline --weights W --out W2 --version 2.3.0 --share 0.6 --margin-mm 3 \
+        --chosen-on "why these values"
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from responseai.breast.preprocess import check_phases
+from responseai.breast.segmentation.inference import segment_canonical, select_tumour
+from responseai.breast.segmentation.outline import OutlineGrowth
+from responseai.io import read_image, resample_to
+from responseai.metrics import dice
+from responseai.weights import card_path, read_card, sha256_of
+
+log = logging.getLogger(__name__)
+SHARES = (0.4, 0.6, 0.8)
+MARGINS_MM = (3.0, 6.0)
+
+
+def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[OutlineGrowth | None]) -> dict:
+    """Dice of each growth of the chosen component against the true mask, on the network grid."""
+    phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
+    seg = segment_canonical(check_phases(phases), weights)
+    truth = resample_to(read_image(manifest.parent / row["mask"], "mask"), seg.grid, is_label=True).array > 0
+    breast = seg.probabilities[1] if len(seg.probabilities) > 2 else None
+    scores = {"patient_id": row["patient_id"]}
+    for growth in growths:
+        mask, *_ = select_tumour(seg.probabilities[-1], seg.threshold, seg.region, seg.channels, seg.grid.spacing,
+                                 seg.ranker, breast, growth)
+        scores[label(growth)] = dice(mask, truth) if mask.any() else 0.0
+        scores.setdefault("found", bool((mask.astype(bool) & truth).any()))
+    return scores
+
+
+def label(growth: OutlineGrowth | None) -> str:
+    return "as found" if growth is None else f"share {growth.share:g}, {growth.margin_mm:g} mm"
+
+
+def grid_table(dev: list[str], weights: Path) -> pd.DataFrame:
+    """Per-exam Dice of the component as found and of every grid growth, over the development manifests."""
+    growths = [None] + [OutlineGrowth(s, m) for s, m in itertools.product(SHARES, MARGINS_MM)]
+    rows = []
+    for spec in dev:
+        path, _, split = spec.partition(":")
+        manifest = Path(path)
+        frame = pd.read_csv(manifest)
+        frame = frame[frame["split"] == split] if split else frame
+        for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"{manifest.parent.name} outlines"):
+            rows.append({"set": spec, **exam_scores(manifest, row, weights, growths)})
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice per set and growth, over all exams and over the exams where the tumour was found."""
+    columns = [c for c in table.columns if c not in ("set", "patient_id", "found")]
+    found = table[table["found"]]
+    return pd.concat({"all exams": table.groupby("set")[columns].mean(),
+                      "found": found.groupby("set")[columns].mean()}).round(3)
+
+
+def write_card(weights: Path, out: Path, growth: OutlineGrowth, version: str, chosen_on: str) -> Path:
+    """Copy the network weights to ``out`` and write its card with ``outline_growth`` (same sha256)."""
+    card = read_card(weights, expected_task="segmentation")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != weights.resolve():
+        shutil.copyfile(weights, out)
+    card.update(version=version, sha256=sha256_of(out), weights_file=out.name,
+                outline_growth={**growth.to_card(), "chosen_on": chosen_on})
+    card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``training.train breast outline`` dispatches here)."""
+    parser = argparse.ArgumentParser(prog="python -m training.train breast outline", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True, help="segmentation weights (its card is read)")
+    parser.add_argument("--grid", action="store_true", help="score the share × margin grid on --dev and stop")
+    parser.add_argument("--dev", nargs="+", default=[], help="development manifests, optionally path.csv:split")
+    parser.add_argument("--csv", type=Path, help="with --grid: write the per-exam table here")
+    parser.add_argument("--out", type=Path, help="where the weights + card with the growth go")
+    parser.add_argument("--version", help="the new card version")
+    parser.add_argument("--share", type=float, help="share of the component's median enhancement")
+    parser.add_argument("--margin-mm", type=float, help="how far from the component voxels may join")
+    parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
+    args = parser.parse_args(argv)
+    if args.grid:
+        if not args.dev:
+            parser.error("--grid needs --dev manifests")
+        table = grid_table(args.dev, args.weights)
+        if args.csv is not None:
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(args.csv, index=False)
+        log.info("mean Dice per development set:\n%s", summary(table).to_string())
+        return 0
+    if None in (args.out, args.version, args.share, args.margin_mm):
+        parser.error("writing a card needs --out, --version, --share and --margin-mm")
+    try:
+        growth = OutlineGrowth(args.share, args.margin_mm)
+    except ValueError as error:
+        parser.error(str(error))
+    write_card(args.weights, args.out, growth, args.version, args.chosen_on)
+    log.info("wrote %s with outline growth %s", args.out, growth)
+    return 0
