@@ -61,7 +61,8 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_pcr"
-MODEL_VERSION = "1.2.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its best val epoch
+MODEL_VERSION = "1.3.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its
+# best val epoch; 1.3: kinetic features read on the enhancing interior, BPE-corrected halo, 5 training seeds
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
 MANIFEST_NEEDS = {"require": ("split", "site", "mask", "pcr"), "need_splits": ("train", "val")}

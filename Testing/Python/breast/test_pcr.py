@@ -158,6 +158,38 @@ def test_the_radiomics_term_is_standardised_clipped_and_required():
 # --- training -----------------------------------------------------------------------------------
 
 
+def _lesion_crop(washout: float, texture: float, halo: float, background: float, seed: int = 0):
+    """A 40³ crop: a 9-voxel-radius tumour with a washout share, texture and a halo, in enhancing breast tissue."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:40, :40, :40]
+    r = np.sqrt((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2)
+    tumour = r <= 9
+    pre = np.full(r.shape, 0.3, np.float32)
+    early = np.where(tumour, 1.0 + texture * rng.standard_normal(r.shape), background)
+    early = early + np.where(tumour, 0, halo * np.exp(-np.maximum(r - 9, 0) / 4))
+    washes = tumour & (rng.random(r.shape) < washout)
+    late = np.where(washes, 0.7 * early, np.where(tumour, 1.2 * early, early))
+    image = np.stack([pre, pre + early, pre + late, early]).astype(np.float32)
+    return image, tumour.astype(np.uint8)
+
+
+def test_kinetic_features_read_what_they_name():
+    """Washout share, texture and halo each move their own feature; the breast's background
+    enhancement (BPE) does not read as a peritumoural halo."""
+    from responseai.breast.pcr.features import FEATURES, kinetic_features
+
+    col = {name: FEATURES.index(name) for name in FEATURES}
+    base = dict(washout=0.3, texture=0.1, halo=0.0, background=0.2)
+    f = lambda **kw: kinetic_features(*_lesion_crop(**{**base, **kw}))  # noqa: E731
+    low, high = f(washout=0.1), f(washout=0.6)
+    assert abs(low[col["washout_fraction_enhancing"]] - 0.1) < 0.05
+    assert abs(high[col["washout_fraction_enhancing"]] - 0.6) < 0.05
+    assert f(texture=0.3)[col["enhancement_iqr_ratio"]] > 2 * f(texture=0.1)[col["enhancement_iqr_ratio"]]
+    assert f(halo=0.5)[col["peritumoural_excess"]] > 0.15 > 0.02 > abs(f(halo=0.0)[col["peritumoural_excess"]])
+    bpe_only = f(background=0.8)[col["peritumoural_excess"]]
+    assert abs(bpe_only) < 0.05  # a uniformly enhancing breast is not a halo
+
+
 def test_three_steps_run_and_leave_a_loadable_model_each(stepwise_run: Path):
     cards = {tag: json.loads((stepwise_run / f"breast_pcr_{tag}.json").read_text()) for tag in ("step1", "step12", "step123")}
     assert [s["name"] for s in cards["step123"]["training"]["steps"]] == ["global", "attention", "clinical"]
@@ -229,6 +261,18 @@ def test_radiomics_run_carries_its_statistics_and_chains_its_steps(tiny_cohort, 
     assert list(result.image_features) == list(FEATURES)
     np.testing.assert_allclose(list(result.image_features.values()), kinetic_features(prepared.image, prepared.mask),
                                rtol=1e-5)
+
+    # a card from another feature definition (pCR 1.0–1.2) is refused, not fed numbers it never saw
+    from responseai.breast.pcr.features import LEGACY_FEATURES
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "breast_pcr.safetensors").write_bytes((out / "breast_pcr.safetensors").read_bytes())
+    card = json.loads((out / "breast_pcr.json").read_text())
+    card["inputs"]["radiomics_features"] = list(LEGACY_FEATURES)
+    (legacy / "breast_pcr.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="reads kinetic features"):
+        predict_pcr(phases, mask, clinical, legacy / "breast_pcr.safetensors")
 
 
 def test_threshold_comes_from_val_rows_only(stepwise_run: Path, tiny_cohort: Path):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
+from responseai.breast.pcr.features import check_feature_definition
 from responseai.breast.pcr.inference import ImageOnlyModel
 from responseai.breast.pcr.model import build_model
 from responseai.clinical import ClinicalEncoder, records_from_frame
@@ -84,6 +85,7 @@ def gradcam_maps(model: torch.nn.Module, cohort: Cohort, rows: np.ndarray) -> li
 def run_ablation(weights: Path, cohort: Cohort) -> ModelOutputs:
     """Probabilities (with the card's prior offset), attention and Grad-CAM agreement per case."""
     model, card = load_model(weights, build_model, expected_task="pcr")
+    check_feature_definition(card)
     rows = np.arange(len(cohort.frame))
     logits, attention = predict_logits(model, cohort, rows, torch.device("cpu"))
     crop = cohort.images.shape[2:]
@@ -124,7 +126,8 @@ def cnn_term_of_step1(runs_dir: Path, train: Cohort, cohort: Cohort) -> ModelOut
     from responseai.metrics import youden_threshold
 
     folder, file = ABLATIONS["step 1 (global)"]
-    model, _ = load_model(runs_dir / folder / file, build_model, expected_task="pcr")
+    model, card = load_model(runs_dir / folder / file, build_model, expected_task="pcr")
+    check_feature_definition(card)
     if not model.config["radiomics"]:
         return None
 

@@ -18,7 +18,7 @@ import torch
 from monai.visualize import GradCAM
 
 from responseai.breast.constants import BREAST_SCHEMA
-from responseai.breast.pcr.features import FEATURES, kinetic_features
+from responseai.breast.pcr.features import FEATURES, check_feature_definition, kinetic_features
 from responseai.breast.pcr.model import TASK, PCRNet, build_model
 from responseai.breast.pcr.preprocess import PreparedCase, prepare_case
 from responseai.clinical import ClinicalEncoder, validate_clinical
@@ -81,6 +81,7 @@ class LoadedPCR:
 
 def _load(path: Path) -> LoadedPCR:
     model, card = load_model(path, build_model, expected_task=TASK)
+    check_feature_definition(card)
     encoder = None
     if card["architecture"]["clinical"]:
         encoder = ClinicalEncoder.from_dict(card["preprocessing"]["clinical_encoder"], BREAST_SCHEMA)
