@@ -8,7 +8,8 @@ best val epoch (``docs/pcr.md``); the development cohorts never reach training i
 
 ``--score W.safetensors …`` instead scores finished models on the same development cohorts (how
 two candidate runs were compared before either test set was scored), beside the clinical-only
-logistic regression fitted on the manifest's train rows.
+logistic regression fitted on the manifest's train rows; with several development cohorts also
+their pooled AUC.
 
 Usage: python -m training.pcr_dev_curve --manifest TRAIN.csv --step12 RUN/stepwise/breast_pcr_step12.safetensors
        --dev DEV.csv [DEV2.csv:external …] [--radiomics] [--epochs 24]
@@ -83,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {auc_or_nan(c.labels, clinical_reference(args.manifest, c).probs):.3f}" for k, c in devs.items()))
         for weights in args.score:
             loaded = load_pcr_model(weights)
-            scores = {k: _auc(loaded.model, _encoded_for(c, loaded.encoder), np.arange(len(c.frame)))
-                      for k, c in devs.items()}
+            logits = {k: predict_logits(loaded.model, _encoded_for(c, loaded.encoder), np.arange(len(c.frame)),
+                                        torch.device("cpu"))[0].ravel() for k, c in devs.items()}
+            scores = {k: auc_or_nan(devs[k].labels, v) for k, v in logits.items()}
+            if len(devs) > 1:  # one model's logits share a scale, so the sets can be pooled
+                scores["pooled"] = auc_or_nan(np.concatenate([c.labels for c in devs.values()]),
+                                              np.concatenate(list(logits.values())))
             log.info("%s  %s", weights, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         return 0
     if args.step12 is None:
