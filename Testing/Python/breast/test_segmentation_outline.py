@@ -52,6 +52,12 @@ def test_growth_completes_the_margin_and_stops_at_weaker_tissue_and_the_margin()
     assert (grown & ~tumour).sum() == 0  # the weakly enhancing parenchyma stays out
 
 
+def test_a_component_that_does_not_enhance_is_left_as_it_is():
+    _, found, subtraction, region, _ = _scene()
+    flat = np.where(found, -0.01, subtraction).astype(np.float32)
+    np.testing.assert_array_equal(grow_on_enhancement(found, flat, region, SPACING_ZYX, GROWTH), found)
+
+
 def test_growth_on_a_box_equals_the_whole_volume_rule():
     tumour, found, subtraction, region, _ = _scene()
     near = ndimage.distance_transform_edt(~found, sampling=SPACING_ZYX) <= GROWTH.margin_mm

@@ -48,7 +48,9 @@ def grow_on_enhancement(component: np.ndarray, subtraction: np.ndarray, region: 
     """``component`` (bool) plus the connected voxels near it that enhance like it, as bool.
 
     Worked on the component's bounding box grown by the margin: nothing further away can join, so
-    the result equals the whole-volume one at a fraction of the cost.
+    the result equals the whole-volume one at a fraction of the cost. A component that does not
+    enhance (median uptake ≤ 0) has no enhancement to complete and is returned as it is: a share of
+    a negative level would let every nearby voxel in.
     """
     margin = tuple(int(np.ceil(growth.margin_mm / s)) + 1 for s in spacing_zyx)
     box = bounding_box(component, margin)
@@ -56,6 +58,8 @@ def grow_on_enhancement(component: np.ndarray, subtraction: np.ndarray, region: 
         return component.astype(bool)
     core = component[box].astype(bool)
     level = growth.share * float(np.median(subtraction[box][core]))
+    if level <= 0:
+        return component.astype(bool)
     near = ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= growth.margin_mm
     allowed = near & (subtraction[box] >= level)
     if region is not None:
