@@ -123,7 +123,9 @@ def _gg_predict(folder: Path, out: Path, *extra: str, **override) -> list[str]:
 
 
 def _weights(folder: Path, name: str, damage: str) -> str:
-    """A copy of shipped weights + card, damaged: ``truncated``, ``pickle`` or ``newer_card``."""
+    """A copy of shipped weights + card, damaged: ``truncated``, ``pickle``, ``newer_card``,
+    ``other_features`` (a pCR card trained on another kinetic-feature definition) or ``bad_outline``
+    (a segmentation card whose outline growth is out of range)."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +142,10 @@ def _weights(folder: Path, name: str, damage: str) -> str:
     elif damage == "newer_card":
         data["card_format"] = 99
         data["responseai_version"] = "99.0.0"
+    elif damage == "other_features":
+        data["inputs"]["radiomics_features"] = [*data["inputs"]["radiomics_features"][:-1], "peritumoural_excess"]
+    elif damage == "bad_outline":
+        data["outline_growth"] = {"share": 5.0, "margin_mm": 3.0}
     card.write_text(json.dumps(data), encoding="utf-8")
     return str(weights)
 
@@ -237,6 +243,13 @@ CASES: tuple[BadInput, ...] = (
     BadInput("model card of a newer, incompatible version", "predict breast",
              lambda d, o: _breast_predict(d, o, "--pcr-weights", _weights(d / "w", "breast_pcr", "newer_card")),
              "card_format"),
+    BadInput("pCR weights trained on another kinetic-feature definition", "predict breast",
+             lambda d, o: _breast_predict(d, o, "--pcr-weights", _weights(d / "w", "breast_pcr", "other_features")),
+             "reads kinetic features"),
+    BadInput("segmentation card with an out-of-range outline growth", "predict breast",
+             lambda d, o: _breast_predict(d, o, "--seg-weights", _weights(d / "w", "breast_seg", "bad_outline"),
+                                          mask=None),
+             "outline growth cannot be used"),
     # predict gradeguided, one case
     BadInput("no modality at all", "predict gradeguided", lambda d, o: _gg_predict(d, o, ct_nc=None, pet=None),
              "no imaging volume given"),

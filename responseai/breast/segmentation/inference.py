@@ -58,13 +58,17 @@ class ExamSegmentation:
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
-    return load_model(path, build_model, expected_task=TASK)
+    model, card = load_model(path, build_model, expected_task=TASK)
+    card_ranker(card)  # a malformed second stage is refused with the file, not once per exam
+    card_growth(card)
+    return model, card
 
 
 def load_segmentation_model(weights_path: str | Path = DEFAULT) -> tuple[torch.nn.Module, dict]:
     """Verified network + card, loaded once per file version (Slicer re-runs reuse it).
 
-    Raises WeightsError for a missing, truncated or mismatching file.
+    Raises WeightsError for a missing, truncated or mismatching file, or a malformed candidate
+    ranker or outline growth in its card.
     """
     return load_once(weights_path, _load)
 
