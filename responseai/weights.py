@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -97,6 +98,18 @@ def read_card(weights_path: str | Path, expected_task: str | None = None) -> dic
     return card
 
 
+
+def copy_with_card(weights: Path, out: Path, expected_task: str, **updates: object) -> Path:
+    """Copy ``weights`` to ``out`` and write its card with ``updates``: a second stage fitted after
+    training (a candidate ranker, an outline rule) travels in the card of the unchanged network,
+    whose sha256 stays the same."""
+    card = read_card(weights, expected_task=expected_task)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != weights.resolve():
+        shutil.copyfile(weights, out)
+    card.update(updates, sha256=sha256_of(out), weights_file=out.name)
+    card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return out
 def load_model(
     weights_path: str | Path,
     build: Callable[[dict], torch.nn.Module],

@@ -13,9 +13,7 @@ weights are copied unchanged; the card gains ``candidate_ranker`` and a new vers
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from responseai.breast.segmentation.inference import BREAST, segment_canonical
 from responseai.errors import ResponseAIError
 from responseai.io import read_image, resample_to
 from responseai.manifest import read_manifest
-from responseai.weights import card_path, read_card, sha256_of
+from responseai.weights import copy_with_card, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +126,6 @@ def read_table(path: Path, network: str) -> pd.DataFrame:
     return table.drop(columns="network_sha256")
 
 
-def write_card(weights: Path, out: Path, ranker: CandidateRanker, training: dict, version: str) -> Path:
-    """Copy the network weights to ``out`` and write its card with the ranker (the sha256 is unchanged)."""
-    card = read_card(weights, expected_task="segmentation")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.resolve() != weights.resolve():
-        shutil.copyfile(weights, out)
-    card.update(version=version, sha256=sha256_of(out), weights_file=out.name,
-                candidate_ranker={**ranker.to_card(), "training": training})
-    card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (``training.train breast candidates`` dispatches here)."""
     parser = argparse.ArgumentParser(prog="python -m training.train breast candidates", description=__doc__.splitlines()[0])
@@ -164,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ranker = fit_ranker(table, args.C)
     training = {"manifests": [str(m) for m in args.manifest], "exams": int(table["exam"].nunique()),
                 "candidates": len(table), "cross_validation": scores}
-    write_card(args.weights, args.out, ranker, training, args.version)
+    copy_with_card(args.weights, args.out, "segmentation", version=args.version,
+                   candidate_ranker={**ranker.to_card(), "training": training})
     log.info("wrote %s (ranker weights %s)", args.out,
              {name: round(float(w), 3) for name, w in zip(FEATURES, ranker.weights, strict=True)})
     return 0

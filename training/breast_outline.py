@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +27,7 @@ from responseai.breast.segmentation.inference import segment_canonical, select_t
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
 from responseai.metrics import dice
-from responseai.weights import card_path, read_card, sha256_of
+from responseai.weights import copy_with_card
 
 log = logging.getLogger(__name__)
 SHARES = (0.4, 0.6, 0.8)
@@ -77,18 +75,6 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                       "found": found.groupby("set")[columns].mean()}).round(3)
 
 
-def write_card(weights: Path, out: Path, growth: OutlineGrowth, version: str, chosen_on: str) -> Path:
-    """Copy the network weights to ``out`` and write its card with ``outline_growth`` (same sha256)."""
-    card = read_card(weights, expected_task="segmentation")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.resolve() != weights.resolve():
-        shutil.copyfile(weights, out)
-    card.update(version=version, sha256=sha256_of(out), weights_file=out.name,
-                outline_growth={**growth.to_card(), "chosen_on": chosen_on})
-    card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (``training.train breast outline`` dispatches here)."""
     parser = argparse.ArgumentParser(prog="python -m training.train breast outline", description=__doc__.splitlines()[0])
@@ -117,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         growth = OutlineGrowth(args.share, args.margin_mm)
     except ValueError as error:
         parser.error(str(error))
-    write_card(args.weights, args.out, growth, args.version, args.chosen_on)
+    copy_with_card(args.weights, args.out, "segmentation", version=args.version,
+                   outline_growth={**growth.to_card(), "chosen_on": args.chosen_on})
     log.info("wrote %s with outline growth %s", args.out, growth)
     return 0

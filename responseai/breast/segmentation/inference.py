@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from responseai.resources import model_path
 from responseai.weights import load_model, load_once
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT = model_path("breast_seg")
 BREAST, TUMOUR = 1, 2  # class indices of a three-class card
@@ -219,26 +221,25 @@ def segment_canonical(
                                  card_ranker(card), card_growth(card))
 
 
-def card_ranker(card: Mapping) -> CandidateRanker | None:
-    """The card's ``candidate_ranker`` (None for cards without one); WeightsError when it is malformed."""
-    entry = card.get("candidate_ranker")
+def _card_entry(card: Mapping, key: str, parse: Callable[[Mapping], T], what: str) -> T | None:
+    """A second-stage entry of the card parsed (None when absent); WeightsError when it is malformed."""
+    entry = card.get(key)
     if entry is None:
         return None
     try:
-        return CandidateRanker.from_card(entry)
+        return parse(entry)
     except (KeyError, TypeError, ValueError) as error:
-        raise WeightsError(f"the segmentation card's candidate ranker cannot be used: {error}") from error
+        raise WeightsError(f"the segmentation card's {what} cannot be used: {error}") from error
+
+
+def card_ranker(card: Mapping) -> CandidateRanker | None:
+    """The card's ``candidate_ranker`` (None for cards without one)."""
+    return _card_entry(card, "candidate_ranker", CandidateRanker.from_card, "candidate ranker")
 
 
 def card_growth(card: Mapping) -> OutlineGrowth | None:
-    """The card's ``outline_growth`` (None for cards without one); WeightsError when it is malformed."""
-    entry = card.get("outline_growth")
-    if entry is None:
-        return None
-    try:
-        return OutlineGrowth.from_card(entry)
-    except (KeyError, TypeError, ValueError) as error:
-        raise WeightsError(f"the segmentation card's outline growth cannot be used: {error}") from error
+    """The card's ``outline_growth`` (None for cards without one)."""
+    return _card_entry(card, "outline_growth", OutlineGrowth.from_card, "outline growth")
 
 
 def segment_exam(
