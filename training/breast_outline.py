@@ -23,7 +23,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from responseai.breast.preprocess import check_phases
-from responseai.breast.segmentation.inference import segment_canonical, select_tumour
+from responseai.breast.segmentation.candidates import choose, find_candidates
+from responseai.breast.segmentation.inference import outline, segment_canonical
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
 from responseai.metrics import dice
@@ -40,12 +41,17 @@ def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[Out
     seg = segment_canonical(check_phases(phases), weights)
     truth = resample_to(read_image(manifest.parent / row["mask"], "mask"), seg.grid, is_label=True).array > 0
     breast = seg.probabilities[1] if len(seg.probabilities) > 2 else None
-    scores = {"patient_id": row["patient_id"]}
+    # the candidates are found, described and ranked once; only the outline differs between growths
+    candidates = find_candidates(seg.probabilities[-1], seg.threshold, seg.region,
+                                 seg.channels if seg.ranker else None, seg.grid.spacing, breast)
+    best = choose(candidates, seg.ranker)
+    component = candidates.labels == best if best is not None else None
+    scores = {"patient_id": row["patient_id"], "found": False}
     for growth in growths:
-        mask, *_ = select_tumour(seg.probabilities[-1], seg.threshold, seg.region, seg.channels, seg.grid.spacing,
-                                 seg.ranker, breast, growth)
-        scores[label(growth)] = dice(mask, truth) if mask.any() else 0.0
-        scores.setdefault("found", bool((mask.astype(bool) & truth).any()))
+        mask = None if component is None else outline(component, seg.channels, seg.region, seg.grid.spacing, growth)
+        scores[label(growth)] = dice(mask, truth) if mask is not None and mask.any() else 0.0
+        if growth is None:  # "found" as the shipped rule without growth reports it
+            scores["found"] = mask is not None and bool((mask.astype(bool) & truth).any())
     return scores
 
 

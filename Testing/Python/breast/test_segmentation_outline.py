@@ -98,3 +98,30 @@ def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
     with pytest.raises(SystemExit):
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--share", "2",
                              "--margin-mm", "3"])
+
+
+def test_the_grid_scores_the_masks_inference_returns(tmp_path):
+    """``--grid`` ranks the candidates once per exam; each of its columns must still be the Dice of the
+    mask ``select_tumour`` returns with that growth (here on a phantom exam, with the shipped network)."""
+    import pandas as pd
+
+    from responseai.breast.phantom import write_cohort
+    from responseai.breast.preprocess import check_phases
+    from responseai.breast.segmentation.inference import segment_canonical
+    from responseai.io import read_image, resample_to
+    from responseai.metrics import dice
+
+    write_cohort(tmp_path / "cohort", n=1, seed=24, workers=1)
+    manifest = tmp_path / "cohort" / "manifest.csv"
+    row = pd.read_csv(manifest).iloc[0]
+    weights = model_path("breast_seg")
+    growths = [None, GROWTH, OutlineGrowth(0.8, 6.0)]
+    scores = breast_outline.exam_scores(manifest, row, weights, growths)
+    phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2")}
+    seg = segment_canonical(check_phases(phases), weights)
+    truth = resample_to(read_image(manifest.parent / row["mask"], "mask"), seg.grid, is_label=True).array > 0
+    for growth in growths:
+        mask, *_ = select_tumour(seg.probabilities[-1], seg.threshold, seg.region, seg.channels, seg.grid.spacing,
+                                 seg.ranker, seg.probabilities[1], growth)
+        assert scores[breast_outline.label(growth)] == pytest.approx(dice(mask, truth) if mask.any() else 0.0)
+    assert scores["found"] and scores[breast_outline.label(GROWTH)] > 0.5

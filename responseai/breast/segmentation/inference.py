@@ -138,11 +138,16 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     best = choose(candidates, ranker)
     if best is None:
         return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
-    chosen = candidates.labels == best
+    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth), candidates.n,
+            int(candidates.outside.sum()), float(candidates.mean_probability[best - 1]))
+
+
+def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarray | None,
+            spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None) -> np.ndarray:
+    """The mask returned for a chosen component: completed on its enhancement when the card says so, holes filled."""
     if growth is not None and channels is not None:
-        chosen = grow_on_enhancement(chosen, channels[SUBTRACTION], region, spacing_xyz[::-1], growth)
-    return (fill_holes(chosen), candidates.n, int(candidates.outside.sum()),
-            float(candidates.mean_probability[best - 1]))
+        component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth)
+    return fill_holes(component)
 
 
 def fill_holes(component: np.ndarray, connectivity: int = 3) -> np.ndarray:
