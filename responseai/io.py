@@ -142,6 +142,18 @@ def resample_to(image: Image, reference: Image, is_label: bool = False) -> Image
     return from_sitk(out)
 
 
+def resample_binary(mask: Image, reference: Image) -> Image:
+    """A binary mask moved onto ``reference``'s grid as uint8: its indicator interpolated linearly, cut at one half.
+
+    Why not nearest neighbour: a mask computed on a coarser grid (the segmentation network's) keeps
+    that grid's staircase when each fine voxel copies the nearest coarse one; cutting the
+    interpolated indicator at 0.5 puts the boundary between the coarse voxel centres, where the
+    coarse mask says it is. Raises :class:`GeometryMismatchError` as :func:`resample_to` does.
+    """
+    indicator = resample_to(mask.with_array((np.asarray(mask.array) > 0).astype(np.float32)), reference)
+    return indicator.with_array((indicator.array >= 0.5).astype(np.uint8))
+
+
 def volumes_overlap(a: Image, b: Image) -> bool:
     """True when the LPS bounding boxes of two grids intersect."""
     a_min, a_max = a.physical_extent()

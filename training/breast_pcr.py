@@ -6,7 +6,8 @@ Stepwise (``--mode stepwise``), each step initialised from the last:
 2. ``attention`` + spatial attention, loss ``L_cls + λ_att·KL(m̂‖a)`` (m̂: dilated tumour mask
    on the feature grid);
 3. ``clinical``  + clinical MLP fused with the attended feature; the image encoder is
-   fine-tuned at ``--encoder-lr-factor`` × the learning rate.
+   fine-tuned at ``--encoder-lr-factor`` × the learning rate, or, at factor 0 (1.4), the whole
+   image branch — encoder, its batch-norm statistics and the attention — is kept as step 2 left it.
 
 Single stage (``--mode single-stage``): the full step-3 architecture trained at once with no
 guidance (λ_att = 0) for as many epochs as the three steps together: the non-guided baseline
@@ -61,7 +62,7 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_pcr"
-MODEL_VERSION = "1.3.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its
+MODEL_VERSION = "1.4.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its
 # best val epoch; 1.3: the same model trained on five phantom seeds (training/build_pcr_weights.sh)
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
@@ -81,7 +82,8 @@ class PcrTrainConfig:
     epochs: tuple[int, ...] = field(default=(12, 12, 24), metadata={
         "nargs": 3, "metavar": ("E1", "E2", "E3"), "help": "epochs of steps 1, 2, 3 (single stage: their sum)"})
     lr: float = 1e-3
-    encoder_lr_factor: float = field(default=0.1, metadata={"help": "encoder LR factor in step 3"})
+    encoder_lr_factor: float = field(default=0.0, metadata={
+        "help": "encoder LR factor in step 3; 0 freezes the image branch (encoder, batch-norm statistics, attention)"})
     lambda_att: float = field(default=1.0, metadata={"help": "weight of the guidance loss KL(m̂‖a)"})
     norm: str = field(default="batch", metadata={"choices": ["batch", "instance"],
                                                  "help": "encoder normalisation (instance: the cards before 1.1)"})
@@ -113,6 +115,11 @@ class StepSpec:
     encoder_lr_factor: float = 1.0
     select_by_val: bool = False  # keep the epoch with the best val AUC (steps that fit the clinical record)
 
+    @property
+    def frozen_image(self) -> bool:
+        """Factor 0: the image branch stays exactly as the previous step left it (see :func:`image_branch`)."""
+        return self.encoder_lr_factor == 0
+
 
 def balanced_epoch(labels: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
     """A class-balanced draw (with replacement) of ``len(rows)`` training rows; same on every rank."""
@@ -142,8 +149,23 @@ def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generato
 # ---------------------------------------------------------------------------------------------
 
 
+def image_branch(model: PCRNet) -> list[torch.nn.Module]:
+    """The encoder and its attention: what the clinical step keeps fixed at ``--encoder-lr-factor 0``.
+
+    Why frozen (1.4): fine-tuning the encoder in step 3, even at 0.1 × the learning rate, moved the
+    guided attention off the tumour on another generator's exams (alt phantom seed 23: median
+    attention in the tumour 0.56 after step 2, 0.38 after step 3), while step 2's encoder and
+    attention under step 3's fusion lost no AUC there or on the main phantom's development site E.
+    """
+    return [m for m in (model.encoder, model.attention) if m is not None]
+
+
 def make_optimizer(model: PCRNet, spec: StepSpec, lr: float) -> torch.optim.Optimizer:
-    """Adam; the encoder at ``lr × encoder_lr_factor`` (lower in the clinical step)."""
+    """AdamW; the encoder at ``lr × encoder_lr_factor`` (lower in the clinical step; 0: image branch frozen)."""
+    if spec.frozen_image:
+        for module in image_branch(model):
+            module.requires_grad_(False)
+        return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     encoder = list(model.encoder.parameters())
     encoder_ids = {id(p) for p in encoder}
     rest = [p for p in model.parameters() if id(p) not in encoder_ids]
@@ -180,6 +202,9 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cohort
                 info: DistInfo, epoch_seed: int, batch_size: int) -> dict[str, float]:
     """One epoch over this rank's share of a balanced draw; losses averaged over ranks."""
     model.train()
+    if spec.frozen_image:
+        for module in image_branch(unwrap(model)):
+            module.eval()  # batch-norm statistics stay step 2's too
     order = balanced_epoch(cohort.labels, cohort.rows("train"), epoch_seed)
     mine = rank_share(order, info)
     generator = torch.Generator().manual_seed(epoch_seed * 1000 + info.rank)

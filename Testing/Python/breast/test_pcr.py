@@ -192,6 +192,27 @@ def test_the_clinical_step_keeps_its_best_val_epoch(stepwise_run: Path):
     assert "selection" not in step1  # the image-only steps train for their fixed epochs
 
 
+def _image_branch(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k.startswith(("encoder.", "attention."))}
+
+
+def test_the_clinical_step_keeps_the_guided_image_branch_by_default(stepwise_run: Path, tiny_cohort, tmp_path):
+    """Factor 0 (the default): step 3's last epoch leaves the encoder, its batch-norm statistics and the
+    attention exactly as step 2 left them, while the fusion trains; a factor > 0 fine-tunes the encoder."""
+    step2 = _image_branch(load_file(str(stepwise_run / "breast_pcr_step12.safetensors")))
+    assert any("running_mean" in k for k in step2)  # the batch-norm statistics are part of the check
+    last = torch.load(stepwise_run / "checkpoints" / "step123.pt", map_location="cpu", weights_only=True)["model"]
+    assert all(torch.equal(last[k], v) for k, v in step2.items())
+    before = json.loads((stepwise_run / "breast_pcr.json").read_text())["training"]["steps"][2]
+    assert before["encoder_lr_factor"] == 0
+    assert last["fusion.2.weight"].abs().sum() > 0  # the fusion, zero-initialised, did train
+
+    tuned = _train(tiny_cohort, tmp_path / "tuned", "--epochs", "1", "1", "1", "--encoder-lr-factor", "0.1")
+    tuned_last = torch.load(tuned / "checkpoints" / "step123.pt", map_location="cpu", weights_only=True)["model"]
+    tuned_step2 = _image_branch(load_file(str(tuned / "breast_pcr_step12.safetensors")))
+    assert any(not torch.equal(tuned_last[k], v) for k, v in tuned_step2.items() if k.startswith("encoder."))
+
+
 def test_each_step_is_initialised_from_the_last(tiny_cohort, tmp_path):
     """With 0 epochs for steps 2 and 3 the three snapshots must predict identically."""
     out = _train(tiny_cohort, tmp_path / "chain", "--epochs", "1", "0", "0")

@@ -15,7 +15,7 @@ from responseai.errors import (
     InvalidImageError,
 )
 from responseai.image import Image
-from responseai.io import align_to_reference, read_image, validate_mask, write_image
+from responseai.io import align_to_reference, read_image, resample_binary, resample_to, validate_mask, write_image
 
 from dicom_series import write_dicom_series as _write_dicom_series
 
@@ -73,6 +73,28 @@ def test_other_grid_is_rejected_with_the_field_or_resampled(tmp_path: Path):
     far = Image(reference.array, reference.spacing, (900.0, 0.0, 0.0), reference.direction)
     with pytest.raises(GeometryMismatchError, match="post2: .*does not overlap"):
         align_to_reference({"post1": reference, "post2": far}, "post1", resample=True)
+
+
+def _ball(shape: tuple[int, int, int], spacing: float, radius_mm: float) -> Image:
+    """A ball centred in a grid whose origin puts the grid's centre at 0 mm."""
+    centre = (np.array(shape) - 1) / 2
+    zz, yy, xx = np.indices(shape)
+    inside = ((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) * spacing**2 <= radius_mm**2
+    return Image(inside.astype(np.uint8), (spacing,) * 3, tuple(-centre * spacing), np.eye(3))
+
+
+def test_a_coarse_mask_comes_back_closer_to_its_shape_than_by_nearest_neighbour():
+    """The network's 2 mm mask on a 0.5 mm grid: the interpolated indicator cut at 0.5 rounds the staircase."""
+    fine, coarse = _ball((64, 64, 64), 0.5, 9.0), _ball((16, 16, 16), 2.0, 9.0)
+    back = resample_binary(coarse, fine)
+    nearest = resample_to(coarse, fine, is_label=True).array > 0
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert back.array.dtype == np.uint8 and set(np.unique(back.array)) == {0, 1}
+    assert dice(back.array > 0, fine.array > 0) > dice(nearest, fine.array > 0)
+    np.testing.assert_array_equal(resample_binary(fine, fine).array, fine.array)  # same grid: unchanged
 
 
 def test_missing_and_unreadable_files_are_named(tmp_path: Path):

@@ -10,7 +10,8 @@
    more than any tumour) is discarded; among the rest the one with the **highest mean
    probability** is kept — not the largest, which on a real exam is often the heart, and not the
    highest peak, which saturates at 1.0 on enhancing parenchyma as well as on the tumour.
-4. The mask is resampled back onto the exact input grid (physical space, nearest neighbour).
+4. The mask is resampled back onto the exact input grid (physical space; the indicator
+   interpolated linearly and cut at one half, so the network grid's staircase does not come back).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from responseai.breast.segmentation.model import TASK, build_model
 from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
-from responseai.io import resample_to
+from responseai.io import resample_binary
 from responseai.resources import model_path
 from responseai.weights import load_model, load_once
 
@@ -279,11 +280,10 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
             f"{seg.threshold:g}){where}; check the phases are pre/post-contrast of the same study, or draw the "
             "tumour segment manually")
     reference = aligned[REFERENCE_PHASE]
-    on_input = resample_to(grid.with_array(chosen), reference, is_label=True)
-    if not on_input.array.any():
+    mask = resample_binary(grid.with_array(chosen), reference)
+    if not mask.array.any():
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
-    mask = on_input.with_array(on_input.array.astype(np.uint8))
-    breast = None if region is None else resample_to(grid.with_array(region.astype(np.uint8)), reference, is_label=True)
+    breast = None if region is None else resample_binary(grid.with_array(region), reference)
     volume = None if region is None else float(region.sum() * np.prod(grid.spacing) / 1000)
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence,
