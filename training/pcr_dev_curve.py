@@ -9,7 +9,7 @@ best val epoch (``docs/pcr.md``); the development cohorts never reach training i
 ``--score W.safetensors …`` instead scores finished models on the same development cohorts (how
 two candidate runs were compared before either test set was scored), beside the clinical-only
 logistic regression fitted on the manifest's train rows; with several development cohorts also
-their pooled AUC.
+their pooled AUC; for a model with attention, the median share of it inside the tumour per cohort.
 
 Usage: python -m training.pcr_dev_curve --manifest TRAIN.csv --step12 RUN/stepwise/breast_pcr_step12.safetensors
        --dev DEV.csv [DEV2.csv:external …] [--radiomics] [--epochs 24]
@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 
 from responseai.breast.constants import BREAST_SCHEMA
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits
-from responseai.breast.pcr.evaluation import clinical_reference
+from responseai.breast.pcr.evaluation import attention_in_masks, clinical_reference
 from responseai.breast.pcr.features import FEATURES
 from responseai.breast.pcr.inference import load_pcr_model
 from responseai.breast.pcr.model import make_config
@@ -84,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {auc_or_nan(c.labels, clinical_reference(args.manifest, c).probs):.3f}" for k, c in devs.items()))
         for weights in args.score:
             loaded = load_pcr_model(weights)
-            logits = {k: predict_logits(loaded.model, _encoded_for(c, loaded.encoder), np.arange(len(c.frame)),
-                                        torch.device("cpu"))[0].ravel() for k, c in devs.items()}
+            outputs = {k: predict_logits(loaded.model, _encoded_for(c, loaded.encoder), np.arange(len(c.frame)),
+                                         torch.device("cpu")) for k, c in devs.items()}
+            logits = {k: logit.ravel() for k, (logit, _) in outputs.items()}
             scores = {k: auc_or_nan(devs[k].labels, v) for k, v in logits.items()}
             if len(devs) > 1:  # one model's logits share a scale, so the sets can be pooled
                 scores["pooled"] = auc_or_nan(np.concatenate([c.labels for c in devs.values()]),
                                               np.concatenate(list(logits.values())))
             log.info("%s  %s", weights, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if loaded.model.attention is not None:
+                log.info("%s  attention in the tumour, median  %s", weights, "  ".join(
+                    f"{k} {np.median(attention_in_masks(att, devs[k].masks)):.3f}" for k, (_, att) in outputs.items()))
         return 0
     if args.step12 is None:
         parser.error("give --step12 (learning curve) or --score (finished models)")

@@ -465,3 +465,22 @@ def test_a_joined_training_cohort_still_refuses_a_test_cohort_it_contains(tmp_pa
     mixed = combine(tmp_path / "mixed", [other, cohorts[1]])  # ... but a join of two generators still refuses its own
     with pytest.raises(ResponseAIError, match=r"share phantom seed \[3\] of responseai.breast.phantom"):
         _check_different_seeds(mixed, cohorts[1] / "manifest.csv")
+
+
+def test_dev_scoring_reports_auc_pooled_and_attention_on_the_tumour(stepwise_run: Path, tiny_cohort: Path, caplog):
+    """``pcr_dev_curve --score``: how candidate runs are compared before a test set is scored."""
+    import logging
+
+    from training import pcr_dev_curve
+
+    weights = [str(stepwise_run / f"breast_pcr_{t}.safetensors") for t in ("step1", "step123")]
+    with caplog.at_level(logging.INFO, logger="training.pcr_dev_curve"):
+        assert pcr_dev_curve.main(["--manifest", str(tiny_cohort), "--dev", str(tiny_cohort), f"{tiny_cohort}:train",
+                                   "--score", *weights, "--threads", "1"]) == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("clinical-only") for line in lines)
+    assert sum("pooled" in line for line in lines) == 2
+    attention = [line for line in lines if "attention in the tumour" in line]
+    assert len(attention) == 1 and weights[1] in attention[0]  # step 1 has no attention to score
+    medians = [float(x) for x in attention[0].split()[-3::2]]
+    assert all(0 <= m <= 1 for m in medians)

@@ -82,6 +82,11 @@ def gradcam_maps(model: torch.nn.Module, cohort: Cohort, rows: np.ndarray) -> li
     return maps
 
 
+def attention_in_masks(attention: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per case, the fraction of the attention map (feature grid, upsampled to the crop) inside the tumour mask."""
+    return np.array([mass_in_mask(upsample_to_crop(a, m.shape), m) for a, m in zip(attention, masks)])
+
+
 def run_ablation(weights: Path, cohort: Cohort) -> ModelOutputs:
     """Probabilities (with the card's prior offset), attention and Grad-CAM agreement per case."""
     model, card = load_model(weights, build_model, expected_task="pcr")
@@ -93,7 +98,7 @@ def run_ablation(weights: Path, cohort: Cohort) -> ModelOutputs:
     cams = gradcam_maps(model, cohort, rows)
     return ModelOutputs(
         probs=probabilities(logits, card["preprocessing"]["logit_offset"]),
-        attention_in_mask=np.array([mass_in_mask(a, m) for a, m in zip(att_crop, cohort.masks)]),
+        attention_in_mask=attention_in_masks(attention, cohort.masks),
         pointing=np.array([pointing_game(a, m) for a, m in zip(att_crop, cohort.masks)], float),
         gradcam_in_mask=np.array([mass_in_mask(c, m) for c, m in zip(cams, cohort.masks)]),
         gradcam_pointing=np.array([pointing_game(c, m) for c, m in zip(cams, cohort.masks)], float),
