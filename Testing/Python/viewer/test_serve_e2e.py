@@ -50,10 +50,11 @@ def _free_port() -> int:
 
 
 def warm_pixels(rgb: np.ndarray) -> int:
-    """Pixels in the inferno heatmap's red–orange–magenta range: never grey MRI, the cyan
-    outline, nor the page's blue button / dark theme."""
+    """Pixels in the inferno heatmap's red–orange–yellow range (red well above blue): never grey
+    MRI, the cyan outline, nor the page's blue button / dark theme. Yellow counts: an attention map
+    concentrated on the tumour (pCR 1.4) is near its maximum, inferno's yellow, over most of it."""
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
-    return int(((r > 110) & (r - g > 50) & (r - b > 25)).sum())
+    return int(((r > 110) & (r - b > 40)).sum())
 
 
 def plateau_pixels(rgb: np.ndarray) -> int:
@@ -223,12 +224,14 @@ def test_serve_demo_case_end_to_end(server, browser, cases, cli_probability, tmp
     assert page.inner_text("#kinetics-majority") == f"majority class: {baseline['majority_class']}"
     page.wait_for_timeout(2000)
     yellow_after = plateau_pixels(_views_rgb(page))
-    assert yellow_after > 100 + 2 * yellow_before, (yellow_before, yellow_after)
+    # contrasts with the views before the map, so the heatmap's own yellow (inferno's top) cancels out
+    added = yellow_after - yellow_before
+    assert added > 1000, (yellow_before, yellow_after)
     page.screenshot(path=str(tmp_path / "serve-kinetics.png"))
     page.click("#kinetics-visible")  # hide the map: its colours leave the views
     page.wait_for_timeout(2000)
     yellow_hidden = plateau_pixels(_views_rgb(page))
-    assert yellow_hidden < yellow_after / 2, (yellow_after, yellow_hidden)
+    assert yellow_hidden - yellow_before < added / 2, (yellow_before, yellow_after, yellow_hidden)
     print(f"plateau pixels before / with / without the map: {yellow_before} / {yellow_after} / {yellow_hidden}")  # noqa: T201
     nodes_after_first = int(page.text_content("#node-count"))  # with the kinetics nodes
 
