@@ -248,7 +248,7 @@ def draw_record(rng: np.random.Generator) -> dict:
         "clinical": clinical, "subtype": subtype, "grade": grade, "t_stage": t_stage, "n_stage": n_stage,
         "diameter_mm": float(size), "kinetic": kinetic, "washout_fraction": float(washout), "rim": rim,
         "core_fraction": float(core), "heterogeneity": hetero, "peritumoural": peri,
-        "spiculated": spiculated, "pcr_logit": float(eta), "pcr": pcr,
+        "spiculated": spiculated, "pcr_logit": float(eta), "image_logit": image_logit(image), "pcr": pcr,
     }
 
 
@@ -257,12 +257,18 @@ def _normal(a: float, b: float) -> float:
     return float(np.sqrt(-2 * np.log(max(a, 1e-12))) * np.cos(2 * np.pi * b))
 
 
+def image_logit(image: dict) -> float:
+    """The image terms of ``LABEL_RULE`` (what a perfect image-only model could know)."""
+    c = LABEL_COEFFICIENTS
+    return float(c["washout"] * (image["washout_fraction"] - 0.4) + c["rim"] * image["rim"]
+                 + c["heterogeneity"] * (image["heterogeneity"] - 0.5) + c["peritumoural"] * image["peritumoural"])
+
+
 def pcr_logit(image: dict, clinical: dict) -> float:
     """Noiseless logit η of ``LABEL_RULE`` from image features and true clinical values."""
     c = LABEL_COEFFICIENTS
     return float(
-        c["intercept"] + c["washout"] * (image["washout_fraction"] - 0.4) + c["rim"] * image["rim"]
-        + c["heterogeneity"] * (image["heterogeneity"] - 0.5) + c["peritumoural"] * image["peritumoural"]
+        c["intercept"] + image_logit(image)
         + c["her2"] * clinical["her2"] + c["triple_negative"] * clinical["triple_negative"]
         + c["er"] * clinical["er"] + c["ki67"] * (clinical["ki67"] - 30) + c["t_stage"] * (clinical["t_stage"] - 2)
     )
@@ -279,11 +285,9 @@ def label_ceilings(n: int = 50_000, seed: int = 0) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     rows = [draw_record(np.random.default_rng(np.random.SeedSequence([seed, i, 99]))) for i in range(n)]
-    c = LABEL_COEFFICIENTS
     y = np.array([r["pcr"] for r in rows])
     eta = np.array([r["pcr_logit"] for r in rows])
-    image = np.array([c["washout"] * r["washout_fraction"] + c["rim"] * r["rim"]
-                      + c["heterogeneity"] * r["heterogeneity"] + c["peritumoural"] * r["peritumoural"] for r in rows])
+    image = np.array([r["image_logit"] for r in rows])
     return {"prevalence": float(y.mean()), "auc_combined": float(roc_auc_score(y, eta)),
             "auc_image_terms": float(roc_auc_score(y, image)),
             "auc_clinical_terms": float(roc_auc_score(y, eta - image))}
@@ -1119,7 +1123,8 @@ def generate_case(seed: int, index: int, site: Site | None = None) -> Case:
         "mask_volume_ml": float(vol["mask"].sum()) * float(np.prod(grid.spacing)) / 1000,
         "t_stage": rec["t_stage"], "n_stage": rec["n_stage"], "grade": rec["grade"],
         "subtype": SUBTYPES[rec["subtype"]],
-        "pcr_logit": rec["pcr_logit"], "pcr_probability": float(1 / (1 + np.exp(-rec["pcr_logit"]))),
+        "pcr_logit": rec["pcr_logit"], "image_logit": rec["image_logit"],
+        "clinical_logit": rec["pcr_logit"] - rec["image_logit"], "pcr_probability": float(1 / (1 + np.exp(-rec["pcr_logit"]))),
         "orientation": site.orientation, "fat_suppressed": int(site.fat_suppressed), "field_tesla": site.field_tesla,
         "acr_density": ACR_DENSITY[patient.fgt["density"]], "fgt_fraction": patient.fgt["fraction"],
         "bpe": patient.fgt["bpe"], "benign_lesion": int(patient.lesion is not None),

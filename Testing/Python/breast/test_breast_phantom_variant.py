@@ -133,8 +133,10 @@ def test_written_cohort_is_byte_identical_across_workers_and_from_the_cli(tmp_pa
     assert not anatomy.grid_differences(read_image(tmp_path / "a" / first.loc[0, "post1"]))
     truth = pd.read_csv(tmp_path / "a" / "truth.csv")
     for column in ("kinetic_type", "rim", "heterogeneity", "peritumoural", "side", "enhancing_volume_ml",
-                   "pcr_logit", "orientation", "fat_suppressed"):
+                   "pcr_logit", "image_logit", "clinical_logit", "orientation", "fat_suppressed"):
         assert column in truth.columns
+    # the two parts of the label rule add up to it (the evaluation scores each part as a ceiling)
+    np.testing.assert_allclose(truth["image_logit"] + truth["clinical_logit"], truth["pcr_logit"])
     meta = json.loads((tmp_path / "a" / "cohort.json").read_text())
     assert meta["label_rule"] == LABEL_RULE and meta["version"] == GENERATOR_VERSION
     assert all(site["external"] for site in meta["sites"])

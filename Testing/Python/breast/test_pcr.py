@@ -433,8 +433,25 @@ def test_external_evaluation_scores_every_ablation_and_isolates_the_cnn(tiny_coh
     median = guided["attention_in_mask_median"]  # the issue's target statistic, beside the mean
     assert 0.0 <= median["ci_low"] <= median["value"] <= median["ci_high"] <= 1.0
     assert results["step 1 (global)"]["attention_in_mask_median"] is None  # GAP: no attention map
+    assert set(summary["test_set_ceilings"]) == {"image part", "clinical part", "both"}
     report = (tmp_path / "report" / "pcr_evaluation.md").read_text(encoding="utf-8")
     assert report.count("|") > 20 and "Stepwise − clinical-only AUC" in report
+    assert "noiseless logit on these exams" in report
+
+
+def test_sample_ceilings_score_each_part_of_the_label_rule_on_the_scored_exams():
+    """A perfect model of a part scores that part's AUC on these rows; a part truth.csv lacks is left out."""
+    from responseai.breast.pcr.evaluation import sample_ceilings
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    truth = pd.DataFrame({"patient_id": [f"P{i}" for i in range(7)],
+                          "image_logit": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, -9.0],   # separates the scored rows
+                          "pcr_logit": [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 9.0]})     # ranks them backwards
+    ids = pd.Series([f"P{i}" for i in range(6)])
+    ceilings = sample_ceilings(truth, ids, y, n_boot=50, seed=0)
+    assert set(ceilings) == {"image part", "both"}
+    assert ceilings["image part"]["value"] == 1.0 and ceilings["both"]["value"] == 0.0
+    assert ceilings["image part"]["ci_low"] <= 1.0
 
 
 def test_a_joined_training_cohort_still_refuses_a_test_cohort_it_contains(tmp_path: Path):
