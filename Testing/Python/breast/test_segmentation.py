@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -266,6 +267,19 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
         assert case["breast_region_on_heart_ml"] >= 0.0  # the phantom has anatomy maps
     assert saved["breast_region_on_heart_ml_mean"] >= 0.0
     assert sum(saved["misses"]["reasons"].values()) == sum(not case["found"] for case in saved["per_case"])
+    for case in saved["per_case"]:  # volumes in ml on the user's grid: none without a mask
+        assert case["reference_volume_ml"] > 0 and case["volume_ml"] >= 0
+        assert case["volume_ml"] > 0 or not case["found"]
+    assert saved["volume_errors"]["n_found"] == sum(case["found"] for case in saved["per_case"])
+
+
+def test_volume_errors_count_spills_and_shortfalls_of_found_tumours_only():
+    from responseai.breast.segmentation.evaluation import volume_errors
+
+    table = pd.DataFrame({"found": [True, True, True, False], "volume_ml": [5.0, 1.0, 2.0, 30.0],
+                          "reference_volume_ml": [2.0, 4.0, 2.0, 2.0]})
+    errors = volume_errors(table)
+    assert errors == {"n_found": 3, "over_2x": 1, "under_half": 1, "median_ratio": 1.0}
 
 
 def test_a_miss_is_attributed_to_the_step_that_lost_the_tumour():

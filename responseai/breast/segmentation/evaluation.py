@@ -92,6 +92,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
             mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
+        voxel_ml = float(np.prod(truth.spacing)) / 1000
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
@@ -99,6 +100,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
+                         "volume_ml": float(mask.astype(bool).sum()) * voxel_ml,
+                         "reference_volume_ml": float((truth.array > 0).sum()) * voxel_ml,
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -111,6 +114,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
               "seconds_per_case_mean": float(np.mean(seconds)),
               "seconds_per_case_median": float(np.median(seconds)), "misses": miss_summary(table),
+              "volume_errors": volume_errors(table),
               "per_case": per_case}
     if out is not None:
         out = Path(out)
@@ -188,6 +192,19 @@ def miss_summary(table: pd.DataFrame) -> dict:
             "mask_on": {str(k): int(v) for k, v in missed["mask_on"].fillna("no mask").value_counts().items()}}
 
 
+def volume_errors(table: pd.DataFrame) -> dict:
+    """Found tumours whose mask is over twice, or under half, the reference volume.
+
+    Why beside Dice: a low Dice alone does not say whether the outline spilled into enhancing
+    parenchyma (the mask too large: a wrong volume and a wrong pCR crop) or stopped short of the
+    tumour's margin; a radiologist correcting the mask needs to know which to look for.
+    """
+    found = table[table["found"]]
+    ratio = found["volume_ml"] / found["reference_volume_ml"].clip(lower=1e-9)
+    return {"n_found": int(len(found)), "over_2x": int((ratio > 2).sum()), "under_half": int((ratio < 0.5).sum()),
+            "median_ratio": float(ratio.median()) if len(found) else float("nan")}
+
+
 def on_distractor(mask: np.ndarray, anatomy: np.ndarray | None) -> bool:
     """The predicted tumour lies mostly (≥ 50 %) on enhancing anatomy that is not the tumour."""
     if anatomy is None or not mask.any():
@@ -227,7 +244,16 @@ def markdown(result: dict) -> str:
             "nodes / benign |\n| --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
-            + _misses_line(result.get("misses")) + _region_line(result.get("breast_region_on_heart_ml_mean")))
+            + _misses_line(result.get("misses")) + _volume_line(result.get("volume_errors"))
+            + _region_line(result.get("breast_region_on_heart_ml_mean")))
+
+
+def _volume_line(errors: dict | None) -> str:
+    """How many found tumours were outlined at over twice or under half their volume."""
+    if not errors or not errors["n_found"]:
+        return ""
+    return (f"\nVolume of the found tumours' masks against the reference: median ratio {errors['median_ratio']:.2f}; "
+            f"over twice the reference in {errors['over_2x']} of {errors['n_found']}, under half in {errors['under_half']}.\n")
 
 
 def _region_line(heart_ml: float | None) -> str:
