@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from responseai.breast.pcr.evaluation import sample_ceilings
 from responseai.breast.phantom import IMAGE_COEF
 from responseai.metrics import auc_metric, bootstrap
 
@@ -47,11 +48,10 @@ def cohort_table(folder: Path, external_only: bool) -> pd.DataFrame:
 def transfer(table: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict]:
     """AUC (and CI) of the cohort's own image part and of the main phantom's image rule on its latents."""
     y = table["pcr"].to_numpy(int)
+    own = sample_ceilings(table, table["patient_id"], y, n_boot, seed)  # the evaluation's own ceilings
     main_rule = sum(coef * table[name].to_numpy(float) for name, coef in IMAGE_COEF.items())
-    scores = {"main phantom's image rule on these latents": main_rule}
-    if "image_logit" in table:
-        scores = {"own image part (the set's image-only ceiling)": table["image_logit"].to_numpy(float), **scores}
-    return {name: bootstrap(auc_metric, (y, s), n_boot, seed)["auc"] for name, s in scores.items()}
+    transferred = {"main phantom's image rule on these latents": bootstrap(auc_metric, (y, main_rule), n_boot, seed)["auc"]}
+    return ({"own image part (the set's image-only ceiling)": own["image part"]} if "image part" in own else {}) | transferred
 
 
 def main(argv: list[str] | None = None) -> int:
