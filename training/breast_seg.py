@@ -101,6 +101,11 @@ class SegTrainConfig:
         "help": "probability of simulating a coarser acquisition (MONAI RandSimulateLowResolutiond, zoom 0.5-1)"})
     init: Path | None = field(default=None, metadata={"help": "start from these verified weights (.safetensors "
                                                                 "with its card) instead of random ones"})
+    breast_gain: tuple[float, ...] = field(default=(0.5, 2.0), metadata={
+        "nargs": 2, "metavar": ("LOW", "HIGH"),
+        "help": "range of the contrast-uptake augmentation's breast gain: above ~3 the parenchyma of a moderate or "
+                "marked BPE exam enhances as strongly as a tumour, so the network must find the tumour's margin "
+                "by its shape and kinetics, not by its brightness"})
 
 
 @dataclass
@@ -148,7 +153,8 @@ def load_split(manifest: Path, split: str, limit: int | None = None) -> list[Seg
     return [load_case(row, manifest.parent) for _, row in progress]
 
 
-def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cranio_caudal_flip: float = 0.0) -> Compose:
+def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cranio_caudal_flip: float = 0.0,
+                  breast_gain: tuple[float, float] = (0.5, 2.0)) -> Compose:
     """Site, scanner and pose variation the phantom sites do not cover (MONAI dictionary transforms).
 
     Beyond pose and gain: a coarser or blurrier scanner (Gaussian smoothing, in-plane pixels up
@@ -162,7 +168,7 @@ def _augmentation(patch: tuple[int, int, int], low_resolution: float = 0.0, cran
     """
     keys = ("image", "label")
     return Compose([
-        RandEnhancementd("image", "label"),  # before any resampling: the labels are exact here
+        RandEnhancementd("image", "label", breast=breast_gain),  # before any resampling: the labels are exact here
         RandFlipd(keys, prob=0.5, spatial_axis=2),  # left ↔ right: a tumour is as likely in either breast
         *([RandFlipd(keys, prob=cranio_caudal_flip, spatial_axis=0)] if cranio_caudal_flip else []),
         RandAffined(keys, prob=0.5, rotate_range=(0.17, 0.1, 0.1), scale_range=(0.15, 0.15, 0.15),
@@ -266,7 +272,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
                           "postprocessing": POSTPROCESSING,
                           "output": "nearest-neighbour resampling back onto the input post1 grid",
-                          "augmentation": "contrast uptake (tumour x0.6-2.8, breast x0.5-2.0, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
+                          "augmentation": f"contrast uptake (tumour x0.6-2.8, breast x{config.breast_gain[0]:g}-{config.breast_gain[1]:g}, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"
                                           + (f", head-feet flip (p {config.cranio_caudal_flip:g})" if config.cranio_caudal_flip else "")
                                           + (f", simulated low resolution (p {config.low_resolution:g}, zoom 0.5-1)"
@@ -292,8 +298,8 @@ def train(config: SegTrainConfig) -> Path | None:
                          f"(found {len(train_cases)} and {len(val_cases)}); the best epoch is chosen on val")
     architecture = {**DEFAULT_ARCHITECTURE, "out_channels": int(max(c.label.max() for c in train_cases)) + 1}
     model = wrap_model(initial_model(architecture, config.init), info)
-    augment = (_augmentation(tuple(config.patch), config.low_resolution, config.cranio_caudal_flip)
-               if config.augment else None)
+    augment = (_augmentation(tuple(config.patch), config.low_resolution, config.cranio_caudal_flip,
+                             tuple(config.breast_gain)) if config.augment else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     checkpoint, best_path = config.out / "checkpoints" / "last.pt", config.out / "checkpoints" / "best.safetensors"
