@@ -44,6 +44,15 @@ class Image:
         """Grid size in array order (z, y, x)."""
         return tuple(int(n) for n in self.array.shape[:3])
 
+    @property
+    def voxel_volume_ml(self) -> float:
+        """One voxel's volume in millilitres (mm³ / 1000): every volume a report states comes from here."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def volume_ml(self, mask: np.ndarray | None = None) -> float:
+        """Volume of the non-zero voxels of ``mask`` (default: this image's own array) on this grid, in ml."""
+        return float(np.count_nonzero(self.array if mask is None else mask)) * self.voxel_volume_ml
+
     def with_array(self, array: np.ndarray) -> "Image":
         """The same grid carrying other voxel values (a mask, a heatmap, a resampled copy)."""
         if array.shape[:3] != self.shape:

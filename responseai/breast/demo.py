@@ -43,7 +43,7 @@ def write_case(case: Case, folder: Path) -> dict[str, str]:
 def case_summary(case: Case, files: dict[str, str]) -> dict:
     """What a reader wants to know about the case before any model runs."""
     reference = case.phases["post1"]
-    voxel_ml = float(np.prod(reference.spacing)) / 1000.0
+    voxel_ml = reference.voxel_volume_ml
     return {
         "case_id": case.patient_id,
         "site": case.site.name,

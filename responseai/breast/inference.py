@@ -146,7 +146,7 @@ def run_case(
     progress(55, "predicting pCR")
     result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
-    findings["tumour_volume_ml"] = round(float(mask.array.sum()) * float(np.prod(mask.spacing)) / 1000, 2)
+    findings["tumour_volume_ml"] = round(mask.volume_ml(), 2)
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
 
 

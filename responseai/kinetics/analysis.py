@@ -130,10 +130,6 @@ def kinetic_maps(phases: Mapping[str, Image], config: KineticsConfig) -> Kinetic
                        grid.with_array(klass), assessable, level)
 
 
-def voxel_volume_ml(image: Image) -> float:
-    return float(np.prod(image.spacing)) / 1000.0
-
-
 def world_points(mask: np.ndarray, grid: Image) -> np.ndarray:
     """LPS millimetres (N, 3) of the voxel centres where ``mask`` is set on ``grid``."""
     kji = np.argwhere(mask)
@@ -186,7 +182,7 @@ def lesion_summary(phases: Mapping[str, Image], roi: Image, maps: KineticMaps, c
             "mask is on the lesion and the pre-contrast phase is the right series")
     pe, ser, klass = maps.pe.array, maps.ser.array, maps.kinetic_class.array
     ftv = usable & (pe >= config.pe_threshold)
-    vml = voxel_volume_ml(roi)
+    vml = roi.voxel_volume_ml
     low, high = config.ser_bins
     ser_ok = ftv & (ser > 0)
     parts = (ser_ok & (ser < low), ser_ok & (ser >= low) & (ser <= high), ser_ok & (ser > high), ftv & ~ser_ok)

@@ -216,7 +216,7 @@ def _exam(anatomy: Anatomy, empty: Image, pose: sitk.Euler3DTransform | None, rn
         phases[name] = empty.with_array(np.abs(blurred + rng.normal(0, NOISE, empty.shape)).astype(np.float32))
     label_image = empty.with_array(labels.reshape(empty.shape))
     enhancing = (pe >= FTV_PE_THRESHOLD).reshape(empty.shape)
-    volume_ml = float(np.prod(empty.spacing)) / 1000
+    volume_ml = empty.voxel_volume_ml
     true_ml = [float(np.count_nonzero((label_image.array == i + 1) & enhancing)) * volume_ml
                for i in range(len(anatomy.lesions))]
     return Exam(phases, lesion_voi(label_image, 0), label_image, true_ml, orientation)

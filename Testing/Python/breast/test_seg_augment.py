@@ -60,3 +60,17 @@ def test_head_feet_flip_is_optional_and_moves_image_and_labels_together():
     out = flip(data)
     assert torch.equal(torch.as_tensor(out["image"]), data["image"].flip(1))
     assert torch.equal(torch.as_tensor(out["label"]), data["label"].flip(1))
+
+
+def test_breast_gain_range_reaches_the_training_augmentation_and_lifts_the_parenchyma():
+    uptake = _augmentation((16, 24, 24), breast_gain=(3.0, 3.0)).transforms[0]
+    assert isinstance(uptake, RandEnhancementd) and uptake.ranges[1] == (3.0, 3.0)
+    uptake.prob = 1.0
+    uptake.set_random_state(1)
+    data = _patch()
+    out = uptake(data)
+    _, breast_gain, exam_gain = uptake.gains
+    assert breast_gain == 3.0
+    deep = (slice(0, 4), slice(0, 6), slice(0, 3))  # breast, far from the tumour: ≈ the breast gain
+    ratio = ((out["image"][1] - out["image"][0])[deep] / (data["image"][1] - data["image"][0])[deep]).mean().item()
+    assert abs(ratio - breast_gain * exam_gain) < 0.05 * breast_gain * exam_gain

@@ -180,3 +180,12 @@ def test_without_highdicom_the_seg_export_says_why_and_the_report_keeps_the_rest
     staging.mkdir()
     _write_dicom_seg(mask, tmp_path / "series", staging)
     assert [p.name for p in staging.iterdir()] == ["DICOM-SEG-NOT-WRITTEN.txt"]
+
+
+def test_volumes_in_ml_come_from_the_grid_spacing():
+    image = Image(np.zeros((4, 5, 6), np.uint8), spacing=(0.5, 2.0, 3.0))
+    assert image.voxel_volume_ml == pytest.approx(0.003)
+    mask = np.zeros(image.shape, bool)
+    mask[1:3, 2, :] = True  # 12 voxels
+    assert image.volume_ml(mask) == pytest.approx(0.036)
+    assert image.volume_ml() == 0.0 and image.with_array(mask.astype(np.uint8)).volume_ml() == pytest.approx(0.036)

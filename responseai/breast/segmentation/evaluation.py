@@ -92,7 +92,6 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
             mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
-        voxel_ml = float(np.prod(truth.spacing)) / 1000
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
@@ -100,8 +99,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
-                         "volume_ml": float(mask.astype(bool).sum()) * voxel_ml,
-                         "reference_volume_ml": float((truth.array > 0).sum()) * voxel_ml,
+                         "volume_ml": truth.volume_ml(mask),
+                         "reference_volume_ml": truth.volume_ml(),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -182,7 +181,7 @@ def region_on_heart_ml(seg: CanonicalSegmentation, anatomy: Image | None) -> flo
     if anatomy is None or seg.region is None:
         return float("nan")
     on_grid = resample_to(anatomy, seg.grid, is_label=True).array
-    return float((seg.region & np.isin(on_grid, HEART_AND_VESSELS)).sum() * np.prod(seg.grid.spacing) / 1000)
+    return seg.grid.volume_ml(seg.region & np.isin(on_grid, HEART_AND_VESSELS))
 
 
 def miss_summary(table: pd.DataFrame) -> dict:

@@ -284,7 +284,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     if not mask.array.any():
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
     breast = None if region is None else resample_binary(grid.with_array(region), reference)
-    volume = None if region is None else float(region.sum() * np.prod(grid.spacing) / 1000)
+    volume = None if region is None else grid.volume_ml(region)
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence,
                             bpe_index(seg.channels, region, chosen), volume)
