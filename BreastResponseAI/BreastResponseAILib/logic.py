@@ -165,6 +165,8 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Tumour mask": record["mask_source"],
         "Tumour side": record.get("tumour_side", "not recorded"),
         "Tumour volume (ml)": record.get("tumour_volume_ml", "not recorded"),
+        "Mask extent check": record.get("extent_caution") or ("fits the clinical size" if "mask_to_clinical_size_ratio" in record
+                                                              else "no clinical size given"),
         "Missing clinical": record["missing_clinical"],
         "Model": f"{record['model']['name']} {record['model']['version']}",
     }

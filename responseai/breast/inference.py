@@ -19,11 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.preprocess import check_mask, check_phases
+from responseai.breast.segmentation.extent import extent_caution, extent_ratio
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.image import Image
@@ -147,7 +146,19 @@ def run_case(
     result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
     findings["tumour_volume_ml"] = round(mask.volume_ml(), 2)
+    findings.update(extent_findings(mask.volume_ml(), case.clinical.get("tumour_size_mm")))
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
+
+
+def extent_findings(mask_volume_ml: float, tumour_size_mm: object) -> dict:
+    """The mask's volume against the clinical size's sphere and, when it does not fit, the caution."""
+    ratio = extent_ratio(mask_volume_ml, tumour_size_mm)
+    if ratio is None:
+        return {}
+    caution = extent_caution(mask_volume_ml, tumour_size_mm)
+    if caution:
+        log.warning("%s", caution)
+    return {"mask_to_clinical_size_ratio": round(ratio, 2), **({"extent_caution": caution} if caution else {})}
 
 
 def result_record(outputs: BreastOutputs) -> dict:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.segmentation.extent import EXTENT_LIMITS
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
 from responseai.outputs import staged_output_dir
@@ -59,6 +60,10 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = [("Tumour side", f"patient's {side} breast" if side else "not recorded"),
                                       ("Tumour volume (mask)", f"{case['tumour_volume_ml']:.1f} ml" if "tumour_volume_ml" in case
                                        else "not recorded")]
+    if "mask_to_clinical_size_ratio" in case:
+        rows.append((f"Mask volume / sphere of the clinical size (expected {EXTENT_LIMITS[0]:g}-{EXTENT_LIMITS[1]:g})",
+                     f"{case['mask_to_clinical_size_ratio']:.2f}"
+                     + (f" - CHECK THE OUTLINE: {case['extent_caution']}" if case.get("extent_caution") else " (fits)")))
     if "background_enhancement_index_percent" in case:
         rows.append(("Background parenchymal enhancement index (p90 of post1 over pre, outside the tumour)",
                      f"{case['background_enhancement_index_percent']:.0f} %"))
