@@ -39,3 +39,22 @@ def test_findings_and_report_row_carry_the_caution():
     rows = dict(findings["rows"])
     row = rows[f"Mask volume / sphere of the clinical size (expected {EXTENT_LIMITS[0]:g}-{EXTENT_LIMITS[1]:g})"]
     assert row.startswith("5.00 - CHECK THE OUTLINE")
+
+
+def test_the_evaluation_counts_flags_on_masks_that_needed_checking_and_on_the_rest():
+    import pandas as pd
+
+    from responseai.breast.segmentation.evaluation import _extent_line, extent_caution_summary
+
+    table = pd.DataFrame({
+        "found": [True, True, True, False, True, True],
+        "false_positive_on_distractor": [False, False, False, False, True, False],
+        "volume_ml": [9.0, 2.0, 2.0, 0.0, 1.0, 2.0],
+        "reference_volume_ml": [2.0, 2.0, 2.0, 2.0, 2.0, 2.0],
+        "extent_ratio": [4.0, 1.0, 3.0, 0.0, 0.1, None],  # spill flagged, fine, fine but flagged, miss, distractor, no size
+    })
+    summary = extent_caution_summary(table)
+    assert summary == {"n_checked": 5, "limits": list(EXTENT_LIMITS), "flagged": 4, "needs_checking": 3,
+                       "flagged_of_needs_checking": 3, "flagged_of_fine": 1}
+    assert "flagged 3 of the 3 masks that needed checking" in _extent_line(summary) and "1 of the 2 others" in _extent_line(summary)
+    assert extent_caution_summary(table.drop(columns="extent_ratio")) == {"n_checked": 0}

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST, inside_fraction
+from responseai.breast.segmentation.extent import EXTENT_LIMITS, extent_ratio
 from responseai.breast.segmentation.inference import (
     DEFAULT,
     CanonicalSegmentation,
@@ -101,6 +102,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "volume_ml": truth.volume_ml(mask),
                          "reference_volume_ml": truth.volume_ml(),
+                         "extent_ratio": extent_ratio(truth.volume_ml(mask), row.get("tumour_size_mm")),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -114,6 +116,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "seconds_per_case_mean": float(np.mean(seconds)),
               "seconds_per_case_median": float(np.median(seconds)), "misses": miss_summary(table),
               "volume_errors": volume_errors(table),
+              "extent_caution": extent_caution_summary(table),
               "per_case": per_case}
     if out is not None:
         out = Path(out)
@@ -204,6 +207,23 @@ def volume_errors(table: pd.DataFrame) -> dict:
             "median_ratio": float(ratio.median()) if len(found) else float("nan")}
 
 
+def extent_caution_summary(table: pd.DataFrame, limits: tuple[float, float] = EXTENT_LIMITS) -> dict:
+    """How often the mask-extent caution (:mod:`.extent`) fires, on masks that need it and on those that do not.
+
+    "Needs checking": the tumour was missed, the mask lies on a distractor, or it is over twice or under
+    half the reference volume. Counted over the exams whose manifest gives a clinical size.
+    """
+    checked = table[table["extent_ratio"].notna()] if "extent_ratio" in table else table.iloc[0:0]
+    if checked.empty:
+        return {"n_checked": 0}
+    ratio = checked["volume_ml"] / checked["reference_volume_ml"].clip(lower=1e-9)
+    needs = ~checked["found"] | checked["false_positive_on_distractor"] | (ratio > 2) | (ratio < 0.5)
+    flagged = (checked["extent_ratio"] < limits[0]) | (checked["extent_ratio"] > limits[1])
+    return {"n_checked": int(len(checked)), "limits": list(limits), "flagged": int(flagged.sum()),
+            "needs_checking": int(needs.sum()), "flagged_of_needs_checking": int((flagged & needs).sum()),
+            "flagged_of_fine": int((flagged & ~needs).sum())}
+
+
 def on_distractor(mask: np.ndarray, anatomy: np.ndarray | None) -> bool:
     """The predicted tumour lies mostly (≥ 50 %) on enhancing anatomy that is not the tumour."""
     if anatomy is None or not mask.any():
@@ -244,6 +264,7 @@ def markdown(result: dict) -> str:
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
             + _misses_line(result.get("misses")) + _volume_line(result.get("volume_errors"))
+            + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
 
 
@@ -253,6 +274,17 @@ def _volume_line(errors: dict | None) -> str:
         return ""
     return (f"\nVolume of the found tumours' masks against the reference: median ratio {errors['median_ratio']:.2f}; "
             f"over twice the reference in {errors['over_2x']} of {errors['n_found']}, under half in {errors['under_half']}.\n")
+
+
+def _extent_line(summary: dict | None) -> str:
+    """How the mask-extent caution did: flagged among the masks that needed checking, and among the rest."""
+    if not summary or not summary.get("n_checked"):
+        return ""
+    fine = summary["n_checked"] - summary["needs_checking"]
+    return (f"\nMask-extent caution (mask volume outside {summary['limits'][0]:g}-{summary['limits'][1]:g} × the clinical "
+            f"size's sphere): flagged {summary['flagged_of_needs_checking']} of the {summary['needs_checking']} masks that "
+            f"needed checking (missed, on a distractor, over 2× or under ½ the tumour), {summary['flagged_of_fine']} of "
+            f"the {fine} others.\n")
 
 
 def _region_line(heart_ml: float | None) -> str:
