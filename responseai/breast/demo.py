@@ -43,14 +43,13 @@ def write_case(case: Case, folder: Path) -> dict[str, str]:
 def case_summary(case: Case, files: dict[str, str]) -> dict:
     """What a reader wants to know about the case before any model runs."""
     reference = case.phases["post1"]
-    voxel_ml = reference.voxel_volume_ml
     return {
         "case_id": case.patient_id,
         "site": case.site.name,
         "external_site": case.site.external,
         "grid_xyz": list(reference.shape[::-1]),
         "spacing_mm": list(reference.spacing),
-        "tumour_volume_ml": round(float(case.mask.array.sum()) * voxel_ml, 2),
+        "tumour_volume_ml": round(reference.volume_ml(case.mask.array), 2),
         "clinical": case.clinical,
         "phantom_truth_pcr": case.pcr,
         "files": files,

@@ -55,6 +55,9 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
     rows = table_rows(results.table)
     assert float(rows["pCR probability"]) == pytest.approx(results.record["pcr_probability"], abs=1e-3)
     assert rows["Model"].startswith("breast_pcr")
+    # the demo's form gives a tumour size: the mask's extent is checked against it, and the table says how
+    assert "mask_to_clinical_size_ratio" in results.record
+    assert rows["Mask extent check"] == results.record.get("extent_caution", "fits the clinical size")
 
     # the radiologist trims the automatic segment; the re-run must use the edited one
     edited_mask = logic.read_mask(results.segmentation, nodes.phases["post1"])
