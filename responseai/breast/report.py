@@ -63,7 +63,8 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     if "mask_to_clinical_size_ratio" in case:
         rows.append((f"Mask volume / sphere of the clinical size (expected {EXTENT_LIMITS[0]:g}-{EXTENT_LIMITS[1]:g})",
                      f"{case['mask_to_clinical_size_ratio']:.2f}"
-                     + (f" - CHECK THE OUTLINE: {case['extent_caution']}" if case.get("extent_caution") else " (fits)")))
+                     + (" - outside the expected range: check the outline (see the caution above)"
+                        if case.get("extent_caution") else " (fits)")))
     if "background_enhancement_index_percent" in case:
         rows.append(("Background parenchymal enhancement index (p90 of post1 over pre, outside the tumour)",
                      f"{case['background_enhancement_index_percent']:.0f} %"))
@@ -105,7 +106,8 @@ def build_report(case: Mapping) -> dict:
         ("Model card", _card_rows(card)),
     ]
     headline = {"label": "pCR probability", "value": f"{probability:.3f}",
-                "detail": f"predicted {case['predicted_class']} at the model card threshold {threshold:.3f}"}
+                "detail": f"predicted {case['predicted_class']} at the model card threshold {threshold:.3f}",
+                **({"caution": case["extent_caution"]} if case.get("extent_caution") else {})}
     data = {"pcr_probability": probability, "predicted_class": str(case["predicted_class"]), "threshold": threshold,
             "attention_in_mask": float(case["attention_in_mask"]), "pointing_game_hit": bool(case["pointing_game_hit"]),
             "missing_clinical": missing, "clinical_used": used, "inputs": dict(case["inputs"]),

@@ -39,7 +39,8 @@ def make_report(report_type: str, title: str, case_id: str, sections: Sequence[t
                 created: str | None = None, image_legend: str = "") -> dict:
     """The generic report: ``sections`` as ``(title, [(quantity, value), ...])``, values as text.
 
-    ``headline`` is the one result the reader must not miss (``label``, ``value``, ``detail``);
+    ``headline`` is the one result the reader must not miss (``label``, ``value``, ``detail``, and an
+    optional ``caution``: what to check before using it, printed in red under it);
     ``data`` keeps the machine-readable numbers; ``images`` maps snapshot keys to captions;
     ``image_legend`` says what the overlay shows (each family words its own), so a figure is never
     described as something it is not.
@@ -187,7 +188,13 @@ def _draw_headline(figure, report: Mapping, y: float) -> float:
     figure.text(MARGIN + 0.02, y - 0.022, f"{headline['label']}: {headline['value']}", fontsize=15, weight="bold",
                 va="center")
     figure.text(MARGIN + 0.02, y - 0.047, headline.get("detail", ""), fontsize=BODY_PT + 0.5, va="center")
-    return y - 0.08
+    y -= 0.08
+    if headline.get("caution"):  # what must be checked before the number is used: under the box, in red
+        for line in textwrap.wrap(f"Check before use: {headline['caution']}", WRAP_CHARS + 30):
+            figure.text(MARGIN + 0.02, y, line, fontsize=BODY_PT, va="top", color=ALERT_RED, weight="bold")
+            y -= LINE
+        y -= 0.01
+    return y
 
 
 def _draw_images(figure, report: Mapping, folder: Path, y: float) -> float:

@@ -32,13 +32,18 @@ def test_findings_and_report_row_carry_the_caution():
     assert spilled["mask_to_clinical_size_ratio"] == pytest.approx(5.0) and "5.0 ×" in spilled["extent_caution"]
     assert extent_findings(sphere_volume_ml(20.0), 20.0) == {"mask_to_clinical_size_ratio": 1.0}
     assert extent_findings(3.0, None) == {}
-    record = {"case_id": "c1", "pcr_probability": 0.4, "predicted_class": "non-pCR", "threshold": 0.3,
+    record = {"case_id": "c1", "pcr_probability": 0.4, "predicted_class": "no pCR", "threshold": 0.3,
               "attention_in_mask": 0.5, "pointing_game_hit": True, "clinical_used": {"tumour_size_mm": 20.0},
               "missing_clinical": [], "inputs": {}, "model_card": {}, "tumour_volume_ml": 21.0, **spilled}
     findings = next(section for section in build_report(record)["sections"] if section["title"] == "Findings")
     rows = dict(findings["rows"])
     row = rows[f"Mask volume / sphere of the clinical size (expected {EXTENT_LIMITS[0]:g}-{EXTENT_LIMITS[1]:g})"]
-    assert row.startswith("5.00 - CHECK THE OUTLINE")
+    assert row.startswith("5.00 - outside the expected range: check the outline")
+    headline = build_report(record)["headline"]
+    assert headline["caution"] == spilled["extent_caution"]  # in red under the pCR number, not only in the findings
+    record.update(extent_findings(sphere_volume_ml(20.0), 20.0))
+    record.pop("extent_caution")
+    assert "caution" not in build_report(record)["headline"]
 
 
 def test_the_evaluation_counts_flags_on_masks_that_needed_checking_and_on_the_rest():
@@ -58,3 +63,18 @@ def test_the_evaluation_counts_flags_on_masks_that_needed_checking_and_on_the_re
                        "flagged_of_needs_checking": 3, "flagged_of_fine": 1}
     assert "flagged 3 of the 3 masks that needed checking" in _extent_line(summary) and "1 of the 2 others" in _extent_line(summary)
     assert extent_caution_summary(table.drop(columns="extent_ratio")) == {"n_checked": 0}
+
+
+def test_the_pdf_prints_the_caution_under_the_headline(tmp_path):
+    import pypdf
+
+    from responseai.reports.writer import write_report
+
+    record = {"case_id": "c2", "pcr_probability": 0.4, "predicted_class": "no pCR", "threshold": 0.3,
+              "attention_in_mask": 0.5, "pointing_game_hit": True, "clinical_used": {"tumour_size_mm": 20.0},
+              "missing_clinical": [], "inputs": {}, "model_card": {}, "tumour_volume_ml": 21.0,
+              **extent_findings(5 * sphere_volume_ml(20.0), 20.0)}
+    files = write_report(build_report(record), {}, tmp_path / "report")
+    first_page = pypdf.PdfReader(files["pdf"]).pages[0].extract_text()
+    assert "Check before use: the tumour mask" in first_page
+    assert first_page.index("Check before use") < first_page.index("Findings")
