@@ -72,7 +72,8 @@ def test_the_pdf_prints_the_caution_under_the_headline(tmp_path):
 
     record = {"case_id": "c2", "pcr_probability": 0.4, "predicted_class": "no pCR", "threshold": 0.3,
               "attention_in_mask": 0.5, "pointing_game_hit": True, "clinical_used": {"tumour_size_mm": 20.0},
-              "missing_clinical": [], "inputs": {}, "model_card": {}, "tumour_volume_ml": 21.0,
+              "missing_clinical": [], "inputs": {}, "model_card": {"name": "breast_pcr", "version": "1.4.0", "sha256": "0" * 64},
+              "tumour_volume_ml": 21.0,
               **extent_findings(5 * sphere_volume_ml(20.0), 20.0)}
     files = write_report(build_report(record), {}, tmp_path / "report")
     first_page = pypdf.PdfReader(files["pdf"]).pages[0].extract_text()
