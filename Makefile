@@ -23,8 +23,11 @@ $(VENV)/.test: $(VENV)/.core
 demo: $(VENV)/.core
 	$(BIN)/responseai demo --out $(OUT)
 
+# one worker per core, each test file kept on one worker (its module fixtures are built once);
+# one torch thread per worker, so two workers do not fight over two cores. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= auto
 test: $(VENV)/.test
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # per-case latency and peak memory of the shipped models (measurements, not tests)
 bench: $(VENV)/.core

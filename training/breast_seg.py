@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
 from safetensors.torch import load_file, save_file
+from scipy import ndimage
 from tqdm import tqdm
 
 from monai.transforms import (
@@ -41,7 +42,13 @@ from monai.transforms import (
 
 from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.preprocess import check_phases
-from responseai.breast.segmentation.inference import breast_region, network_input, predict_probabilities, select_tumour
+from responseai.breast.segmentation.inference import (
+    breast_region,
+    bpe_index,
+    network_input,
+    predict_probabilities,
+    select_tumour,
+)
 from responseai.breast.segmentation.model import DEFAULT_ARCHITECTURE, SPACING_MM, TASK, build_model
 from responseai.image import Image
 from responseai.io import read_image
@@ -106,6 +113,13 @@ class SegTrainConfig:
         "help": "range of the contrast-uptake augmentation's breast gain: above ~3 the parenchyma of a moderate or "
                 "marked BPE exam enhances as strongly as a tumour, so the network must find the tumour's margin "
                 "by its shape and kinetics, not by its brightness"})
+    margin_weight: float = field(default=0.0, metadata={
+        "help": "extra cross-entropy weight on breast voxels within --margin-mm of the tumour (0: plain Dice + CE): "
+                "where an outline spills into enhancing parenchyma, those are the voxels it gets wrong"})
+    margin_mm: float = field(default=10.0, metadata={"help": "width of that band outside the tumour (mm)"})
+    bpe_sampling: float = field(default=0.0, metadata={
+        "help": "draw exams with probability proportional to 1 + this x their background-enhancement rank (0-1, "
+                "from the image: responseai's BPE index); 0: uniform"})
 
 
 @dataclass
@@ -122,6 +136,13 @@ class SegCase:
     channels: np.ndarray
     label: np.ndarray
     negatives: np.ndarray
+
+    @property
+    def bpe_percent(self) -> float:
+        """The exam's background parenchymal enhancement index, as inference reports it (breast labels as region)."""
+        region = self.label > 0 if self.label.max() > 1 else None
+        value = bpe_index(self.channels.astype(np.float32), region, self.label == self.label.max()) if region is not None else None
+        return float(value) if value is not None else 0.0
 
 
 def _labels(row: pd.Series, root: Path, grid: Image) -> tuple[np.ndarray, np.ndarray]:
@@ -202,11 +223,56 @@ def sample_patch(case: SegCase, patch: tuple[int, int, int], rng: np.random.Gene
     return image, np.pad(case.label[box], padding)
 
 
+def exam_weights(cases: list[SegCase], bpe_sampling: float) -> np.ndarray | None:
+    """Sampling probabilities favouring exams with more background enhancement (None: uniform).
+
+    Why: moderate and marked BPE are a third of exams but where the outlines spill; ranks, not the
+    index itself, so one extreme exam cannot dominate.
+    """
+    if bpe_sampling <= 0:
+        return None
+    ranks = pd.Series([case.bpe_percent for case in cases]).rank(pct=True).to_numpy()
+    weights = 1.0 + bpe_sampling * ranks
+    return weights / weights.sum()
+
+
+def margin_band(label: torch.Tensor, margin_mm: float) -> torch.Tensor:
+    """Breast voxels (label 1) within ``margin_mm`` outside the tumour (label 2), per patch: (B, 1, Z, Y, X) bool."""
+    spacing_zyx = tuple(SPACING_MM[::-1])
+    bands = []
+    for patch in label[:, 0].cpu().numpy():
+        tumour = patch == 2
+        band = np.zeros(patch.shape, bool)
+        if tumour.any():
+            band = (ndimage.distance_transform_edt(~tumour, sampling=spacing_zyx) <= margin_mm) & (patch == 1)
+        bands.append(band)
+    return torch.from_numpy(np.stack(bands)[:, None]).to(label.device)
+
+
+class MarginWeightedDiceCE(torch.nn.Module):
+    """Dice + cross-entropy whose CE weighs the breast band around the tumour ``1 + weight`` times.
+
+    Normalised by the total weight, so the loss keeps the scale of MONAI's DiceCELoss (which it equals at weight 0).
+    """
+
+    def __init__(self, weight: float, margin_mm: float) -> None:
+        super().__init__()
+        self.weight, self.margin_mm = weight, margin_mm
+        self.dice = DiceLoss(to_onehot_y=True, softmax=True)
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        ce = torch.nn.functional.cross_entropy(logits, label[:, 0], reduction="none")[:, None]
+        weights = 1.0 + self.weight * margin_band(label, self.margin_mm).float()
+        return self.dice(logits, label) + (ce * weights).sum() / weights.sum()
+
+
 def make_batch(cases: list[SegCase], patch: tuple[int, int, int], batch_size: int, rng: np.random.Generator,
-               device: torch.device, augment: Compose | None) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device, augment: Compose | None,
+               weights: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of (augmented) patches from random cases (drawn with replacement: epochs are step counts)."""
     images, labels = [], []
-    for i in rng.integers(0, len(cases), batch_size):
+    chosen = rng.integers(0, len(cases), batch_size) if weights is None else rng.choice(len(cases), batch_size, p=weights)
+    for i in chosen:
         image, label = sample_patch(cases[i], patch, rng)
         if augment is not None:
             augment.set_random_state(int(rng.integers(2**31)))
@@ -280,7 +346,11 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
         "training_data": {"manifest": str(config.manifest), "init": str(config.init) if config.init else None, "manifest_sha256_16": digest, "n_train": n_train,
                           "n_val": n_val, "sites": sites, "cohort_seed": cohort_seed(config.manifest),
                           "epochs": config.epochs, "steps_per_epoch": config.steps, "batch_size": config.batch_size,
-                          "lr": config.lr, "seed": config.seed},
+                          "lr": config.lr, "seed": config.seed,
+                          **({"loss": f"Dice + CE with the breast band within {config.margin_mm:g} mm of the tumour "
+                                      f"weighted x{1 + config.margin_weight:g}"} if config.margin_weight > 0 else {}),
+                          **({"exam_sampling": f"probability proportional to 1 + {config.bpe_sampling:g} x BPE-index rank"}
+                             if config.bpe_sampling > 0 else {})},
         "metrics": {"val_dice": round(best_dice, 4)},
     }
 
@@ -301,7 +371,9 @@ def train(config: SegTrainConfig) -> Path | None:
     augment = (_augmentation(tuple(config.patch), config.low_resolution, config.cranio_caudal_flip,
                              tuple(config.breast_gain)) if config.augment else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = (MarginWeightedDiceCE(config.margin_weight, config.margin_mm) if config.margin_weight > 0
+               else DiceCELoss(to_onehot_y=True, softmax=True))
+    weights = exam_weights(train_cases, config.bpe_sampling)
     checkpoint, best_path = config.out / "checkpoints" / "last.pt", config.out / "checkpoints" / "best.safetensors"
     state = {"epoch": 0, "best_dice": -1.0}
     if config.resume and checkpoint.exists():
@@ -313,7 +385,7 @@ def train(config: SegTrainConfig) -> Path | None:
         rng = np.random.default_rng([config.seed, info.rank, epoch])
         losses = []
         for _ in tqdm(range(config.steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not info.is_main):
-            images, labels = make_batch(train_cases, patch, config.batch_size, rng, info.device, augment)
+            images, labels = make_batch(train_cases, patch, config.batch_size, rng, info.device, augment, weights)
             optimizer.zero_grad()
             loss = loss_fn(model(images), labels)
             loss.backward()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from training.breast_seg import _augmentation
@@ -74,3 +75,40 @@ def test_breast_gain_range_reaches_the_training_augmentation_and_lifts_the_paren
     deep = (slice(0, 4), slice(0, 6), slice(0, 3))  # breast, far from the tumour: ≈ the breast gain
     ratio = ((out["image"][1] - out["image"][0])[deep] / (data["image"][1] - data["image"][0])[deep]).mean().item()
     assert abs(ratio - breast_gain * exam_gain) < 0.05 * breast_gain * exam_gain
+
+
+def test_margin_weighted_loss_equals_dice_ce_at_weight_zero_and_weighs_the_band_around_the_tumour():
+    from monai.losses import DiceCELoss
+
+    from training.breast_seg import MarginWeightedDiceCE, margin_band
+
+    label = torch.from_numpy(_patch()["label"][None].numpy())  # (1, 1, 16, 24, 24): breast, tumour inside
+    band = margin_band(label, margin_mm=3.0)[0, 0].numpy()
+    assert not band[label[0, 0].numpy() == 2].any() and not band[label[0, 0].numpy() == 0].any()
+    assert band[8, 11, 10] and not band[8, 11, 0]  # 1.5 mm from the tumour is in the band; 6 mm is not
+    logits = torch.randn(1, 3, 16, 24, 24, generator=torch.Generator().manual_seed(0))
+    plain = DiceCELoss(to_onehot_y=True, softmax=True)(logits, label)
+    assert torch.allclose(MarginWeightedDiceCE(0.0, 3.0)(logits, label), plain, atol=1e-6)
+    # calling the band tumour costs more when the band weighs more
+    wrong = torch.zeros_like(logits)
+    wrong[:, 2] = 5.0 * torch.from_numpy(band)[None].float() + 5.0 * (label[:, 0] == 2).float()
+    wrong[:, 1] = 5.0 * (label[:, 0] == 1).float() * (1 - torch.from_numpy(band)[None].float())
+    assert MarginWeightedDiceCE(4.0, 3.0)(wrong, label) > MarginWeightedDiceCE(0.0, 3.0)(wrong, label)
+
+
+def test_bpe_sampling_favours_exams_with_more_background_enhancement():
+    from training.breast_seg import SegCase, exam_weights
+
+    cases = []
+    for uptake in (0.05, 0.3, 0.8):
+        data = _patch()
+        image = data["image"].numpy().copy()
+        breast_only = data["label"][0].numpy() == 1
+        image[1][breast_only] = image[0][breast_only] * (1 + uptake)
+        image[3] = image[1] - image[0]
+        cases.append(SegCase(f"u{uptake}", image.astype(np.float16), data["label"][0].numpy().astype(np.uint8),
+                             np.zeros((0, 3), np.int32)))
+    assert cases[0].bpe_percent < cases[1].bpe_percent < cases[2].bpe_percent
+    assert exam_weights(cases, 0.0) is None
+    weights = exam_weights(cases, 3.0)
+    assert weights.sum() == pytest.approx(1.0) and weights[2] / weights[0] == pytest.approx(4.0 / 2.0)
