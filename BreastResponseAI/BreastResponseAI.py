@@ -89,8 +89,13 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
 
     @staticmethod
     def summaryText(results) -> str:
-        return _("pCR probability {probability:.2f} ({label})").format(
-            probability=results.record["pcr_probability"], label=results.record["predicted_class"])
+        record = results.record
+        text = _("pCR probability {probability:.2f} ({label})").format(
+            probability=record["pcr_probability"], label=record["predicted_class"])
+        if record.get("extent_caution"):  # the status line is read first: the outline check belongs there too
+            text += " - " + _("check the tumour outline: its volume is {ratio:g} x a sphere of the clinical size").format(
+                ratio=record["mask_to_clinical_size_ratio"])
+        return text
 
     def exportReport(self, results, folder: str, post1Node) -> dict:
         """Snapshots from Slicer's own slice views through the tumour, then the core's report."""
