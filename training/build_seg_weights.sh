@@ -8,7 +8,8 @@
 # the third generator (responseai/breast/phantom_alt.py --external). Three runs: the base model
 # (seed 1, 40 epochs), then a fine-tune from it with the contrast-uptake augmentation
 # (training/dce_augment.py) on seeds 1 + 3 (20 epochs; 2.1.0), then (2.4.0) a fine-tune of that on seeds
-# 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then the candidate ranker written into
+# 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
+# cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
 # (training/breast_outline.py). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
@@ -44,13 +45,18 @@ STEPS=${STEPS:-40}
 "$PY" -m training.train breast segmentation --manifest "$WORK/combined-alt/manifest.csv" --out "$WORK/seg-alt" \
     --epochs 20 --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 7 --threads 2 --n-val 16 --lr 1e-3 \
     --init "$WORK/seg-aug/breast_seg.safetensors" --resume
+# 2.5.0: the margin-aimed fine-tune of 2.4.0's network (cross-entropy weighted 4x on the breast within 10 mm of the
+# tumour, exams drawn by BPE-index rank), same exams; judged on fresh development sets (main 121, alt 123)
+"$PY" -m training.train breast segmentation --manifest "$WORK/combined-alt/manifest.csv" --out "$WORK/seg-margin" \
+    --epochs 20 --steps "$STEPS" --batch-size 4 --patch 32 96 96 --seed 13 --threads 2 --n-val 16 --lr 5e-4 \
+    --init "$WORK/seg-alt/breast_seg.safetensors" --margin-weight 3 --margin-mm 10 --bpe-sampling 3 --resume
 mkdir -p Resources/Models
-cp "$WORK/seg-alt/breast_seg.safetensors" "$WORK/seg-alt/breast_seg.json" Resources/Models/
+cp "$WORK/seg-margin/breast_seg.safetensors" "$WORK/seg-margin/breast_seg.json" Resources/Models/
 # the second stage: a candidate ranker fitted on another seed's training sites (13: never trained on, no site E)
 [ -f "$WORK/train13/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n "$N_TRAIN" --seed 13 --out "$WORK/train13"
 rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: never reuse another run's
 "$PY" -m training.train breast candidates --manifest "$WORK/train13/manifest.csv" \
-    --weights Resources/Models/breast_seg.safetensors --out Resources/Models/breast_seg.safetensors --version 2.4.0 \
+    --weights Resources/Models/breast_seg.safetensors --out Resources/Models/breast_seg.safetensors --version 2.5.0 \
     --table "$WORK/seg-ranker/candidates.csv"
 # the chosen tumour's outline completed on its own enhancement (share and margin chosen on development
 # exams: the alt phantom's seed 23 and site E of main seed 17; `--grid` prints the table they came from)
@@ -59,8 +65,8 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors --grid \
     --dev "$WORK/alt23/manifest.csv" "$WORK/dev17/manifest.csv:external" --csv "$WORK/outline-grid.csv"
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
-    --out Resources/Models/breast_seg.safetensors --version 2.4.0 --share 0.6 --margin-mm 3 \
-    --chosen-on "development exams: alt phantom seed 23 (60) and main phantom seed 17 site E (41), with 2.2.0's network; kept unchanged for 2.4.0"
+    --out Resources/Models/breast_seg.safetensors --version 2.5.0 --share 0.6 --margin-mm 3 \
+    --chosen-on "development exams: alt phantom seed 23 (60) and main phantom seed 17 site E (41), with 2.2.0's network; kept unchanged for 2.4.0 and 2.5.0"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
