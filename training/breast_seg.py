@@ -7,7 +7,8 @@ trains on ``split == train`` rows, picks the epoch with the best tumour Dice on 
 inference. With an ``anatomy`` column (the phantom's label map) the network learns three classes,
 background / breast / tumour, so inference can discard candidates outside the breasts.
 Patches: around the tumour half of the time, on enhancing non-tumour anatomy (heart, vessels,
-nodes, benign lesion) a quarter, anywhere a quarter; MONAI augmentation; loss Dice + CE.
+nodes, benign lesion) a quarter, anywhere a quarter; MONAI augmentation; loss Dice + CE (optionally
+weighted on the breast around the tumour, ``--margin-weight``; exams optionally drawn by BPE rank).
 Runs on a GPU when present and under ``torchrun`` (DDP); ``--resume`` continues a run.
 """
 
@@ -140,8 +141,9 @@ class SegCase:
     @property
     def bpe_percent(self) -> float:
         """The exam's background parenchymal enhancement index, as inference reports it (breast labels as region)."""
-        region = self.label > 0 if self.label.max() > 1 else None
-        value = bpe_index(self.channels.astype(np.float32), region, self.label == self.label.max()) if region is not None else None
+        if self.label.max() < 2:  # two-class labels: no breast region to measure it in
+            return 0.0
+        value = bpe_index(self.channels.astype(np.float32), self.label > 0, self.label == 2)
         return float(value) if value is not None else 0.0
 
 
@@ -337,7 +339,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
         "preprocessing": {"resample": f"linear onto the canonical grid: axial, LPS-aligned, {SPACING_MM} mm (x, y, z)",
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
                           "postprocessing": POSTPROCESSING,
-                          "output": "nearest-neighbour resampling back onto the input post1 grid",
+                          "output": "the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5",
                           "augmentation": f"contrast uptake (tumour x0.6-2.8, breast x{config.breast_gain[0]:g}-{config.breast_gain[1]:g}, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"
                                           + (f", head-feet flip (p {config.cranio_caudal_flip:g})" if config.cranio_caudal_flip else "")

@@ -145,8 +145,9 @@ def run_case(
     progress(55, "predicting pCR")
     result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
-    findings["tumour_volume_ml"] = round(mask.volume_ml(), 2)
-    findings.update(extent_findings(mask.volume_ml(), case.clinical.get("tumour_size_mm")))
+    volume_ml = mask.volume_ml()
+    findings["tumour_volume_ml"] = round(volume_ml, 2)
+    findings.update(extent_findings(volume_ml, case.clinical.get("tumour_size_mm")))
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
 
 

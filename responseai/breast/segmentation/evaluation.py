@@ -27,7 +27,7 @@ from tqdm import tqdm
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST, inside_fraction
-from responseai.breast.segmentation.extent import EXTENT_LIMITS, extent_ratio
+from responseai.breast.segmentation.extent import EXTENT_LIMITS, extent_ratio, fits
 from responseai.breast.segmentation.inference import (
     DEFAULT,
     CanonicalSegmentation,
@@ -93,6 +93,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
             mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
+        volume_ml = truth.volume_ml(mask)
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
@@ -100,9 +101,9 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
-                         "volume_ml": truth.volume_ml(mask),
+                         "volume_ml": volume_ml,
                          "reference_volume_ml": truth.volume_ml(),
-                         "extent_ratio": extent_ratio(truth.volume_ml(mask), row.get("tumour_size_mm")),
+                         "extent_ratio": extent_ratio(volume_ml, row.get("tumour_size_mm")),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -218,7 +219,7 @@ def extent_caution_summary(table: pd.DataFrame, limits: tuple[float, float] = EX
         return {"n_checked": 0}
     ratio = checked["volume_ml"] / checked["reference_volume_ml"].clip(lower=1e-9)
     needs = ~checked["found"] | checked["false_positive_on_distractor"] | (ratio > 2) | (ratio < 0.5)
-    flagged = (checked["extent_ratio"] < limits[0]) | (checked["extent_ratio"] > limits[1])
+    flagged = ~checked["extent_ratio"].map(lambda ratio: fits(ratio, limits)).astype(bool)
     return {"n_checked": int(len(checked)), "limits": list(limits), "flagged": int(flagged.sum()),
             "needs_checking": int(needs.sum()), "flagged_of_needs_checking": int((flagged & needs).sum()),
             "flagged_of_fine": int((flagged & ~needs).sum())}

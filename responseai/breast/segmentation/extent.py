@@ -34,11 +34,16 @@ def extent_ratio(mask_volume_ml: float, tumour_size_mm: object) -> float | None:
     return float(mask_volume_ml) / sphere_volume_ml(tumour_size_mm)
 
 
+def fits(ratio: float, limits: tuple[float, float] = EXTENT_LIMITS) -> bool:
+    """Whether a mask / sphere ratio lies within the limits (the one test the caution and its evaluation share)."""
+    return limits[0] <= ratio <= limits[1]
+
+
 def extent_caution(mask_volume_ml: float, tumour_size_mm: object,
                    limits: tuple[float, float] = EXTENT_LIMITS) -> str | None:
     """A sentence for the user when the mask does not fit the clinical size, else None."""
     ratio = extent_ratio(mask_volume_ml, tumour_size_mm)
-    if ratio is None or limits[0] <= ratio <= limits[1]:
+    if ratio is None or fits(ratio, limits):
         return None
     size = f"{float(tumour_size_mm):g} mm"
     if ratio > limits[1]:
