@@ -110,6 +110,8 @@ def copy_with_card(weights: Path, out: Path, expected_task: str, **updates: obje
     card.update(updates, sha256=sha256_of(out), weights_file=out.name)
     card_path(out).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out
+
+
 def load_model(
     weights_path: str | Path,
     build: Callable[[dict], torch.nn.Module],

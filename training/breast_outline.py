@@ -1,15 +1,17 @@
-"""Choose and write the segmentation card's outline growth (``responseai.breast.segmentation.outline``).
+"""Choose and write the segmentation card's outline growth (``responseai.breast.segmentation.outline``) and fill.
 
 ``--grid`` scores every (share, margin) pair on development exams: the network and the candidate
 choice run once per exam, then each growth of the chosen component is compared with the true
 mask on the network's grid (mean Dice over the exams where the chosen component touches the
-tumour, and over all exams). Without ``--grid`` the given share and margin are written into a
-copy of the card with a new version; the weights are copied unchanged (same sha256).
+tumour, and over all exams); with ``--fill slices`` each is scored with its holes filled slice by
+slice too. Without ``--grid`` the given share and margin and/or the fill are written into a copy of
+the card with a new version; the weights are copied unchanged (same sha256).
 
 Usage:
     python -m training.train breast outline --weights W --dev DEV.csv[:split] … --grid
     python -m training.train breast outline --weights W --out W2 --version 2.3.0 --share 0.6 --margin-mm 3 \
         --chosen-on "why these values"
+    python -m training.train breast outline --weights W --out W2 --version 2.5.1 --fill slices
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import choose, find_candidates
-from responseai.breast.segmentation.inference import outline, segment_canonical
+from responseai.breast.segmentation.inference import OUTLINE_FILLS, outline, segment_canonical
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
 from responseai.metrics import dice
@@ -35,7 +37,8 @@ SHARES = (0.4, 0.6, 0.8)
 MARGINS_MM = (3.0, 6.0)
 
 
-def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[OutlineGrowth | None]) -> dict:
+def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[OutlineGrowth | None],
+                fills: tuple[bool, ...] = (False,)) -> dict:
     """Dice of each growth of the chosen component against the true mask, on the network grid."""
     phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
     seg = segment_canonical(check_phases(phases), weights)
@@ -47,21 +50,24 @@ def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[Out
     best = choose(candidates, seg.ranker)
     component = candidates.labels == best if best is not None else None
     scores = {"patient_id": row["patient_id"], "found": False}
-    for growth in growths:
-        mask = None if component is None else outline(component, seg.channels, seg.region, seg.grid.spacing, growth)
-        scores[label(growth)] = dice(mask, truth) if mask is not None and mask.any() else 0.0
-        if growth is None:  # "found" as the shipped rule without growth reports it
+    for growth, slices in itertools.product(growths, fills):
+        mask = (None if component is None
+                else outline(component, seg.channels, seg.region, seg.grid.spacing, growth, slices))
+        scores[label(growth, slices)] = dice(mask, truth) if mask is not None and mask.any() else 0.0
+        if growth is None and not slices:  # "found" as the shipped rule without growth reports it
             scores["found"] = mask is not None and bool((mask.astype(bool) & truth).any())
     return scores
 
 
-def label(growth: OutlineGrowth | None) -> str:
-    return "as found" if growth is None else f"share {growth.share:g}, {growth.margin_mm:g} mm"
+def label(growth: OutlineGrowth | None, slices: bool = False) -> str:
+    name = "as found" if growth is None else f"share {growth.share:g}, {growth.margin_mm:g} mm"
+    return f"{name}, slices filled" if slices else name
 
 
-def grid_table(dev: list[str], weights: Path) -> pd.DataFrame:
+def grid_table(dev: list[str], weights: Path, fill_slices: bool = False) -> pd.DataFrame:
     """Per-exam Dice of the component as found and of every grid growth, over the development manifests."""
     growths = [None] + [OutlineGrowth(s, m) for s, m in itertools.product(SHARES, MARGINS_MM)]
+    fills = (False, True) if fill_slices else (False,)
     rows = []
     for spec in dev:
         path, _, split = spec.partition(":")
@@ -69,7 +75,7 @@ def grid_table(dev: list[str], weights: Path) -> pd.DataFrame:
         frame = pd.read_csv(manifest)
         frame = frame[frame["split"] == split] if split else frame
         for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"{manifest.parent.name} outlines"):
-            rows.append({"set": spec, **exam_scores(manifest, row, weights, growths)})
+            rows.append({"set": spec, **exam_scores(manifest, row, weights, growths, fills)})
     return pd.DataFrame(rows)
 
 
@@ -92,24 +98,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", help="the new card version")
     parser.add_argument("--share", type=float, help="share of the component's median enhancement")
     parser.add_argument("--margin-mm", type=float, help="how far from the component voxels may join")
+    parser.add_argument("--fill", choices=OUTLINE_FILLS, help="holes filled in 3-D, or slice by slice first; with "
+                        "--grid, 'slices' scores both")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
         if not args.dev:
             parser.error("--grid needs --dev manifests")
-        table = grid_table(args.dev, args.weights)
+        table = grid_table(args.dev, args.weights, args.fill == "slices")
         if args.csv is not None:
             args.csv.parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(args.csv, index=False)
         log.info("mean Dice per development set:\n%s", summary(table).to_string())
         return 0
-    if None in (args.out, args.version, args.share, args.margin_mm):
-        parser.error("writing a card needs --out, --version, --share and --margin-mm")
-    try:
-        growth = OutlineGrowth(args.share, args.margin_mm)
-    except ValueError as error:
-        parser.error(str(error))
-    copy_with_card(args.weights, args.out, "segmentation", version=args.version,
-                   outline_growth={**growth.to_card(), "chosen_on": args.chosen_on})
-    log.info("wrote %s with outline growth %s", args.out, growth)
+    if None in (args.out, args.version) or (args.share is None) != (args.margin_mm is None) or (
+            args.share is None and args.fill is None):
+        parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill or both")
+    entries = {}
+    if args.share is not None:
+        try:
+            growth = OutlineGrowth(args.share, args.margin_mm)
+        except ValueError as error:
+            parser.error(str(error))
+        entries["outline_growth"] = {**growth.to_card(), "chosen_on": args.chosen_on}
+    if args.fill is not None:
+        entries["outline_fill"] = args.fill
+    copy_with_card(args.weights, args.out, "segmentation", version=args.version, **entries)
+    log.info("wrote %s with %s", args.out, entries)
     return 0

@@ -125,3 +125,38 @@ def test_the_grid_scores_the_masks_inference_returns(tmp_path):
                                  seg.ranker, seg.probabilities[1], growth)
         assert scores[breast_outline.label(growth)] == pytest.approx(dice(mask, truth) if mask.any() else 0.0)
     assert scores["found"] and scores[breast_outline.label(GROWTH)] > 0.5
+
+
+def test_a_necrotic_core_open_at_one_pole_is_filled_slice_by_slice():
+    """A rim-enhancing tumour outlined as a shell whose necrotic centre reaches the surface at the top:
+    not a 3-D hole, so 3-D filling leaves it out; filled slice by slice the outline is the whole tumour.
+    A groove through the whole component (a concavity open in every slice of every axis) is left as it is."""
+    from responseai.breast.segmentation.inference import fill_holes
+
+    tumour = _ball((15, 24, 24), 10)
+    shell = tumour & ~_ball((15, 24, 24), 6)
+    shell[15:, 22:27, 22:27] = False  # the core opens through the shell towards +z
+    assert _dice(fill_holes(shell).astype(bool), tumour) < 0.9
+    filled = fill_holes(shell, slices=True).astype(bool)
+    assert _dice(filled, tumour) > 0.97 and not (filled & ~tumour).any()
+    grooved = tumour.copy()
+    grooved[:, 21:28, 28:] = False
+    np.testing.assert_array_equal(fill_holes(grooved, slices=True).astype(bool), grooved)
+
+
+def test_the_card_fill_entry_is_read_written_and_checked(tmp_path):
+    from responseai.breast.segmentation.inference import card_fill_slices
+
+    assert card_fill_slices({}) is False and card_fill_slices({"outline_fill": "3d"}) is False
+    assert card_fill_slices({"outline_fill": "slices"}) is True
+    with pytest.raises(WeightsError, match="outline fill"):
+        card_fill_slices({"outline_fill": "2d"})
+    weights = model_path("breast_seg")
+    out = tmp_path / "breast_seg.safetensors"
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.9",
+                                "--fill", "slices"]) == 0
+    card = read_card(out, expected_task="segmentation")
+    assert card_fill_slices(card) is True and card["sha256"] == sha256_of(weights)
+    assert card["outline_growth"] == read_card(weights)["outline_growth"]
+    with pytest.raises(SystemExit):  # nothing to write
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1"])

@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 DEFAULT = model_path("breast_seg")
 BREAST, TUMOUR = 1, 2  # class indices of a three-class card
+OUTLINE_FILLS = ("3d", "slices")  # the card's outline_fill: holes filled in 3-D, or slice by slice first
 MIN_SECOND_BREAST = 0.15  # a second breast component counts if it is ≥ 15 % of the first (else: noise)
 
 
@@ -64,6 +65,7 @@ def _load(path: Path) -> tuple[torch.nn.Module, dict]:
     model, card = load_model(path, build_model, expected_task=TASK)
     card_ranker(card)  # a malformed second stage is refused with the file, not once per exam
     card_growth(card)
+    card_fill_slices(card)
     return model, card
 
 
@@ -71,7 +73,7 @@ def load_segmentation_model(weights_path: str | Path = DEFAULT) -> tuple[torch.n
     """Verified network + card, loaded once per file version (Slicer re-runs reuse it).
 
     Raises WeightsError for a missing, truncated or mismatching file, or a malformed candidate
-    ranker or outline growth in its card.
+    ranker, outline growth or outline fill in its card.
     """
     return load_once(weights_path, _load)
 
@@ -122,7 +124,8 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
                   channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
                   ranker: CandidateRanker | None = None,
                   breast_probability: np.ndarray | None = None,
-                  growth: OutlineGrowth | None = None) -> tuple[np.ndarray, int, int, float]:
+                  growth: OutlineGrowth | None = None,
+                  fill_slices: bool = False) -> tuple[np.ndarray, int, int, float]:
     """The tumour among the candidate components inside the breast region (see :mod:`.candidates`).
 
     Without a ranker the highest mean probability wins: a tumour is confidently tumour throughout,
@@ -131,7 +134,8 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     by the peak). A card's ranker also reads the candidates' size, shape, kinetics and surrounding
     tissue, which need the network input ``channels`` on a grid of ``spacing_xyz`` and the
     network's ``breast_probability``. With a card's ``growth`` the chosen component's outline is
-    completed on its own enhancement (:mod:`.outline`).
+    completed on its own enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice
+    (:func:`fill_holes`).
     Returns (mask, n candidates, n discarded outside the breast, its mean probability).
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
@@ -139,33 +143,50 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     best = choose(candidates, ranker)
     if best is None:
         return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
-    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth), candidates.n,
+    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth, fill_slices), candidates.n,
             int(candidates.outside.sum()), float(candidates.mean_probability[best - 1]))
 
 
 def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarray | None,
-            spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None) -> np.ndarray:
-    """The mask returned for a chosen component: completed on its enhancement when the card says so, holes filled."""
+            spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None,
+            fill_slices: bool = False) -> np.ndarray:
+    """The mask returned for a chosen component: completed on its enhancement when the card says so, holes
+    filled (slice by slice first when the card's ``outline_fill`` is ``slices``)."""
     if growth is not None and channels is not None:
         component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth)
-    return fill_holes(component)
+    return fill_holes(component, slices=fill_slices)
 
 
-def fill_holes(component: np.ndarray, connectivity: int = 3) -> np.ndarray:
+def fill_holes(component: np.ndarray, connectivity: int = 3, slices: bool = False) -> np.ndarray:
     """``component`` (bool) with its enclosed background filled, as uint8.
 
     Background is connected through faces, edges and corners by default (``connectivity`` 3, MONAI
     ``FillHoles``' default; 1 = faces only, scipy's), and the work is done on the component's
     bounding box plus one voxel: a hole cannot reach outside it, so the result is the whole-volume
     one at a fraction of the cost on a full exam.
+
+    ``slices``: first fill what the component encloses in each 2-D slice along z, then y, then x. A
+    rim-enhancing tumour's necrotic centre belongs to its outline (a radiologist's tumour volume
+    includes it) but is not a 3-D hole wherever it reaches the surface in one slice; in the slices
+    through its middle the rim encloses it.
     """
     out = np.zeros(component.shape, np.uint8)
     box = bounding_box(component, (1, 1, 1))
     if box is None:
         return out
+    filled = component[box].astype(bool)
+    for axis in range(3) if slices else ():
+        filled = ndimage.binary_fill_holes(filled, structure=_in_plane(axis))
     structure = ndimage.generate_binary_structure(3, connectivity)
-    out[box] = ndimage.binary_fill_holes(component[box], structure=structure)
+    out[box] = ndimage.binary_fill_holes(filled, structure=structure)
     return out
+
+
+def _in_plane(axis: int) -> np.ndarray:
+    """A 3×3×3 structuring element connecting voxels only within the plane normal to ``axis`` (8-connected)."""
+    structure = np.zeros((3, 3, 3), bool)
+    structure[(slice(None),) * axis + (1,)] = True
+    return structure
 
 
 def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarray) -> float | None:
@@ -205,6 +226,7 @@ class CanonicalSegmentation:
     threshold: float  # tumour probability threshold from the card
     ranker: CandidateRanker | None = None  # the card's learnt candidate ranker (None: highest mean probability)
     growth: OutlineGrowth | None = None  # the card's outline completion on enhancement (None: the component as found)
+    fill_slices: bool = False  # the card's outline_fill is "slices" (False: holes filled in 3-D only)
 
 
 def segment_canonical(
@@ -224,10 +246,10 @@ def segment_canonical(
     channels, grid = network_input(aligned, spacing)
     probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
     return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]),
-                                 card_ranker(card), card_growth(card))
+                                 card_ranker(card), card_growth(card), card_fill_slices(card))
 
 
-def _card_entry(card: Mapping, key: str, parse: Callable[[Mapping], T], what: str) -> T | None:
+def _card_entry(card: Mapping, key: str, parse: Callable[..., T], what: str) -> T | None:
     """A second-stage entry of the card parsed (None when absent); WeightsError when it is malformed."""
     entry = card.get(key)
     if entry is None:
@@ -246,6 +268,17 @@ def card_ranker(card: Mapping) -> CandidateRanker | None:
 def card_growth(card: Mapping) -> OutlineGrowth | None:
     """The card's ``outline_growth`` (None for cards without one)."""
     return _card_entry(card, "outline_growth", OutlineGrowth.from_card, "outline growth")
+
+
+def card_fill_slices(card: Mapping) -> bool:
+    """Whether the card's ``outline_fill`` asks for holes filled slice by slice (absent or ``3d``: not)."""
+    return _card_entry(card, "outline_fill", _parse_fill, "outline fill") or False
+
+
+def _parse_fill(entry: object) -> bool:
+    if entry not in OUTLINE_FILLS:
+        raise ValueError(f"outline_fill must be one of {OUTLINE_FILLS}, got {entry!r}")
+    return entry == "slices"
 
 
 def segment_exam(
@@ -272,7 +305,8 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
     chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region, seg.channels,
-                                                     grid.spacing, seg.ranker, breast_probability, seg.growth)
+                                                     grid.spacing, seg.ranker, breast_probability, seg.growth,
+                                                     seg.fill_slices)
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(
