@@ -29,8 +29,9 @@ from ResponseAICommonLib.widget import (
 CLINICAL_FIELDS = (
     "age", "menopausal_status", "er", "pr", "her2", "ki67", "molecular_subtype",
     "histological_type", "histological_grade", "ct_stage", "cn_stage", "tumour_size_mm",
+    "tumour_size_2_mm", "tumour_size_3_mm",
 )
-NUMERIC_FIELDS = ("age", "ki67", "tumour_size_mm")  # text fields: empty means unknown
+NUMERIC_FIELDS = ("age", "ki67", "tumour_size_mm", "tumour_size_2_mm", "tumour_size_3_mm")  # empty means unknown
 
 
 class BreastResponseAI(ResponseAIModule):
@@ -68,6 +69,8 @@ class BreastResponseAIParameterNode:
     ct_stage: Annotated[str, Choice(["unknown", "T1", "T2", "T3", "T4"])] = "unknown"
     cn_stage: Annotated[str, Choice(["unknown", "N0", "N1", "N2", "N3"])] = "unknown"
     tumour_size_mm: str = ""  # mm, 1–200; empty = unknown
+    tumour_size_2_mm: str = ""  # mm, ≤ tumour size; empty = unknown (checks the mask's extent, not a model input)
+    tumour_size_3_mm: str = ""  # mm, ≤ tumour size; empty = unknown
     heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
     showGradcam: bool = False
 
@@ -93,8 +96,9 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         text = _("pCR probability {probability:.2f} ({label})").format(
             probability=record["pcr_probability"], label=record["predicted_class"])
         if record.get("extent_caution"):  # the status line is read first: the outline check belongs there too
-            text += " - " + _("check the tumour outline: its volume is {ratio:g} x a sphere of the clinical size").format(
-                ratio=record["mask_to_clinical_size_ratio"])
+            text += " - " + _("check the tumour outline: its volume is {ratio:g} x {yardstick}").format(
+                ratio=record["mask_to_clinical_size_ratio"],
+                yardstick=record.get("clinical_size_yardstick", "a sphere of the clinical size"))
         return text
 
     def exportReport(self, results, folder: str, post1Node) -> dict:

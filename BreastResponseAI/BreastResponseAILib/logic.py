@@ -11,8 +11,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responseai.breast.constants import BREAST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.constants import FORM_SCHEMA, REFERENCE_PHASE
 from responseai.breast.preprocess import check_mask, check_phases
+from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
@@ -95,7 +96,8 @@ class BreastJobs:
     def prepare(self, case_id: str, phase_nodes: dict, clinical: dict, segmentation_node=None,
                 folder: Path | None = None, resample: bool = False) -> Job:
         images = self.logic.read_phases(phase_nodes, resample)
-        record = validate_clinical(clinical, BREAST_SCHEMA)
+        record = validate_clinical(clinical, FORM_SCHEMA)
+        check_diameters(record)
         mask = None
         if segmentation_node is not None:
             mask = self.logic.read_mask(segmentation_node, phase_nodes[REFERENCE_PHASE])
@@ -165,7 +167,10 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Tumour mask": record["mask_source"],
         "Tumour side": record.get("tumour_side", "not recorded"),
         "Tumour volume (ml)": record.get("tumour_volume_ml", "not recorded"),
-        "Mask extent check": record.get("extent_caution") or ("fits the clinical size" if "mask_to_clinical_size_ratio" in record
+        "Mask diameters (mm)": " x ".join(f"{d:g}" for d in record["mask_diameters_mm"]) if "mask_diameters_mm" in record
+        else "not recorded",
+        "Mask extent check": record.get("extent_caution") or (f"fits {record['clinical_size_yardstick']}"
+                                                              if "clinical_size_yardstick" in record
                                                               else "no clinical size given"),
         "Missing clinical": record["missing_clinical"],
         "Model": f"{record['model']['name']} {record['model']['version']}",
@@ -203,7 +208,7 @@ def write_form(parameter_node, phase_nodes: dict, clinical: dict, segmentation_n
         parameter_node.SetNodeReferenceID(parameter, node.GetID() if node is not None else None)
     parameter_node.SetParameter(SEGMENTATION_PARAMETER, "")
     parameter_node.SetNodeReferenceID(SEGMENTATION_PARAMETER, segmentation_node.GetID() if segmentation_node else None)
-    for name in BREAST_SCHEMA:
+    for name in FORM_SCHEMA:
         value = clinical.get(name)
         parameter_node.SetParameter(name, "" if value is None else str(value))
 
@@ -211,5 +216,5 @@ def write_form(parameter_node, phase_nodes: dict, clinical: dict, segmentation_n
 def read_form(parameter_node) -> tuple[dict, dict, object]:
     """Phase nodes, clinical values and segmentation node from a (possibly reloaded) parameter node."""
     phases = {phase: parameter_node.GetNodeReference(parameter) for phase, parameter in PHASE_PARAMETERS.items()}
-    clinical = {name: parameter_node.GetParameter(name) for name in BREAST_SCHEMA if parameter_node.HasParameter(name)}
+    clinical = {name: parameter_node.GetParameter(name) for name in FORM_SCHEMA if parameter_node.HasParameter(name)}
     return phases, clinical, parameter_node.GetNodeReference(SEGMENTATION_PARAMETER)

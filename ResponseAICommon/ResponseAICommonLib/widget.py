@@ -342,7 +342,7 @@ class ResponseAILogicMixin:
     moduleTitle = "ResponseAI"
     parameterNodeClass = None
     coreLogic = ""  # "ModuleLib.logic:ClassName"
-    familyConstants = ""  # "responseai.<family>.constants": CLINICAL_SCHEMA and CATEGORY_LABELS (stdlib only)
+    familyConstants = ""  # "responseai.<family>.constants": CLINICAL_SCHEMA, CATEGORY_LABELS, optional form_errors (stdlib only)
     installProgress = None  # the widget sets a callback (done, total, requirement) to show the install
 
     def __init__(self) -> None:
@@ -368,7 +368,11 @@ class ResponseAILogicMixin:
         """Per-field messages; the rules are the family's schema (no torch / pandas needed)."""
         from responseai.clinical import field_errors
 
-        return field_errors(values, importlib.import_module(self.familyConstants).CLINICAL_SCHEMA)
+        constants = importlib.import_module(self.familyConstants)
+        errors = field_errors(values, constants.CLINICAL_SCHEMA)
+        # rules across fields (the breast form's diameters), where the family has them
+        across = getattr(constants, "form_errors", None)
+        return {**(across(values) if across else {}), **errors}
 
     def categoryLabels(self) -> dict:
         return importlib.import_module(self.familyConstants).CATEGORY_LABELS

@@ -6,7 +6,10 @@ Defined here, once; the phantom, preprocessing, models, Slicer form and report i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from responseai.clinical import Variable
+from responseai.errors import ClinicalValueError
 from responseai.manifest import Column, ManifestSchema, clinical_columns, split_column
 
 REQUIRED_PHASES = ("pre", "post1")
@@ -32,8 +35,41 @@ BREAST_VARIABLES: tuple[Variable, ...] = (
     Variable("cn_stage", "Clinical N stage", categories=("N0", "N1", "N2", "N3")),
     Variable("tumour_size_mm", "Tumour size", "mm", 1, 200),
 )
-BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}
-CLINICAL_SCHEMA = BREAST_SCHEMA  # the name every family's form schema has (the Slicer form reads it)
+BREAST_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES}  # what the pCR model may read
+# The two diameters a radiology report gives beside the largest (``tumour_size_mm``), perpendicular to
+# it and to each other. On the form and in manifests to check the tumour mask's extent against an
+# ellipsoid (responseai.breast.segmentation.extent); never a model input, so a pCR model is unchanged
+# by them and a form without them loses nothing.
+MEASUREMENT_VARIABLES: tuple[Variable, ...] = (
+    Variable("tumour_size_2_mm", "Tumour size, 2nd diameter", "mm", 1, 200),
+    Variable("tumour_size_3_mm", "Tumour size, 3rd diameter", "mm", 1, 200),
+)
+FORM_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES + MEASUREMENT_VARIABLES}
+CLINICAL_SCHEMA = FORM_SCHEMA  # the name every family's form schema has (the Slicer form reads it)
+
+
+def form_errors(values: Mapping[str, object]) -> dict[str, str]:
+    """Rules across fields, per field: a 2nd or 3rd diameter larger than the tumour size (the largest
+    diameter), or given without it. Values that do not parse are left to each field's own check.
+
+    Why refuse rather than reorder: a report's "18 × 25 × 20 mm" typed in its own order would make the
+    wrong one the largest, and the tumour size is also a pCR model input; the user is told what to swap.
+    """
+    def number(name: str) -> float | None:
+        try:
+            return FORM_SCHEMA[name].validate(values.get(name))
+        except ClinicalValueError:
+            return None
+
+    size, errors = number("tumour_size_mm"), {}
+    for variable in MEASUREMENT_VARIABLES:
+        value = number(variable.name)
+        if value is not None and size is None:
+            errors[variable.name] = f"{variable.label}: given without the tumour size (the largest diameter)"
+        elif value is not None and value > size:
+            errors[variable.name] = (f"{variable.label}: {value:g} mm is larger than the tumour size ({size:g} mm), "
+                                     "which is the largest diameter; enter the largest as the tumour size")
+    return errors
 # How the form shows each category code (the codes stay in files, manifests and result.json).
 CATEGORY_LABELS = {
     "pre": "Premenopausal", "post": "Postmenopausal", "negative": "Negative", "positive": "Positive",
@@ -54,6 +90,6 @@ MANIFEST_SCHEMA = ManifestSchema("breast", (
     Column("post2", "path", "later post-contrast phase (optional)"),
     Column("mask", "path", "tumour mask on the post1 grid (prediction: replaces automatic segmentation)"),
     Column("anatomy", "path", "anatomy label map (phantoms; segmentation training and evaluation)"),
-    *clinical_columns(BREAST_VARIABLES),
+    *clinical_columns(BREAST_VARIABLES + MEASUREMENT_VARIABLES),
     Column("pcr", "category", "pathological complete response: 1 yes, 0 no", values=("0", "1")),
 ))

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from responseai.batch import COHORT_EPILOG, CohortHook
-from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
 from responseai.breast.preprocess import check_mask, check_phases
-from responseai.breast.segmentation.extent import extent_caution, extent_ratio
+from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
 from responseai.clinical import read_clinical_record, validate_clinical
 from responseai.errors import ResponseAIError
 from responseai.image import Image
@@ -99,11 +99,13 @@ def make_case(
     resample: bool = False,
     sources: Mapping[str, str] | None = None,
 ) -> BreastCase:
-    """Validate phases, mask and clinical record before any model runs."""
+    """Validate phases, mask and clinical record (the form's variables and measurements) before any model runs."""
     aligned = check_phases(phases, resample)
     if mask is not None:
         mask = check_mask(mask, aligned[REFERENCE_PHASE], resample)
-    return BreastCase(case_id, aligned, validate_clinical(dict(clinical), BREAST_SCHEMA), mask, dict(sources or {}))
+    values = validate_clinical(dict(clinical), FORM_SCHEMA)
+    check_diameters(values)
+    return BreastCase(case_id, aligned, values, mask, dict(sources or {}))
 
 
 def load_case(
@@ -143,23 +145,28 @@ def run_case(
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}
     progress(55, "predicting pCR")
-    result = predict_pcr(case.phases, mask, case.clinical, pcr_weights or PCR_DEFAULT)
+    model_inputs = {name: case.clinical.get(name) for name in BREAST_SCHEMA}  # the measurements are no model input
+    result = predict_pcr(case.phases, mask, model_inputs, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
     volume_ml = mask.volume_ml()
     findings["tumour_volume_ml"] = round(volume_ml, 2)
-    findings.update(extent_findings(volume_ml, case.clinical.get("tumour_size_mm")))
+    findings["mask_diameters_mm"] = [round(d, 1) for d in principal_diameters_mm(mask)]
+    findings.update(extent_findings(volume_ml, case.clinical))
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
 
 
-def extent_findings(mask_volume_ml: float, tumour_size_mm: object) -> dict:
-    """The mask's volume against the clinical size's sphere and, when it does not fit, the caution."""
-    ratio = extent_ratio(mask_volume_ml, tumour_size_mm)
-    if ratio is None:
+def extent_findings(mask_volume_ml: float, clinical: Mapping[str, object]) -> dict:
+    """The mask's volume against the clinical size's yardstick (sphere or ellipsoid) and, when it does not
+    fit, the caution."""
+    stick = yardstick(clinical)
+    if stick is None:
         return {}
-    caution = extent_caution(mask_volume_ml, tumour_size_mm)
+    caution = extent_caution(mask_volume_ml, clinical)
     if caution:
         log.warning("%s", caution)
-    return {"mask_to_clinical_size_ratio": round(ratio, 2), **({"extent_caution": caution} if caution else {})}
+    return {"mask_to_clinical_size_ratio": round(mask_volume_ml / stick.volume_ml, 2),
+            "clinical_size_yardstick": stick.description, "extent_limits": list(stick.limits),
+            **({"extent_caution": caution} if caution else {})}
 
 
 def result_record(outputs: BreastOutputs) -> dict:
@@ -220,7 +227,7 @@ def _load_models(args: argparse.Namespace) -> argparse.Namespace:
 
 def _read_row(row: Mapping[str, object], args: argparse.Namespace) -> BreastCase:
     """A validated manifest row (absolute paths) → a checked case; a mask cell replaces segmentation (like --mask)."""
-    clinical = {name: row.get(name) for name in BREAST_SCHEMA}
+    clinical = {name: row.get(name) for name in FORM_SCHEMA}
     phases = {name: row.get(name) for name in ("pre", "post1", "post2")}
     mask = None if args.segment else row.get("mask")
     return load_case(str(row["patient_id"]), phases, clinical, mask, args.resample)

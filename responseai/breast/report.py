@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from responseai.breast.constants import BREAST_SCHEMA
+from responseai.breast.constants import FORM_SCHEMA
 from responseai.breast.segmentation.extent import EXTENT_LIMITS
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
@@ -48,7 +48,7 @@ def _card_rows(card: Mapping) -> list[tuple[str, object]]:
 
 def _clinical_label(name: str) -> str:
     """The form's label with units ('Ki-67 (%)'), as the clinician entered it, not the code name."""
-    variable = BREAST_SCHEMA.get(name)
+    variable = FORM_SCHEMA.get(name)
     if variable is None:
         return name
     return f"{variable.label} ({variable.units})" if variable.units else variable.label
@@ -60,8 +60,13 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = [("Tumour side", f"patient's {side} breast" if side else "not recorded"),
                                       ("Tumour volume (mask)", f"{case['tumour_volume_ml']:.1f} ml" if "tumour_volume_ml" in case
                                        else "not recorded")]
+    if "mask_diameters_mm" in case:
+        rows.append(("Mask diameters (principal axes)", " × ".join(f"{d:g}" for d in case["mask_diameters_mm"]) + " mm"))
     if "mask_to_clinical_size_ratio" in case:
-        rows.append((f"Mask volume / sphere of the clinical size (expected {EXTENT_LIMITS[0]:g}-{EXTENT_LIMITS[1]:g})",
+        # records written before the three-diameter form were always against the sphere
+        yardstick = case.get("clinical_size_yardstick", "a sphere of the clinical size")
+        low, high = case.get("extent_limits", EXTENT_LIMITS)
+        rows.append((f"Mask volume / {yardstick} (expected {low:g}-{high:g})",
                      f"{case['mask_to_clinical_size_ratio']:.2f}"
                      + (" - outside the expected range: check the outline (see the caution above)"
                         if case.get("extent_caution") else " (fits)")))

@@ -57,7 +57,10 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
     assert rows["Model"].startswith("breast_pcr")
     # the demo's form gives a tumour size: the mask's extent is checked against it, and the table says how
     assert "mask_to_clinical_size_ratio" in results.record
-    assert rows["Mask extent check"] == results.record.get("extent_caution", "fits the clinical size")
+    assert rows["Mask extent check"] == results.record.get(
+        "extent_caution", f"fits {results.record['clinical_size_yardstick']}")
+    assert "sphere" in results.record["clinical_size_yardstick"]  # the largest diameter only on the demo's form
+    assert len(rows["Mask diameters (mm)"].split(" x ")) == 3
 
     # the radiologist trims the automatic segment; the re-run must use the edited one
     edited_mask = logic.read_mask(results.segmentation, nodes.phases["post1"])
@@ -66,10 +69,17 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
     from responseai.slicer_bridge.nodes import set_segment_mask
 
     set_segment_mask(results.segmentation, edited_mask.with_array(trimmed))
-    job2 = jobs.prepare(case.patient_id, nodes.phases, case.clinical, results.segmentation, folder=tmp_path / "run2")
+    size = float(case.clinical["tumour_size_mm"])
+    with pytest.raises(ClinicalValueError, match="larger than the tumour size"):  # refused before any job starts
+        jobs.prepare(case.patient_id, nodes.phases, {**case.clinical, "tumour_size_2_mm": size + 5,
+                                                     "tumour_size_3_mm": size / 2}, folder=tmp_path / "bad")
+    three = {**case.clinical, "tumour_size_2_mm": round(size * 0.8, 1), "tumour_size_3_mm": round(size * 0.6, 1)}
+    job2 = jobs.prepare(case.patient_id, nodes.phases, three, results.segmentation, folder=tmp_path / "run2")
     run_job(job2)
     again = import_results(scene, job2, nodes.phases["post1"], previous=results)
     assert again.record["mask_source"] == "user"
+    assert again.record["clinical_size_yardstick"].endswith("ellipsoid")  # the report's three diameters used
+    assert "tumour_size_2_mm" not in again.record["missing_clinical"]  # a measurement, not a model input
     assert again.heatmap is results.heatmap and again.table is results.table
     assert np.array_equal(logic.read_mask(again.segmentation, nodes.phases["post1"]).array, trimmed)
 

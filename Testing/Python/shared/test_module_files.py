@@ -62,15 +62,15 @@ def test_module_cmake_lists_every_script_and_resource(module: str):
 
 def test_clinical_form_matches_the_core_schema():
     """Every schema variable has a bound widget and, if categorical, the same choices + unknown."""
-    from responseai.breast.constants import BREAST_SCHEMA
+    from responseai.breast.constants import CLINICAL_SCHEMA
 
     module = "BreastResponseAI"
     tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
     fields = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CLINICAL_FIELDS")
-    assert [e.value for e in fields.value.elts] == list(BREAST_SCHEMA)
+    assert [e.value for e in fields.value.elts] == list(CLINICAL_SCHEMA)
     wrapper = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode")
     for statement in (s for s in wrapper.body if isinstance(s, ast.AnnAssign)):
-        variable = BREAST_SCHEMA.get(statement.target.id)
+        variable = CLINICAL_SCHEMA.get(statement.target.id)
         if variable is None:
             continue
         choices = [c for c in ast.walk(statement.annotation) if isinstance(c, ast.List)]
@@ -80,7 +80,7 @@ def test_clinical_form_matches_the_core_schema():
             assert not choices and statement.value.value == ""
     ui = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
     bound = {p.findtext("string") for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
-    assert set(BREAST_SCHEMA) <= bound
+    assert set(CLINICAL_SCHEMA) <= bound
 
 
 # Core modules a widget may import before the consent-based install (stdlib + what Slicer bundles);

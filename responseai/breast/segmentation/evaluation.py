@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST, inside_fraction
-from responseai.breast.segmentation.extent import EXTENT_LIMITS, extent_ratio, fits
+from responseai.breast.segmentation.extent import extent_fits, extent_ratio, yardstick
 from responseai.breast.segmentation.inference import (
     DEFAULT,
     CanonicalSegmentation,
@@ -103,7 +104,9 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
                          "volume_ml": volume_ml,
                          "reference_volume_ml": truth.volume_ml(),
-                         "extent_ratio": extent_ratio(volume_ml, row.get("tumour_size_mm")),
+                         "extent_ratio": extent_ratio(volume_ml, row),
+                         "extent_flagged": _flagged(volume_ml, row),
+                         "extent_yardstick": _yardstick_kind(row),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -208,21 +211,34 @@ def volume_errors(table: pd.DataFrame) -> dict:
             "median_ratio": float(ratio.median()) if len(found) else float("nan")}
 
 
-def extent_caution_summary(table: pd.DataFrame, limits: tuple[float, float] = EXTENT_LIMITS) -> dict:
+def _flagged(volume_ml: float, row: Mapping) -> bool | None:
+    """Whether the caution fires for this mask (None: no clinical size in the manifest)."""
+    fits = extent_fits(volume_ml, row)
+    return None if fits is None else not fits
+
+
+def _yardstick_kind(row: Mapping) -> str | None:
+    """"ellipsoid" (three diameters in the manifest), "sphere" (the largest only) or None."""
+    stick = yardstick(row)
+    return None if stick is None else stick.kind
+
+
+def extent_caution_summary(table: pd.DataFrame) -> dict:
     """How often the mask-extent caution (:mod:`.extent`) fires, on masks that need it and on those that do not.
 
     "Needs checking": the tumour was missed, the mask lies on a distractor, or it is over twice or under
-    half the reference volume. Counted over the exams whose manifest gives a clinical size.
+    half the reference volume. Counted over the exams whose manifest gives a clinical size; the
+    yardsticks used (sphere of the largest diameter, ellipsoid of three) are counted too.
     """
-    checked = table[table["extent_ratio"].notna()] if "extent_ratio" in table else table.iloc[0:0]
+    checked = table[table["extent_flagged"].notna()] if "extent_flagged" in table else table.iloc[0:0]
     if checked.empty:
         return {"n_checked": 0}
     ratio = checked["volume_ml"] / checked["reference_volume_ml"].clip(lower=1e-9)
     needs = ~checked["found"] | checked["false_positive_on_distractor"] | (ratio > 2) | (ratio < 0.5)
-    flagged = ~checked["extent_ratio"].map(lambda ratio: fits(ratio, limits)).astype(bool)
-    return {"n_checked": int(len(checked)), "limits": list(limits), "flagged": int(flagged.sum()),
-            "needs_checking": int(needs.sum()), "flagged_of_needs_checking": int((flagged & needs).sum()),
-            "flagged_of_fine": int((flagged & ~needs).sum())}
+    flagged = checked["extent_flagged"].astype(bool)
+    return {"n_checked": int(len(checked)), "yardsticks": checked["extent_yardstick"].value_counts().to_dict(),
+            "flagged": int(flagged.sum()), "needs_checking": int(needs.sum()),
+            "flagged_of_needs_checking": int((flagged & needs).sum()), "flagged_of_fine": int((flagged & ~needs).sum())}
 
 
 def on_distractor(mask: np.ndarray, anatomy: np.ndarray | None) -> bool:
@@ -282,8 +298,9 @@ def _extent_line(summary: dict | None) -> str:
     if not summary or not summary.get("n_checked"):
         return ""
     fine = summary["n_checked"] - summary["needs_checking"]
-    return (f"\nMask-extent caution (mask volume outside {summary['limits'][0]:g}-{summary['limits'][1]:g} × the clinical "
-            f"size's sphere): flagged {summary['flagged_of_needs_checking']} of the {summary['needs_checking']} masks that "
+    sticks = ", ".join(f"{n} against the {kind}" for kind, n in summary["yardsticks"].items())
+    return (f"\nMask-extent caution (mask volume outside the expected range of the clinical size's yardstick: {sticks}): "
+            f"flagged {summary['flagged_of_needs_checking']} of the {summary['needs_checking']} masks that "
             f"needed checking (missed, on a distractor, over 2× or under ½ the tumour), {summary['flagged_of_fine']} of "
             f"the {fine} others.\n")
 

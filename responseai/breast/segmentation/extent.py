@@ -3,53 +3,139 @@
 Why: where the background parenchyma enhances moderately or markedly, the automatic outline can
 spill into it (masks 3–5 × the tumour on another generator's exams, docs/segmentation.md) while
 still containing the tumour, and a benign lesion chosen over the tumour is much smaller than the
-stated size. Neither shows in the model's own confidence. The clinical size (the largest diameter,
-from imaging or palpation) gives an independent yardstick: the mask's volume over the volume of a
-sphere of that diameter. True tumours of the project's two training generators lie at 0.33–1.66 ×
-that sphere (5th percentile to maximum, 440 exams; one outlier at 3.2), so a mask outside
-0.25–2.5 × is unlikely to be only the tumour and the user is asked to check its outline before
-relying on anything computed from it. The numbers these limits give on held-out sets are in
+stated size. Neither shows in the model's own confidence. The clinical size gives an independent
+yardstick, in one of two forms:
+
+- **the largest diameter only** (``tumour_size_mm``, from imaging or palpation): the mask's volume
+  over a sphere of that diameter. True tumours of the project's two training generators lie at
+  0.33–1.66 × that sphere (5th percentile to maximum, 440 exams; one outlier at 3.2), so a mask
+  outside 0.25–2.5 × is flagged. The range is wide because a sphere over-states an elongated
+  tumour's volume: a mask twice the tumour can still fit it.
+- **three diameters** (the report's "25 × 18 × 20 mm": ``tumour_size_mm`` and the two perpendicular
+  ``tumour_size_2_mm``, ``tumour_size_3_mm``): the mask's volume over the ellipsoid they span. The
+  training generators' true tumours, measured as a reader would (``training.report_diameters``:
+  the mass's moment ellipsoid, ± 10 % per diameter), fill 0.57 (5th percentile) / 0.90 (median) /
+  1.43 (maximum) of it over 440 exams; the limits 0.43–1.79 (0.75 × the 5th percentile, 1.25 × the
+  maximum) flag a mask twice a tumour that fills its ellipsoid to 0.9 or more, which the sphere's
+  0.25–2.5 cannot.
+
+The mask is flagged outside the limits and the user is asked to check its outline before relying
+on anything computed from it. The numbers these limits give on held-out sets are in
 docs/segmentation.md.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from responseai.breast.constants import form_errors
+from responseai.errors import ClinicalValueError
+from responseai.image import Image
 
 #: mask volume / volume of a sphere of the clinical size outside which the outline is flagged
 EXTENT_LIMITS = (0.25, 2.5)
+#: mask volume / volume of the ellipsoid of the three clinical diameters outside which it is flagged
+ELLIPSOID_LIMITS = (0.43, 1.79)
+SIZE, SECOND, THIRD = "tumour_size_mm", "tumour_size_2_mm", "tumour_size_3_mm"
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """The volume the clinical measurements allow, what it is called, and the limits that go with it."""
+
+    kind: str  # "sphere" (the largest diameter only) or "ellipsoid" (three diameters)
+    volume_ml: float
+    description: str  # "a 25 mm sphere" / "the 25 × 18 × 20 mm ellipsoid"
+    limits: tuple[float, float]
 
 
 def sphere_volume_ml(diameter_mm: float) -> float:
     """Volume (ml) of a sphere of ``diameter_mm``."""
-    return math.pi / 6.0 * float(diameter_mm) ** 3 / 1000.0
+    return ellipsoid_volume_ml(diameter_mm, diameter_mm, diameter_mm)
 
 
-def extent_ratio(mask_volume_ml: float, tumour_size_mm: object) -> float | None:
-    """Mask volume over the clinical size's sphere; None when the form has no usable size."""
-    if not isinstance(tumour_size_mm, (int, float)) or isinstance(tumour_size_mm, bool):
+def ellipsoid_volume_ml(a_mm: float, b_mm: float, c_mm: float) -> float:
+    """Volume (ml) of an ellipsoid of diameters ``a``, ``b``, ``c`` (mm): π/6·abc."""
+    return math.pi / 6.0 * float(a_mm) * float(b_mm) * float(c_mm) / 1000.0
+
+
+def _diameter(value: object) -> float | None:
+    """A usable diameter (finite, > 0) or None."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return None
-    if not math.isfinite(tumour_size_mm) or tumour_size_mm <= 0:
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def yardstick(clinical: Mapping[str, object]) -> Yardstick | None:
+    """The ellipsoid of the three diameters when all are known, else the sphere of the largest, else None."""
+    size = _diameter(clinical.get(SIZE))
+    if size is None:
         return None
-    return float(mask_volume_ml) / sphere_volume_ml(tumour_size_mm)
+    second, third = _diameter(clinical.get(SECOND)), _diameter(clinical.get(THIRD))
+    if second is not None and third is not None:
+        return Yardstick("ellipsoid", ellipsoid_volume_ml(size, second, third), f"the {size:g} × {second:g} × {third:g} mm ellipsoid",
+                         ELLIPSOID_LIMITS)
+    return Yardstick("sphere", sphere_volume_ml(size), f"a {size:g} mm sphere", EXTENT_LIMITS)
+
+
+def extent_ratio(mask_volume_ml: float, clinical: Mapping[str, object]) -> float | None:
+    """Mask volume over the clinical yardstick's; None when the form has no usable size."""
+    stick = yardstick(clinical)
+    return None if stick is None else float(mask_volume_ml) / stick.volume_ml
 
 
 def fits(ratio: float, limits: tuple[float, float] = EXTENT_LIMITS) -> bool:
-    """Whether a mask / sphere ratio lies within the limits (the one test the caution and its evaluation share)."""
+    """Whether a mask / yardstick ratio lies within the limits (the one test the caution and its evaluation share)."""
     return limits[0] <= ratio <= limits[1]
 
 
-def extent_caution(mask_volume_ml: float, tumour_size_mm: object,
-                   limits: tuple[float, float] = EXTENT_LIMITS) -> str | None:
-    """A sentence for the user when the mask does not fit the clinical size, else None."""
-    ratio = extent_ratio(mask_volume_ml, tumour_size_mm)
-    if ratio is None or fits(ratio, limits):
+def extent_fits(mask_volume_ml: float, clinical: Mapping[str, object]) -> bool | None:
+    """Whether the mask fits the clinical yardstick (None without one)."""
+    stick = yardstick(clinical)
+    return None if stick is None else fits(float(mask_volume_ml) / stick.volume_ml, stick.limits)
+
+
+def extent_caution(mask_volume_ml: float, clinical: Mapping[str, object]) -> str | None:
+    """A sentence for the user when the mask does not fit the clinical yardstick, else None."""
+    stick = yardstick(clinical)
+    if stick is None:
         return None
-    size = f"{float(tumour_size_mm):g} mm"
-    if ratio > limits[1]:
-        return (f"the tumour mask ({mask_volume_ml:.1f} ml) is {ratio:.1f} × the volume of a {size} sphere (the "
+    ratio = float(mask_volume_ml) / stick.volume_ml
+    if fits(ratio, stick.limits):
+        return None
+    if ratio > stick.limits[1]:
+        return (f"the tumour mask ({mask_volume_ml:.1f} ml) is {ratio:.1f} × the volume of {stick.description} (the "
                 f"clinical size): it may include enhancing parenchyma or a neighbouring structure; check its outline "
                 f"before relying on the volume or the pCR prediction")
-    return (f"the tumour mask ({mask_volume_ml:.1f} ml) is {ratio:.2f} × the volume of a {size} sphere (the clinical "
-            f"size): it may cover only part of the tumour or another lesion; check its outline before relying on the "
-            f"volume or the pCR prediction")
+    return (f"the tumour mask ({mask_volume_ml:.1f} ml) is {ratio:.2f} × the volume of {stick.description} (the "
+            f"clinical size): it may cover only part of the tumour or another lesion; check its outline before relying "
+            f"on the volume or the pCR prediction")
+
+
+def check_diameters(clinical: Mapping[str, object]) -> None:
+    """Refuse a 2nd or 3rd diameter larger than the tumour size, which is the largest, or given without it
+    (ClinicalValueError; the rule is the form's, :func:`responseai.breast.constants.form_errors`)."""
+    errors = form_errors(clinical)
+    if errors:
+        raise ClinicalValueError("; ".join(errors.values()))
+
+
+def principal_diameters_mm(mask: Image) -> tuple[float, float, float]:
+    """The diameters (mm, largest first) of the ellipsoid with the mask's own second moments: a solid
+    ellipsoid gives its three diameters exactly, and thin spicules or a lobe barely move them, as a
+    radiologist's three perpendicular measurements of a mass leave its spicules out. Reported beside
+    the mask's volume so that it can be set against the report's diameters."""
+    points = np.argwhere(np.asarray(mask.array) > 0)[:, ::-1] * np.asarray(mask.spacing, float)  # i, j, k in mm
+    if len(points) < 2:
+        return (0.0, 0.0, 0.0)
+    world = points @ np.asarray(mask.direction, float).T
+    variances = np.linalg.eigvalsh(np.cov(world.T))[::-1]
+    # a solid ellipsoid of semi-axis a has variance a²/5 along it; one voxel's own extent is added back
+    voxel = np.asarray(mask.spacing, float).mean() ** 2 / 12
+    d = 2 * np.sqrt(5 * (np.maximum(variances, 0) + voxel))
+    return float(d[0]), float(d[1]), float(d[2])

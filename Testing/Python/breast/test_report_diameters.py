@@ -1,0 +1,32 @@
+"""Phantom exams given a report's three diameters: measured on the true mask, with a reader's error."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from responseai.breast.segmentation.extent import ellipsoid_volume_ml
+from responseai.image import Image
+from responseai.io import write_image
+from training import report_diameters
+
+
+def test_the_diameters_manifest_and_the_limits(tmp_path, caplog):
+    z, y, x = np.mgrid[:30, :60, :60].astype(float)
+    rows = []
+    for i, (a, b, c) in enumerate([(20, 10, 6), (12, 12, 12), (16, 8, 8)]):
+        ellipsoid = (((x - 30) / a) ** 2 + ((y - 30) / b) ** 2 + ((z - 15) / c) ** 2 <= 1).astype(np.uint8)
+        write_image(Image(ellipsoid, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3)), tmp_path / f"m{i}.nrrd")
+        rows.append({"patient_id": f"P{i}", "mask": f"m{i}.nrrd", "tumour_size_mm": 99.0})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    caplog.set_level("INFO")
+    assert report_diameters.main(["--manifest", str(tmp_path / "manifest.csv"), "--write", "--limits"]) == 0
+    written = pd.read_csv(tmp_path / report_diameters.OUTPUT_NAME)
+    sizes = written[["tumour_size_mm", "tumour_size_2_mm", "tumour_size_3_mm"]].to_numpy()
+    assert (np.diff(sizes, axis=1) <= 0).all()  # largest first, whatever the reader's error did
+    np.testing.assert_allclose(sizes[0], [40, 20, 12], rtol=0.3)  # the true diameters within the ± 10 % error
+    again = report_diameters.measure(tmp_path / "manifest.csv")
+    np.testing.assert_array_equal(again["tumour_size_mm"], written["tumour_size_mm"])  # seeded by the patient id
+    fill = again["_fill"].to_numpy()
+    true_ml = 4 / 3 * np.pi * 20 * 10 * 6 / 1000
+    assert fill[0] == pytest.approx(true_ml / ellipsoid_volume_ml(*sizes[0]), rel=0.05)
+    assert "limits" in caplog.text

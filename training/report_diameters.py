@@ -1,0 +1,84 @@
+"""The three diameters a radiology report gives, for phantom exams, and the ellipsoid limits they imply.
+
+The phantoms' forms carry one size (``tumour_size_mm``). A report gives three perpendicular
+diameters of the mass; this measures them on the true mask as the diameters of its moment
+ellipsoid (:func:`responseai.breast.segmentation.extent.principal_diameters_mm`: spicules left out,
+as a radiologist leaves them out), each with a reader's measuring error (× lognormal, σ = 0.1, i.e.
+about ± 10 %, seeded by the patient id), and writes ``manifest-diameters.csv`` beside the manifest
+with the three in ``tumour_size_mm``, ``tumour_size_2_mm`` and ``tumour_size_3_mm`` (largest first).
+The segmentation evaluation run on it scores the mask-extent caution against their ellipsoid.
+
+``--limits`` prints, over the given (training) manifests, how much of its reported ellipsoid a true
+tumour fills, and the limits the rule gives: 0.75 × the 5th percentile to 1.25 × the maximum.
+
+Usage:
+    python -m training.report_diameters --manifest M [M ...] [--limits] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from responseai.breast.segmentation.extent import ellipsoid_volume_ml, principal_diameters_mm
+from responseai.io import read_image
+
+log = logging.getLogger(__name__)
+OUTPUT_NAME = "manifest-diameters.csv"
+
+
+MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
+
+
+def report_diameters(mask_path: Path, patient_id: str) -> tuple[tuple[float, float, float], float, float]:
+    """(the three reported diameters, largest first; the true volume in ml; its fill of their ellipsoid)."""
+    mask = read_image(mask_path, "mask")
+    seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
+    error = np.exp(np.random.default_rng(seed).normal(0.0, MEASURING_ERROR, 3))
+    diameters = sorted((round(d * e, 1) for d, e in zip(principal_diameters_mm(mask), error)), reverse=True)
+    volume = mask.volume_ml()
+    return (diameters[0], diameters[1], diameters[2]), volume, volume / ellipsoid_volume_ml(*diameters)
+
+
+def measure(manifest: Path) -> pd.DataFrame:
+    """The manifest with the reported diameters in place of the form's size and the true tumour's fill."""
+    frame = pd.read_csv(manifest)
+    rows = [report_diameters(manifest.parent / row["mask"], str(row["patient_id"]))
+            for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"measuring {manifest.parent.name}")]
+    diameters = np.asarray([r[0] for r in rows]).reshape(-1, 3)
+    return frame.assign(tumour_size_mm=diameters[:, 0], tumour_size_2_mm=diameters[:, 1],
+                        tumour_size_3_mm=diameters[:, 2], _fill=[r[2] for r in rows])
+
+
+def limits(fills: np.ndarray) -> tuple[float, float]:
+    """0.75 × the 5th percentile, 1.25 × the maximum of the true tumours' fills."""
+    return round(0.75 * float(np.percentile(fills, 5)), 2), round(1.25 * float(np.max(fills)), 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.report_diameters", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, nargs="+", required=True, help="phantom manifests with true masks")
+    parser.add_argument("--limits", action="store_true", help="print the fill distribution and the limits it gives")
+    parser.add_argument("--write", action="store_true", help=f"write {OUTPUT_NAME} beside each manifest")
+    args = parser.parse_args(argv)
+    measured = {m: measure(m) for m in args.manifest}
+    if args.write:
+        for manifest, frame in measured.items():
+            frame.drop(columns=["_fill"]).to_csv(manifest.parent / OUTPUT_NAME, index=False)
+            log.info("wrote %s", manifest.parent / OUTPUT_NAME)
+    if args.limits:
+        fills = np.concatenate([f["_fill"].to_numpy() for f in measured.values()])
+        log.info("true tumours fill their reported ellipsoid %.2f (5th pct) / %.2f (median) / %.2f (max) over %d "
+                 "exams; limits %s", np.percentile(fills, 5), np.median(fills), fills.max(), len(fills), limits(fills))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise SystemExit(main())
