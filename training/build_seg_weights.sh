@@ -73,3 +73,11 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/variant"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt22/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/alt-development"
+# the mask-extent check against a report's three diameters: the limits from the training generators' true tumours,
+# then the reported sets given three diameters measured as a reader would (manifest-diameters.csv) and scored
+"$PY" -m training.report_diameters --manifest "$WORK/train/manifest.csv" "$WORK/alt21/manifest.csv" --limits
+"$PY" -m training.report_diameters --manifest "$WORK/test/manifest.csv" "$WORK/variant/manifest.csv" --write
+"$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest-diameters.csv" \
+    --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/external"
+"$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest-diameters.csv" \
+    --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/variant"
