@@ -97,6 +97,9 @@ def test_findings_and_report_row_carry_the_caution():
     low, high = ELLIPSOID_LIMITS
     assert rows[f"Mask volume / the 20 × 12 × 10 mm ellipsoid (expected {low:g}-{high:g})"].startswith("2.00 - outside")
     assert rows["Mask diameters (principal axes)"] == "26 × 15.5 × 12 mm"
+    record["clinical_used"] = _size(20.0, 12.0, 10.0)
+    used = dict(next(s for s in build_report(record)["sections"] if s["title"] == "Clinical values used")["rows"])
+    assert "Tumour size (mm)" in used and not any("diameter" in label for label in used)  # not a model input
     record.update(spilled)
     headline = build_report(record)["headline"]
     assert headline["caution"] == spilled["extent_caution"]  # in red under the pCR number, not only in the findings
