@@ -13,7 +13,7 @@ dependencies are installed. The encoder needs numpy, which Slicer bundles.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,12 +81,15 @@ def records_from_frame(frame, schema: Mapping[str, Variable]) -> list[dict]:
     return [{name: row[name] for name in columns} for _, row in frame.iterrows()]
 
 
-def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable]) -> dict[str, str]:
+def field_errors(values: Mapping[str, object], schema: Mapping[str, Variable],
+                 across: Callable[[Mapping[str, object]], dict[str, str]] | None = None) -> dict[str, str]:
     """Per-field messages for a form (empty when every entry is valid or unknown).
 
-    The Slicer form shows these next to each field *before* the user presses Apply.
+    The Slicer form and the browser viewer show these next to each field *before* the user presses
+    Apply. ``across`` is a family's rule between fields (the breast form's diameters: ``form_errors``
+    of its constants); a field's own message wins over it.
     """
-    errors = {}
+    errors = dict(across(values)) if across is not None else {}
     for name, var in schema.items():
         try:
             var.validate(values.get(name))

@@ -369,10 +369,7 @@ class ResponseAILogicMixin:
         from responseai.clinical import field_errors
 
         constants = importlib.import_module(self.familyConstants)
-        errors = field_errors(values, constants.CLINICAL_SCHEMA)
-        # rules across fields (the breast form's diameters), where the family has them
-        across = getattr(constants, "form_errors", None)
-        return {**(across(values) if across else {}), **errors}
+        return field_errors(values, constants.CLINICAL_SCHEMA, getattr(constants, "form_errors", None))
 
     def categoryLabels(self) -> dict:
         return importlib.import_module(self.familyConstants).CATEGORY_LABELS

@@ -80,10 +80,15 @@ def category_labels(family: str = FAMILY) -> dict[str, str]:
 
 
 def form_errors(values: Mapping[str, object], family: str = FAMILY) -> dict[str, str]:
-    """Per-field messages, exactly the Slicer module's (``responseai.clinical.field_errors``)."""
+    """Per-field messages, exactly the Slicer module's (``responseai.clinical.field_errors`` with the
+    family's rules across fields, where it has them)."""
     from responseai.clinical import field_errors
 
-    return field_errors(values, clinical_schema(family))
+    try:
+        across = family_piece("constants:form_errors", family)
+    except AttributeError:
+        across = None
+    return field_errors(values, clinical_schema(family), across)
 
 
 def form_fields(family: str = FAMILY) -> list[dict]:

@@ -71,6 +71,8 @@ def test_the_form_is_the_slicer_forms_schema_and_messages():
     assert form_errors(values) == field_errors(values, CLINICAL_SCHEMA)
     assert set(form_errors(values)) == {"age", "ki67", "er"}
     assert form_errors({"age": ""}) == {}
+    diameters = {"tumour_size_mm": "18", "tumour_size_2_mm": "25"}  # the rule across fields, as in Slicer
+    assert list(form_errors(diameters)) == ["tumour_size_2_mm"] and "larger than the tumour size" in form_errors(diameters)["tumour_size_2_mm"]
     assert form_values({"age": 48.0, "er": "positive", "ki67": None})["age"] == "48"
 
 
