@@ -81,3 +81,7 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest-diameters.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/variant"
+# the same masks against a rougher reader's diameters (± 20 %), without running the network again
+"$PY" -m training.report_diameters --manifest "$WORK/test/manifest.csv" "$WORK/variant/manifest.csv" --write --measuring-error 0.2
+"$PY" Testing/Scripts/extent_flags.py "$EVAL_OUT/three-diameters/external/segmentation.json" "$WORK/test/manifest-diameters-error0.2.csv"
+"$PY" Testing/Scripts/extent_flags.py "$EVAL_OUT/three-diameters/variant/segmentation.json" "$WORK/variant/manifest-diameters-error0.2.csv"

@@ -36,20 +36,21 @@ OUTPUT_NAME = "manifest-diameters.csv"
 MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
 
 
-def report_diameters(mask_path: Path, patient_id: str) -> tuple[tuple[float, float, float], float, float]:
+def report_diameters(mask_path: Path, patient_id: str,
+                     measuring_error: float = MEASURING_ERROR) -> tuple[tuple[float, float, float], float, float]:
     """(the three reported diameters, largest first; the true volume in ml; its fill of their ellipsoid)."""
     mask = read_image(mask_path, "mask")
     seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
-    error = np.exp(np.random.default_rng(seed).normal(0.0, MEASURING_ERROR, 3))
+    error = np.exp(np.random.default_rng(seed).normal(0.0, measuring_error, 3))
     diameters = sorted((round(d * e, 1) for d, e in zip(principal_diameters_mm(mask), error)), reverse=True)
     volume = mask.volume_ml()
     return (diameters[0], diameters[1], diameters[2]), volume, volume / ellipsoid_volume_ml(*diameters)
 
 
-def measure(manifest: Path) -> pd.DataFrame:
+def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.DataFrame:
     """The manifest with the reported diameters in place of the form's size and the true tumour's fill."""
     frame = pd.read_csv(manifest)
-    rows = [report_diameters(manifest.parent / row["mask"], str(row["patient_id"]))
+    rows = [report_diameters(manifest.parent / row["mask"], str(row["patient_id"]), measuring_error)
             for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"measuring {manifest.parent.name}")]
     diameters = np.asarray([r[0] for r in rows]).reshape(-1, 3)
     return frame.assign(tumour_size_mm=diameters[:, 0], tumour_size_2_mm=diameters[:, 1],
@@ -66,12 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, nargs="+", required=True, help="phantom manifests with true masks")
     parser.add_argument("--limits", action="store_true", help="print the fill distribution and the limits it gives")
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT_NAME} beside each manifest")
+    parser.add_argument("--measuring-error", type=float, default=MEASURING_ERROR,
+                        help="σ of each diameter's log (a reader's error); another value writes "
+                             "manifest-diameters-error<σ>.csv, to see how the check fares with a rougher reader")
     args = parser.parse_args(argv)
-    measured = {m: measure(m) for m in args.manifest}
+    measured = {m: measure(m, args.measuring_error) for m in args.manifest}
+    name = OUTPUT_NAME if args.measuring_error == MEASURING_ERROR else f"manifest-diameters-error{args.measuring_error:g}.csv"
     if args.write:
         for manifest, frame in measured.items():
-            frame.drop(columns=["_fill"]).to_csv(manifest.parent / OUTPUT_NAME, index=False)
-            log.info("wrote %s", manifest.parent / OUTPUT_NAME)
+            frame.drop(columns=["_fill"]).to_csv(manifest.parent / name, index=False)
+            log.info("wrote %s", manifest.parent / name)
     if args.limits:
         fills = np.concatenate([f["_fill"].to_numpy() for f in measured.values()])
         log.info("true tumours fill their reported ellipsoid %.2f (5th pct) / %.2f (median) / %.2f (max) over %d "

@@ -105,8 +105,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "volume_ml": volume_ml,
                          "reference_volume_ml": truth.volume_ml(),
                          "extent_ratio": extent_ratio(volume_ml, row),
-                         "extent_flagged": _flagged(volume_ml, row),
-                         "extent_yardstick": _yardstick_kind(row),
+                         "extent_flagged": mask_flagged(volume_ml, row),
+                         "extent_yardstick": yardstick_kind(row),
                          "seconds": seconds[-1]})
     table = pd.DataFrame(per_case)
     stats = bootstrap(lambda d, h, f, p: {"dice": float(np.mean(d)), "hd95_mm": _mean_finite(h),
@@ -211,13 +211,13 @@ def volume_errors(table: pd.DataFrame) -> dict:
             "median_ratio": float(ratio.median()) if len(found) else float("nan")}
 
 
-def _flagged(volume_ml: float, row: Mapping) -> bool | None:
+def mask_flagged(volume_ml: float, row: Mapping) -> bool | None:
     """Whether the caution fires for this mask (None: no clinical size in the manifest)."""
     fits = extent_fits(volume_ml, row)
     return None if fits is None else not fits
 
 
-def _yardstick_kind(row: Mapping) -> str | None:
+def yardstick_kind(row: Mapping) -> str | None:
     """"ellipsoid" (three diameters in the manifest), "sphere" (the largest only) or None."""
     stick = yardstick(row)
     return None if stick is None else stick.kind
