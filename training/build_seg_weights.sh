@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# (training/breast_outline.py). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -64,8 +64,9 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
 [ -f "$WORK/alt23/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 23 --external --out "$WORK/alt23"
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors --grid \
     --dev "$WORK/alt23/manifest.csv" "$WORK/dev17/manifest.csv:external" --csv "$WORK/outline-grid.csv"
+# 2.5.1: the same, with the outline's holes filled slice by slice (a necrotic core open at one pole joins it)
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
-    --out Resources/Models/breast_seg.safetensors --version 2.5.0 --share 0.6 --margin-mm 3 \
+    --out Resources/Models/breast_seg.safetensors --version 2.5.1 --share 0.6 --margin-mm 3 --fill slices \
     --chosen-on "development exams: alt phantom seed 23 (60) and main phantom seed 17 site E (41), with 2.2.0's network; kept unchanged for 2.4.0 and 2.5.0"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
