@@ -342,7 +342,8 @@ class ResponseAILogicMixin:
     moduleTitle = "ResponseAI"
     parameterNodeClass = None
     coreLogic = ""  # "ModuleLib.logic:ClassName"
-    familyConstants = ""  # "responseai.<family>.constants": CLINICAL_SCHEMA, CATEGORY_LABELS, optional form_errors (stdlib only)
+    # "responseai.<family>.constants": CLINICAL_SCHEMA, CATEGORY_LABELS, optional form_errors (stdlib only)
+    familyConstants = ""
     installProgress = None  # the widget sets a callback (done, total, requirement) to show the install
 
     def __init__(self) -> None:

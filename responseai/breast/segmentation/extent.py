@@ -78,8 +78,8 @@ def yardstick(clinical: Mapping[str, object]) -> Yardstick | None:
         return None
     second, third = _diameter(clinical.get(SECOND)), _diameter(clinical.get(THIRD))
     if second is not None and third is not None:
-        return Yardstick("ellipsoid", ellipsoid_volume_ml(size, second, third), f"the {size:g} × {second:g} × {third:g} mm ellipsoid",
-                         ELLIPSOID_LIMITS)
+        return Yardstick("ellipsoid", ellipsoid_volume_ml(size, second, third),
+                         f"the {size:g} × {second:g} × {third:g} mm ellipsoid", ELLIPSOID_LIMITS)
     return Yardstick("sphere", sphere_volume_ml(size), f"a {size:g} mm sphere", EXTENT_LIMITS)
 
 
