@@ -37,14 +37,13 @@ MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
 
 
 def report_diameters(mask_path: Path, patient_id: str,
-                     measuring_error: float = MEASURING_ERROR) -> tuple[tuple[float, float, float], float, float]:
-    """(the three reported diameters, largest first; the true volume in ml; its fill of their ellipsoid)."""
+                     measuring_error: float = MEASURING_ERROR) -> tuple[tuple[float, float, float], float]:
+    """(the three reported diameters, largest first; the true tumour's fill of their ellipsoid)."""
     mask = read_image(mask_path, "mask")
     seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
     error = np.exp(np.random.default_rng(seed).normal(0.0, measuring_error, 3))
     diameters = sorted((round(d * e, 1) for d, e in zip(principal_diameters_mm(mask), error)), reverse=True)
-    volume = mask.volume_ml()
-    return (diameters[0], diameters[1], diameters[2]), volume, volume / ellipsoid_volume_ml(*diameters)
+    return (diameters[0], diameters[1], diameters[2]), mask.volume_ml() / ellipsoid_volume_ml(*diameters)
 
 
 def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.DataFrame:
@@ -54,7 +53,7 @@ def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.Data
             for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"measuring {manifest.parent.name}")]
     diameters = np.asarray([r[0] for r in rows]).reshape(-1, 3)
     return frame.assign(tumour_size_mm=diameters[:, 0], tumour_size_2_mm=diameters[:, 1],
-                        tumour_size_3_mm=diameters[:, 2], _fill=[r[2] for r in rows])
+                        tumour_size_3_mm=diameters[:, 2], _fill=[r[1] for r in rows])
 
 
 def limits(fills: np.ndarray) -> tuple[float, float]:

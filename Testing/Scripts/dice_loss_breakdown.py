@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ SPILL = 1.5  # mask volume over the tumour's above which the mask counts as spil
 
 
 def breakdown(path: str) -> dict:
-    cases = pd.DataFrame(json.loads(open(path, encoding="utf-8").read())["per_case"])
+    cases = pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8"))["per_case"])
     dice, found = cases["dice"].to_numpy(), cases["found"].to_numpy(bool)
     spilled = found & (cases["volume_ml"] / cases["reference_volume_ml"].clip(lower=1e-9) > SPILL).to_numpy()
     rest = found & ~spilled

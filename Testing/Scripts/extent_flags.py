@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,7 +19,7 @@ from responseai.breast.segmentation.evaluation import extent_caution_summary, ma
 
 
 def main(evaluation: str, manifest: str) -> dict:
-    cases = pd.DataFrame(json.loads(open(evaluation, encoding="utf-8").read())["per_case"])
+    cases = pd.DataFrame(json.loads(Path(evaluation).read_text(encoding="utf-8"))["per_case"])
     rows = pd.read_csv(manifest).set_index("patient_id")
     cases["extent_flagged"] = [mask_flagged(v, rows.loc[p]) for p, v in zip(cases["patient_id"], cases["volume_ml"])]
     cases["extent_yardstick"] = [yardstick_kind(rows.loc[p]) for p in cases["patient_id"]]

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from responseai.breast.constants import FORM_SCHEMA, MEASUREMENT_VARIABLES
+from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA
 from responseai.breast.segmentation.extent import EXTENT_LIMITS
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
@@ -45,8 +45,6 @@ def _card_rows(card: Mapping) -> list[tuple[str, object]]:
         ("Weights sha256", f"{card.get('sha256', '')[:16]}…"),
     ]
 
-
-MEASUREMENTS = {v.name for v in MEASUREMENT_VARIABLES}
 
 
 def _clinical_label(name: str) -> str:
@@ -94,9 +92,9 @@ def build_report(case: Mapping) -> dict:
     probability, threshold = float(case["pcr_probability"]), float(case["threshold"])
     val = card.get("metrics", {}).get("val", {})
     missing = list(case["missing_clinical"])
-    # the report's 2nd / 3rd diameters are no model input: they appear in the findings' extent row instead
+    # only the model's variables: the report's 2nd / 3rd diameters show in the findings' extent row instead
     used = {k: v for k, v in case["clinical_used"].items()
-            if v is not None and k not in missing and k not in MEASUREMENTS}
+            if v is not None and k not in missing and k in BREAST_SCHEMA}
     sections = [
         ("Inputs", [(name, source) for name, source in case["inputs"].items()]
          + [("Tumour mask", case.get("mask_source", "not stated"))]),

@@ -89,7 +89,7 @@ def extent_ratio(mask_volume_ml: float, clinical: Mapping[str, object]) -> float
     return None if stick is None else float(mask_volume_ml) / stick.volume_ml
 
 
-def fits(ratio: float, limits: tuple[float, float] = EXTENT_LIMITS) -> bool:
+def fits(ratio: float, limits: tuple[float, float]) -> bool:
     """Whether a mask / yardstick ratio lies within the limits (the one test the caution and its evaluation share)."""
     return limits[0] <= ratio <= limits[1]
 
