@@ -4,14 +4,18 @@
 choice run once per exam, then each growth of the chosen component is compared with the true
 mask on the network's grid (mean Dice over the exams where the chosen component touches the
 tumour, and over all exams); with ``--fill slices`` each is scored with its holes filled slice by
-slice too. Without ``--grid`` the given share and margin and/or the fill are written into a copy of
-the card with a new version; the weights are copied unchanged (same sha256).
+slice too; with ``--background P …`` the half-way edge (``OutlineGrowth.background_percentile``) at
+share 0.6, 3 mm is scored for each percentile and shell too. Without ``--grid`` the given growth and/or
+the fill are written into a copy of the card with a new version; the weights are copied unchanged
+(same sha256).
 
 Usage:
     python -m training.train breast outline --weights W --dev DEV.csv[:split] … --grid
     python -m training.train breast outline --weights W --out W2 --version 2.3.0 --share 0.6 --margin-mm 3 \
         --chosen-on "why these values"
     python -m training.train breast outline --weights W --out W2 --version 2.5.1 --fill slices
+    python -m training.train breast outline --weights W --out W2 --version 2.7.0 --share 0.6 --margin-mm 3 \
+        --background-percentile 90 --background-shell-mm 3 12 --fill slices --chosen-on "why"
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from responseai.breast.segmentation.inference import OUTLINE_FILLS, outline, seg
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
 from responseai.metrics import dice
-from responseai.weights import copy_with_card
+from responseai.weights import copy_with_card, read_card
+from training.breast_seg import OUTPUT_MAPPING, POSTPROCESSING
 
 log = logging.getLogger(__name__)
 SHARES = (0.4, 0.6, 0.8)
 MARGINS_MM = (3.0, 6.0)
+BACKGROUND_SHELLS_MM = ((2.0, 8.0), (3.0, 12.0), (3.0, 20.0))
 
 
 def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[OutlineGrowth | None],
@@ -52,7 +58,8 @@ def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[Out
     scores = {"patient_id": row["patient_id"], "found": False}
     for growth, slices in itertools.product(growths, fills):
         mask = (None if component is None
-                else outline(component, seg.channels, seg.region, seg.grid.spacing, growth, slices))
+                else outline(component, seg.channels, seg.region, seg.grid.spacing, growth, slices,
+                             seg.probabilities[-1]))
         scores[label(growth, slices)] = dice(mask, truth) if mask is not None and mask.any() else 0.0
         if growth is None and not slices:  # "found" as the shipped rule without growth reports it
             scores["found"] = mask is not None and bool((mask.astype(bool) & truth).any())
@@ -61,12 +68,17 @@ def exam_scores(manifest: Path, row: pd.Series, weights: Path, growths: list[Out
 
 def label(growth: OutlineGrowth | None, slices: bool = False) -> str:
     name = "as found" if growth is None else f"share {growth.share:g}, {growth.margin_mm:g} mm"
+    if growth is not None and growth.background_percentile is not None:
+        inner, outer = growth.background_shell_mm
+        name += f", half-way to p{growth.background_percentile:g} at {inner:g}-{outer:g} mm"
     return f"{name}, slices filled" if slices else name
 
 
-def grid_table(dev: list[str], weights: Path, fill_slices: bool = False) -> pd.DataFrame:
+def grid_table(dev: list[str], weights: Path, fill_slices: bool = False,
+               backgrounds: tuple[float, ...] = ()) -> pd.DataFrame:
     """Per-exam Dice of the component as found and of every grid growth, over the development manifests."""
     growths = [None] + [OutlineGrowth(s, m) for s, m in itertools.product(SHARES, MARGINS_MM)]
+    growths += [OutlineGrowth(0.6, 3.0, p, shell) for p, shell in itertools.product(backgrounds, BACKGROUND_SHELLS_MM)]
     fills = (False, True) if fill_slices else (False,)
     rows = []
     for spec in dev:
@@ -98,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", help="the new card version")
     parser.add_argument("--share", type=float, help="share of the component's median enhancement")
     parser.add_argument("--margin-mm", type=float, help="how far from the component voxels may join")
+    parser.add_argument("--background-percentile", type=float, help="edge half-way to this percentile of the "
+                        "uptake around the component (absent: share of its median only)")
+    parser.add_argument("--background-shell-mm", type=float, nargs=2, default=(3.0, 12.0), metavar=("INNER", "OUTER"),
+                        help="where around the component the background is read")
+    parser.add_argument("--background", type=float, nargs="+", default=(), metavar="P",
+                        help="with --grid: also score the half-way edge to these percentiles")
     parser.add_argument("--fill", choices=OUTLINE_FILLS, help="holes filled in 3-D, or slice by slice first; with "
                         "--grid, 'slices' scores both")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         if not args.dev:
             parser.error("--grid needs --dev manifests")
-        table = grid_table(args.dev, args.weights, args.fill == "slices")
+        table = grid_table(args.dev, args.weights, args.fill == "slices", tuple(args.background))
         if args.csv is not None:
             args.csv.parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(args.csv, index=False)
@@ -114,15 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     if None in (args.out, args.version) or (args.share is None) != (args.margin_mm is None) or (
             args.share is None and args.fill is None):
         parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill or both")
+    if args.background_percentile is not None and args.share is None:
+        parser.error("--background-percentile is part of a growth: give --share and --margin-mm with it")
     entries = {}
     if args.share is not None:
         try:
-            growth = OutlineGrowth(args.share, args.margin_mm)
+            growth = OutlineGrowth(args.share, args.margin_mm, args.background_percentile,
+                                   tuple(args.background_shell_mm))
         except ValueError as error:
             parser.error(str(error))
         entries["outline_growth"] = {**growth.to_card(), "chosen_on": args.chosen_on}
     if args.fill is not None:
         entries["outline_fill"] = args.fill
-    copy_with_card(args.weights, args.out, "segmentation", version=args.version, **entries)
+    # the card's description of the pipeline is refreshed with it: a card written by an older training
+    # run would otherwise describe an older mapping back and postprocessing than the code now runs
+    preprocessing = {**read_card(args.weights, expected_task="segmentation").get("preprocessing", {}),
+                     "postprocessing": POSTPROCESSING, "output": OUTPUT_MAPPING}
+    copy_with_card(args.weights, args.out, "segmentation", version=args.version, preprocessing=preprocessing,
+                   **entries)
     log.info("wrote %s with %s", args.out, entries)
     return 0

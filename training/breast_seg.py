@@ -77,7 +77,9 @@ MODEL_VERSION = "2.1.0"  # 2.1: contrast-uptake augmentation
 POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes filled (3-class cards); tumour "
                   "candidates = components with probability >= threshold of at least 5 voxels, those whose 4 mm rim "
                   "lies mostly outside the breast region discarded, the highest-mean-probability one kept (or the "
-                  "card's candidate_ranker's choice), holes filled")
+                  "card's candidate_ranker's choice), its outline completed (and trimmed) by the card's "
+                  "outline_growth, holes filled as its outline_fill says")
+OUTPUT_MAPPING = "the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5"
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion
@@ -339,7 +341,7 @@ def build_card(config: SegTrainConfig, architecture: dict, n_train: int, n_val: 
         "preprocessing": {"resample": f"linear onto the canonical grid: axial, LPS-aligned, {SPACING_MM} mm (x, y, z)",
                           "intensity": "every channel divided by the 99.5th percentile of the pre phase",
                           "postprocessing": POSTPROCESSING,
-                          "output": "the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5",
+                          "output": OUTPUT_MAPPING,
                           "augmentation": f"contrast uptake (tumour x0.6-2.8, breast x{config.breast_gain[0]:g}-{config.breast_gain[1]:g}, exam x0.7-1.4), MONAI: L-R flip, affine (±10°, ±15 %), bias field, Gaussian smoothing, "
                                           "gamma, intensity scale (global and per channel), Gaussian noise"
                                           + (f", head-feet flip (p {config.cranio_caudal_flip:g})" if config.cranio_caudal_flip else "")

@@ -11,11 +11,12 @@ from responseai.breast.segmentation.outline import OutlineGrowth, grow_on_enhanc
 from responseai.errors import WeightsError
 from responseai.resources import model_path
 from responseai.weights import card_path, read_card, sha256_of
-from training import breast_outline
+from training import breast_outline, breast_seg
 
 SHAPE = (30, 48, 64)
 SPACING_ZYX = (2.0, 1.0, 1.0)
 GROWTH = OutlineGrowth(share=0.6, margin_mm=3.0)
+HALFWAY = OutlineGrowth(share=0.6, margin_mm=3.0, background_percentile=90.0, background_shell_mm=(3.0, 12.0))
 
 
 def _ball(centre, radius_mm, shape=SHAPE):
@@ -78,8 +79,72 @@ def test_select_tumour_grows_the_chosen_component_only_with_a_card_entry():
     assert _dice(grown.astype(bool), tumour) > 0.95
 
 
+def _spilled_scene():
+    """A 9 mm tumour (uptake 1.0) in a breast of markedly enhancing parenchyma (0.5): the network's component
+    is the tumour plus a slab of that parenchyma along one side (probability 0.6 there, 0.95 in the tumour)."""
+    tumour = _ball((15, 24, 24), 9)
+    subtraction = np.full(SHAPE, 0.5, np.float32)
+    subtraction[:, :, 50:] = 0.02  # fat beyond the parenchyma
+    subtraction[tumour] = 1.0
+    slab = np.zeros(SHAPE, bool)
+    slab[11:20, 18:31, 33:40] = True  # smaller than the tumour: the component's median uptake is the tumour's
+    component = tumour | slab
+    probability = np.where(tumour, 0.95, np.where(slab, 0.6, 0.0)).astype(np.float32)
+    return tumour, component, subtraction, np.ones(SHAPE, bool), probability
+
+
+def test_the_halfway_edge_trims_a_component_spilled_into_enhancing_parenchyma():
+    tumour, component, subtraction, region, probability = _spilled_scene()
+    plain = grow_on_enhancement(component, subtraction, region, SPACING_ZYX, GROWTH)
+    halfway = grow_on_enhancement(component, subtraction, region, SPACING_ZYX, HALFWAY, probability)
+    assert _dice(plain, tumour) < 0.8  # the share of the tumour's own uptake (0.6) lets the parenchyma (0.5) stay
+    assert _dice(halfway, tumour) > 0.97 and not (halfway & ~tumour).any()
+
+
+def test_the_halfway_edge_is_the_share_rule_where_the_parenchyma_barely_enhances():
+    tumour, found, subtraction, region, vessel = _scene()
+    subtraction[(subtraction > 0.1) & (subtraction < 0.5)] = 0.05  # no parenchymal enhancement
+    np.testing.assert_array_equal(grow_on_enhancement(found, subtraction, region, SPACING_ZYX, HALFWAY),
+                                  grow_on_enhancement(found, subtraction, region, SPACING_ZYX, GROWTH))
+
+
+def test_the_trim_keeps_the_piece_of_most_tumour_probability_not_the_largest():
+    """Probability summed over the piece: the tumour (455 voxels at 0.99) outweighs a larger piece (700 at 0.55)."""
+    tumour = _ball((15, 24, 20), 6)
+    other = np.zeros(SHAPE, bool)
+    other[10:20, 14:24, 38:45] = True  # larger, as bright, less sure, joined to the tumour by a weak bridge
+    bridge = np.zeros(SHAPE, bool)
+    bridge[14:17, 23:26, 25:38] = True
+    subtraction = np.full(SHAPE, 0.3, np.float32)
+    subtraction[tumour | other] = 1.0
+    probability = np.where(tumour, 0.99, np.where(other | bridge, 0.55, 0.0)).astype(np.float32)
+    kept = grow_on_enhancement(tumour | other | bridge, subtraction, None, SPACING_ZYX, HALFWAY, probability)
+    assert (kept & tumour).sum() == tumour.sum() and not (kept & other).any()
+
+
+def test_the_halfway_edge_on_a_box_equals_the_whole_volume_rule():
+    tumour, component, subtraction, region, probability = _spilled_scene()
+    region[:, :, 56:] = False
+    distance = ndimage.distance_transform_edt(~component, sampling=SPACING_ZYX)
+    median = np.median(subtraction[component])
+    shell = (distance > 3) & (distance <= 12) & region
+    level = max(0.6 * median, 0.5 * (median + np.percentile(subtraction[shell], 90)))
+    labels, n = ndimage.label(component & (subtraction >= level))
+    core = labels == 1 + np.argmax(ndimage.sum(probability, labels, range(1, n + 1)))
+    near = ndimage.distance_transform_edt(~core, sampling=SPACING_ZYX) <= 3
+    labels, _ = ndimage.label((near & region & (subtraction >= level)) | core)
+    expected = np.isin(labels, np.unique(labels[core]))
+    np.testing.assert_array_equal(grow_on_enhancement(component, subtraction, region, SPACING_ZYX, HALFWAY,
+                                                      probability), expected)
+
+
 @pytest.mark.parametrize("entry", [{"share": 0.0, "margin_mm": 3}, {"share": 0.6}, {"share": "a", "margin_mm": 3},
-                                   {"share": 0.6, "margin_mm": 50}])
+                                   {"share": 0.6, "margin_mm": 50},
+                                   {"share": 0.6, "margin_mm": 3, "background_percentile": 0},
+                                   {"share": 0.6, "margin_mm": 3, "background_percentile": 90,
+                                    "background_shell_mm": [12, 3]},
+                                   {"share": 0.6, "margin_mm": 3, "background_percentile": 90,
+                                    "background_shell_mm": [1, 2, 3]}])
 def test_a_malformed_card_entry_is_refused(entry):
     assert card_growth({}) is None
     with pytest.raises(WeightsError, match="outline growth"):
@@ -94,10 +159,17 @@ def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
     card = read_card(out, expected_task="segmentation")
     assert card["version"] == "9.9.9" and card["sha256"] == sha256_of(out) == sha256_of(weights)
     assert card_growth(card) == GROWTH and card["outline_growth"]["chosen_on"] == "test"
+    assert card["preprocessing"]["output"] == breast_seg.OUTPUT_MAPPING  # the description follows the code
     assert json.loads(card_path(out).read_text())["candidate_ranker"] == read_card(weights)["candidate_ranker"]
     with pytest.raises(SystemExit):
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--share", "2",
                              "--margin-mm", "3"])
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.10", "--share", "0.6",
+                                "--margin-mm", "3", "--background-percentile", "90"]) == 0
+    assert card_growth(read_card(out, expected_task="segmentation")) == HALFWAY
+    with pytest.raises(SystemExit):  # a background without the growth it belongs to
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--fill", "slices",
+                             "--background-percentile", "90"])
 
 
 def test_the_grid_scores_the_masks_inference_returns(tmp_path):
@@ -115,7 +187,7 @@ def test_the_grid_scores_the_masks_inference_returns(tmp_path):
     manifest = tmp_path / "cohort" / "manifest.csv"
     row = pd.read_csv(manifest).iloc[0]
     weights = model_path("breast_seg")
-    growths = [None, GROWTH, OutlineGrowth(0.8, 6.0)]
+    growths = [None, GROWTH, OutlineGrowth(0.8, 6.0), HALFWAY]
     scores = breast_outline.exam_scores(manifest, row, weights, growths)
     phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2")}
     seg = segment_canonical(check_phases(phases), weights)

@@ -143,17 +143,20 @@ def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.n
     best = choose(candidates, ranker)
     if best is None:
         return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
-    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth, fill_slices), candidates.n,
+    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth, fill_slices,
+                    tumour_probability), candidates.n,
             int(candidates.outside.sum()), float(candidates.mean_probability[best - 1]))
 
 
 def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarray | None,
             spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None,
-            fill_slices: bool = False) -> np.ndarray:
-    """The mask returned for a chosen component: completed on its enhancement when the card says so, holes
-    filled (slice by slice first when the card's ``outline_fill`` is ``slices``)."""
+            fill_slices: bool = False, probability: np.ndarray | None = None) -> np.ndarray:
+    """The mask returned for a chosen component: completed on its enhancement when the card says so (trimmed
+    first to the edge level when its growth has a background, keeping the piece of most tumour
+    ``probability``), holes filled (slice by slice first when the card's ``outline_fill`` is ``slices``)."""
     if growth is not None and channels is not None:
-        component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth)
+        component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth,
+                                        probability)
     return fill_holes(component, slices=fill_slices)
 
 
