@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -65,9 +65,18 @@ rm -f "$WORK/seg-ranker/candidates.csv"  # descriptors belong to one network: ne
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors --grid \
     --dev "$WORK/alt23/manifest.csv" "$WORK/dev17/manifest.csv:external" --csv "$WORK/outline-grid.csv"
 # 2.5.1: the same, with the outline's holes filled slice by slice (a necrotic core open at one pole joins it)
+# 2.7.0: the outline's edge half-way between the lesion's uptake and the 90th percentile of the breast 3-12 mm
+# around it (the component trimmed to it first); `--grid --background` scores the half-way variants on the
+# development sets it was chosen on (main seeds 131, 141 site E; alt seeds 133, 143)
+for s in 131 141; do [ -f "$WORK/dev$s/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed $s --out "$WORK/dev$s"; done
+for s in 133 143; do [ -f "$WORK/alt$s/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed $s --external --out "$WORK/alt$s"; done
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors --grid --fill slices --background 75 90 \
+    --dev "$WORK/dev131/manifest.csv:external" "$WORK/alt133/manifest.csv" "$WORK/dev141/manifest.csv:external" \
+    "$WORK/alt143/manifest.csv" --csv "$WORK/outline-halfway-grid.csv"
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
-    --out Resources/Models/breast_seg.safetensors --version 2.5.1 --share 0.6 --margin-mm 3 --fill slices \
-    --chosen-on "development exams: alt phantom seed 23 (60) and main phantom seed 17 site E (41), with 2.2.0's network; kept unchanged for 2.4.0 and 2.5.0"
+    --out Resources/Models/breast_seg.safetensors --version 2.7.0 --share 0.6 --margin-mm 3 --fill slices \
+    --background-percentile 90 --background-shell-mm 3 12 \
+    --chosen-on "development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143 (223 exams), 2.5.1's network; checked on main seed 151 site E and alt seed 153"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
