@@ -271,6 +271,11 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
         assert case["reference_volume_ml"] > 0 and case["volume_ml"] >= 0
         assert case["volume_ml"] > 0 or not case["found"]
     assert saved["volume_errors"]["n_found"] == sum(case["found"] for case in saved["per_case"])
+    segmented = evaluate_segmentation(manifest, weights, split="val", n_boot=10, save_masks="auto")
+    rows = pd.read_csv(segmented["segmented_manifest"])
+    val = rows[rows["split"] == "val"]
+    assert len(val) == sum(case["volume_ml"] > 0 for case in segmented["per_case"])
+    assert all((manifest.parent / m).is_file() and m.startswith("auto/") for m in val["mask"])
 
 
 def test_volume_errors_count_spills_and_shortfalls_of_found_tumours_only():
@@ -393,3 +398,27 @@ def test_the_ranker_describes_real_exams_and_refuses_too_few(trained, tmp_path: 
     assert set(FEATURES) <= set(described.columns) and described["exam"].str.startswith("cohort/").all()
     assert described[list(FEATURES)].notna().all().all()
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_the_segmented_manifest_points_at_the_model_masks_and_leaves_out_exams_without_one(tmp_path: Path):
+    """``--save-masks``: the pCR evaluation can then run end to end on the masks a user would get."""
+    from responseai.breast.segmentation.evaluation import write_segmented_manifest
+    from responseai.image import Image
+    from responseai.io import read_image
+
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"patient_id": ["a", "b", "c"], "split": ["external", "external", "train"],
+                  "mask": ["images/a.nrrd", "images/b.nrrd", "images/c.nrrd"]}).to_csv(manifest, index=False)
+    mask = np.zeros((4, 5, 6), np.uint8)
+    mask[1:3, 2:4, 2:5] = 1
+    image = Image(mask, spacing=(0.8, 0.9, 2.0), origin=(1.0, -2.0, 3.0))
+    path = write_segmented_manifest(manifest, "external", {"a": image}, "seg270")
+    written = pd.read_csv(path)
+    assert path == tmp_path / "manifest-seg270.csv"
+    assert written["patient_id"].tolist() == ["a", "c"]  # b: no mask found, no pCR a user could get
+    assert written["mask"].tolist() == ["seg270/a.nrrd", "images/c.nrrd"]  # other splits as they were
+    back = read_image(tmp_path / "seg270" / "a.nrrd", "mask")
+    np.testing.assert_array_equal(back.array, mask)
+    assert back.spacing == pytest.approx(image.spacing) and back.origin == pytest.approx(image.origin)
+    with pytest.raises(ValueError, match="plain name"):
+        write_segmented_manifest(manifest, "external", {"a": image}, "../elsewhere")

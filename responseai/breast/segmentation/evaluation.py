@@ -38,7 +38,7 @@ from responseai.breast.segmentation.inference import (
 )
 from responseai.errors import EmptyMaskError
 from responseai.image import Image
-from responseai.io import read_image, resample_to
+from responseai.io import read_image, resample_to, write_image
 from responseai.manifest import read_manifest
 from responseai.metrics import bootstrap, dice
 from responseai.weights import card_path
@@ -68,18 +68,20 @@ def _warn_if_training_seed(manifest: Path, weights: Path) -> None:
 
 
 def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = DEFAULT, split: str = "external",
-                          n_boot: int = 1000, out: str | Path | None = None) -> dict:
+                          n_boot: int = 1000, out: str | Path | None = None, save_masks: str | None = None) -> dict:
     """Per-case Dice / HD95 on ``split`` rows, their means with 95 % bootstrap CIs.
 
     A case where the model finds no tumour scores Dice 0 (and no HD95) instead of being dropped:
     dropping failures would flatter the mean. With ``out``, writes ``segmentation.md`` and
-    ``segmentation.json`` there; otherwise nothing is written.
+    ``segmentation.json`` there; otherwise nothing is written. With ``save_masks`` (a name), the
+    model's masks go beside the cohort (:func:`write_segmented_manifest`) so that the pCR evaluation
+    can be run end to end, on the masks a user would get instead of the reference ones.
     """
     manifest = Path(manifest_csv)
     weights = Path(weights_path)
     rows = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=(split,)).rows(split)
     _warn_if_training_seed(manifest, weights)
-    per_case, seconds = [], []
+    per_case, seconds, predicted = [], [], {}
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
         phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
         truth = read_image(manifest.parent / row["mask"], "mask")
@@ -93,6 +95,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         except EmptyMaskError:
             mask = np.zeros_like(truth.array, dtype=np.uint8)
         seconds.append(time.perf_counter() - start)
+        if save_masks and mask.any():
+            predicted[row["patient_id"]] = truth.with_array(mask)
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
         volume_ml = truth.volume_ml(mask)
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
@@ -122,12 +126,44 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "volume_errors": volume_errors(table),
               "extent_caution": extent_caution_summary(table),
               "per_case": per_case}
+    if save_masks:
+        result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "segmentation.md").write_text(markdown(result), encoding="utf-8")
         (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def write_segmented_manifest(manifest: Path, split: str, masks: Mapping[str, Image], name: str) -> Path:
+    """``manifest-<name>.csv`` beside ``manifest``: its ``split`` rows with ``mask`` pointing at the model's
+    masks, written to ``<name>/<patient_id>.nrrd`` (the other rows as they were).
+
+    Written beside the cohort because the cohort's ``truth.csv`` and ``cohort.json`` must stay next to
+    any manifest of it. A ``split`` row the model found nothing in has no mask a user could run the
+    pCR model on: it is left out, and the log says how many.
+    """
+    if not plain_name(name):
+        raise ValueError(f"masks are saved under a plain name (letters, digits, - and _), got {name!r}")
+    frame = pd.read_csv(manifest)
+    folder = manifest.parent / name
+    folder.mkdir(exist_ok=True)
+    for patient, image in masks.items():
+        write_image(image, folder / f"{patient}.nrrd")
+    evaluated = frame["split"] == split
+    kept = ~evaluated | frame["patient_id"].isin(list(masks))
+    frame.loc[evaluated & kept, "mask"] = [f"{name}/{p}.nrrd" for p in frame.loc[evaluated & kept, "patient_id"]]
+    if (~kept).any():
+        log.warning("%d %s exam(s) without a segmented tumour left out of the segmented manifest", int((~kept).sum()), split)
+    path = manifest.parent / f"manifest-{name}.csv"
+    frame[kept].to_csv(path, index=False)
+    return path
+
+
+def plain_name(name: str) -> bool:
+    """A folder name that cannot leave the cohort folder (no separators, no dots)."""
+    return name.replace("-", "").replace("_", "").isalnum()
 
 
 def _mean_finite(values: np.ndarray) -> float:
@@ -329,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--out", type=Path, help="folder for segmentation.md / segmentation.json")
     parser.add_argument("--bench", type=int, metavar="N", help="only time inference on N phantom cases")
+    parser.add_argument("--save-masks", metavar="NAME", help="also write the model's masks to COHORT/NAME/ and "
+                        "COHORT/manifest-NAME.csv (the manifest with them as masks: for an end-to-end pCR evaluation)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default; 1 is fastest on a shared, busy CPU)")
     args = parser.parse_args(argv)
@@ -341,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.manifest is None:
         parser.error("--manifest is required (unless --bench)")
-    result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot, args.out)
+    if args.save_masks is not None and not plain_name(args.save_masks):
+        parser.error(f"--save-masks takes a plain name (letters, digits, - and _), got {args.save_masks!r}")
+    result = evaluate_segmentation(args.manifest, args.weights, args.split, args.n_boot, args.out, args.save_masks)
     log.info("\n%s", markdown(result))
     return 0
 
