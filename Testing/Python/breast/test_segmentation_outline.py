@@ -232,3 +232,14 @@ def test_the_card_fill_entry_is_read_written_and_checked(tmp_path):
     assert card["outline_growth"] == read_card(weights)["outline_growth"]
     with pytest.raises(SystemExit):  # nothing to write
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1"])
+
+
+def test_without_breast_around_the_component_the_level_is_the_share_rule():
+    """A tumour filling its breast region leaves no baseline: the half-way edge falls back to 2.5.1's."""
+    from responseai.breast.segmentation.outline import halfway_level
+
+    _, found, subtraction, _, _ = _scene()
+    region = _ball((15, 24, 24), 9)  # the breast region ends within 3 mm of the component: no shell
+    assert halfway_level(found, subtraction, region, SPACING_ZYX, HALFWAY, 1.0) is None
+    np.testing.assert_array_equal(grow_on_enhancement(found, subtraction, region, SPACING_ZYX, HALFWAY),
+                                  grow_on_enhancement(found, subtraction, region, SPACING_ZYX, GROWTH))

@@ -100,7 +100,8 @@ def grow_on_enhancement(component: np.ndarray, subtraction: np.ndarray, region: 
     if level <= 0:
         return component.astype(bool)
     if growth.background_percentile is not None:
-        level = max(level, halfway_level(core, uptake, breast, spacing_zyx, growth, median))
+        halfway = halfway_level(core, uptake, breast, spacing_zyx, growth, median)
+        level = level if halfway is None else max(level, halfway)
         core = trim(core, uptake >= level, None if probability is None else probability[box])
     near = ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= growth.margin_mm
     allowed = near & (uptake >= level)
@@ -114,11 +115,11 @@ def grow_on_enhancement(component: np.ndarray, subtraction: np.ndarray, region: 
 
 
 def halfway_level(core: np.ndarray, uptake: np.ndarray, breast: np.ndarray | None, spacing_zyx: Sequence[float],
-                  growth: OutlineGrowth, median: float) -> float:
+                  growth: OutlineGrowth, median: float) -> float | None:
     """Half-way between the component's median uptake and the surrounding breast tissue's percentile.
 
-    Fewer than ``MIN_SHELL_VOXELS`` of breast in the shell (a tumour filling its breast, a
-    two-class card's exam cropped tight) gives no baseline: the level stays the share of the median.
+    None when fewer than ``MIN_SHELL_VOXELS`` of breast lie in the shell (a tumour filling its breast,
+    or at the edge of the field of view): without a baseline the level stays the share of the median.
     """
     distance = ndimage.distance_transform_edt(~core, sampling=spacing_zyx)
     inner, outer = growth.background_shell_mm
@@ -126,7 +127,7 @@ def halfway_level(core: np.ndarray, uptake: np.ndarray, breast: np.ndarray | Non
     if breast is not None:
         shell &= breast
     if shell.sum() < MIN_SHELL_VOXELS:
-        return 0.0
+        return None
     return 0.5 * (median + float(np.percentile(uptake[shell], growth.background_percentile)))
 
 
