@@ -109,6 +109,12 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         with sliceSnapshots(mask) as (snapshots, work):
             return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
 
+    def useRunnerUp(self, results) -> None:
+        """Make the runner-up candidate the tumour segment (see ``use_runner_up``)."""
+        from BreastResponseAILib.logic import use_runner_up
+
+        use_runner_up(results.segmentation, results.reference)
+
     def importResults(self, job, previous, parameterNode):
         """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""
         scene = self.core.scene
@@ -141,6 +147,7 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
 
     def setupModule(self) -> None:
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)
+        self.ui.useRunnerUpButton.connect("clicked(bool)", self.onUseRunnerUp)
 
     def readiness(self) -> tuple:
         p = self._parameterNode
@@ -176,6 +183,15 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
         slicer.util.setSliceViewerLayers(background=p.post1Phase, foreground=overlay,
                                          foregroundOpacity=p.heatmapOpacity)
         self.logic.showTable(results.table)
+        self.ui.useRunnerUpButton.enabled = results.automatic and "runner_up_candidate" in results.record
+
+    def onUseRunnerUp(self) -> None:
+        """The runner-up becomes the Tumour segment and the form's segmentation: the next prediction uses it."""
+        with slicer.util.tryWithErrorDisplay(_("Could not use the runner-up candidate."), waitCursor=True):
+            self.logic.useRunnerUp(self._results)
+            self._parameterNode.tumourSegmentation = self._results.segmentation
+            self.ui.useRunnerUpButton.enabled = False
+            self.ui.statusLabel.text = _("The runner-up candidate is now the Tumour segment: predict again to use it.")
 
     def writeReport(self, folder: str) -> dict:
         return self.logic.exportReport(self._results, folder, self._parameterNode.post1Phase)

@@ -11,10 +11,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responseai.breast.constants import FORM_SCHEMA, REFERENCE_PHASE
+from responseai.breast.constants import FORM_SCHEMA, REFERENCE_PHASE, RUNNER_UP_COLOR, RUNNER_UP_FILE, RUNNER_UP_SEGMENT
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
+from responseai.errors import MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
 from responseai.slicer_bridge.nodes import (
@@ -152,6 +153,7 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
             set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
         else:
             segmentation = add_segmentation_node(scene, mask, reference_node, name, TUMOUR_SEGMENT)
+        show_runner_up(segmentation, job.out / RUNNER_UP_FILE)
     heatmap = set_heatmap(scene, read_image(job.out / "attention.nrrd", "attention"), f"{case_id} attention",
                           previous.heatmap if previous else None)
     gradcam = None
@@ -172,12 +174,46 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Mask extent check": record.get("extent_caution") or (f"fits {record['clinical_size_yardstick']}"
                                                               if "clinical_size_yardstick" in record
                                                               else "no clinical size given"),
+        "Runner-up candidate": _runner_up_row(record.get("runner_up_candidate")),
         "Missing clinical": record["missing_clinical"],
         "Model": f"{record['model']['name']} {record['model']['version']}",
     }
     table = set_results_table(scene, rows, f"{case_id} pCR results", previous.table if previous else None)
     return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node, card,
                        automatic=job.user_segmentation is None)
+
+
+def _runner_up_row(second: dict | None) -> str:
+    if second is None:
+        return "none (a single candidate, or the user's mask)"
+    return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}: hidden "
+            "segment; 'Use runner-up' makes it the tumour")
+
+
+def show_runner_up(segmentation, path: Path) -> None:
+    """The segmentation's second candidate as a hidden segment beside the tumour (or none, when the job
+    found no second candidate: a re-used node must not keep the previous case's)."""
+    segments = segmentation.GetSegmentation()
+    stale = segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
+    if stale:
+        segments.RemoveSegment(stale)
+    if path.is_file():
+        segment_id = set_segment_mask(segmentation, read_segmentation(path, RUNNER_UP_SEGMENT), RUNNER_UP_SEGMENT,
+                                      RUNNER_UP_COLOR)
+        segmentation.GetDisplayNode().SetSegmentVisibility(segment_id, False)
+
+
+def use_runner_up(segmentation, reference_node) -> None:
+    """Make the runner-up candidate the tumour (the outlined one was not): its mask replaces the Tumour
+    segment and the runner-up segment goes; predicting again then uses it as the user's mask."""
+    segments = segmentation.GetSegmentation()
+    runner_up = segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
+    if not runner_up:
+        raise MissingSegmentError(f"segmentation '{segmentation.GetName()}' has no {RUNNER_UP_SEGMENT} segment: the "
+                                  "model found a single candidate, draw the tumour instead")
+    mask = segment_to_mask(segmentation, runner_up, reference_node)
+    segments.RemoveSegment(runner_up)
+    set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
 
 
 def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, dicom_source: str | Path | None = None) -> dict:

@@ -93,3 +93,9 @@ MANIFEST_SCHEMA = ManifestSchema("breast", (
     *clinical_columns(BREAST_VARIABLES + MEASUREMENT_VARIABLES),
     Column("pcr", "category", "pathological complete response: 1 yes, 0 no", values=("0", "1")),
 ))
+
+# the segmentation's second candidate, written beside the tumour (``predict breast`` output) and loaded as a
+# hidden segment in Slicer: the mask to use when the outlined candidate is not the tumour
+RUNNER_UP_FILE = "runner-up.seg.nrrd"
+RUNNER_UP_SEGMENT = "Runner-up candidate"
+RUNNER_UP_COLOR = (0.35, 0.75, 0.95)

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from responseai.batch import COHORT_EPILOG, CohortHook
-from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA, MANIFEST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.constants import (
+    BREAST_SCHEMA,
+    FORM_SCHEMA,
+    MANIFEST_SCHEMA,
+    REFERENCE_PHASE,
+    RUNNER_UP_COLOR,
+    RUNNER_UP_FILE,
+    RUNNER_UP_SEGMENT,
+)
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
 from responseai.clinical import read_clinical_record, validate_clinical
@@ -89,6 +97,7 @@ class BreastOutputs:
     result: PCRResult
     card: dict = field(default_factory=dict)  # the pCR model card, for the report
     findings: dict = field(default_factory=dict)  # tumour side, breast region, candidates (JSON-able)
+    runner_up: Image | None = None  # the segmentation's second candidate (model masks only)
 
 
 def make_case(
@@ -131,16 +140,20 @@ def run_case(
     progress: Progress = log_progress,
 ) -> BreastOutputs:
     """Segment (unless the case has a mask), then predict pCR with explanations."""
+    runner_up = None
     if case.mask is None:
         progress(10, "finding the breasts and segmenting the tumour")
         found = segment_exam(case.phases, seg_weights or SEG_DEFAULT)
-        mask, source = found.mask, "model"
+        mask, source, runner_up = found.mask, "model", found.runner_up
         findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
                     "candidates_outside_breasts": found.discarded_outside_breast,
                     "segmentation_probability": round(found.probability, 4)}
         if found.bpe_percent is not None:
             findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
             findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
+        if runner_up is not None:
+            findings["runner_up_candidate"] = {"volume_ml": round(runner_up.volume_ml(), 2), "side": side_of(runner_up),
+                                               "score_margin": round(found.choice_margin, 3)}
     else:
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}
@@ -152,7 +165,7 @@ def run_case(
     findings["tumour_volume_ml"] = round(volume_ml, 2)
     findings["mask_diameters_mm"] = [round(d, 1) for d in principal_diameters_mm(mask)]
     findings.update(extent_findings(volume_ml, case.clinical))
-    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings)
+    return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings, runner_up)
 
 
 def extent_findings(mask_volume_ml: float, clinical: Mapping[str, object]) -> dict:
@@ -197,6 +210,8 @@ def write_outputs(outputs: BreastOutputs, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     with staged_output_dir(out) as staging:
         write_segmentation(outputs.mask, staging / "tumour.seg.nrrd")
+        if outputs.runner_up is not None:
+            write_segmentation(outputs.runner_up, staging / RUNNER_UP_FILE, RUNNER_UP_SEGMENT, RUNNER_UP_COLOR)
         write_image(outputs.result.attention, staging / "attention.nrrd")
         write_image(outputs.result.gradcam, staging / "gradcam.nrrd")
         record = result_record(outputs)

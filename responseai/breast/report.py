@@ -78,6 +78,11 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     if "tumour_candidates" in case:
         rows.append(("Enhancing candidates (outside the breasts, ignored)",
                      f"{case['tumour_candidates']} ({case.get('candidates_outside_breasts', 0)})"))
+    if "runner_up_candidate" in case:
+        second = case["runner_up_candidate"]
+        rows.append(("Runner-up candidate (use it if the outlined one is not the tumour)",
+                     f"{second['volume_ml']:.1f} ml, patient's {second['side']} breast, score margin "
+                     f"{second['score_margin']:.2f} (runner-up.seg.nrrd)"))
     return rows
 
 

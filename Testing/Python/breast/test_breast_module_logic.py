@@ -61,6 +61,7 @@ def test_prediction_creates_segment_heatmap_and_table_then_reuses_them(demo, tmp
         "extent_caution", f"fits {results.record['clinical_size_yardstick']}")
     assert "sphere" in results.record["clinical_size_yardstick"]  # the largest diameter only on the demo's form
     assert len(rows["Mask diameters (mm)"].split(" x ")) == 3
+    assert rows["Runner-up candidate"].startswith("none")  # the demo exam has one candidate in the breasts
 
     # the radiologist trims the automatic segment; the re-run must use the edited one
     edited_mask = logic.read_mask(results.segmentation, nodes.phases["post1"])

@@ -267,6 +267,8 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
         assert case["breast_region_on_heart_ml"] >= 0.0  # the phantom has anatomy maps
     assert saved["breast_region_on_heart_ml_mean"] >= 0.0
     assert sum(saved["misses"]["reasons"].values()) == sum(not case["found"] for case in saved["per_case"])
+    assert not any(case["found"] and case["runner_up_found"] for case in saved["per_case"])  # a miss's measure only
+    assert saved["misses"]["runner_up_is_the_tumour"] == sum(case["runner_up_found"] for case in saved["per_case"])
     for case in saved["per_case"]:  # volumes in ml on the user's grid: none without a mask
         assert case["reference_volume_ml"] > 0 and case["volume_ml"] >= 0
         assert case["volume_ml"] > 0 or not case["found"]

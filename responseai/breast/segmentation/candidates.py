@@ -256,14 +256,21 @@ class CandidateRanker:
         return ((features - self.mean) / self.scale) @ self.weights
 
 
-def choose(candidates: Candidates, ranker: CandidateRanker | None) -> int | None:
-    """1-based label of the chosen candidate (None when none is allowed).
+def ranked(candidates: Candidates, ranker: CandidateRanker | None) -> tuple[np.ndarray, np.ndarray]:
+    """1-based labels of the allowed candidates, most tumour-like first, and their scores.
 
-    Without a ranker: the highest mean probability (the network's confidence in the whole object;
+    Without a ranker the score is the mean probability (the network's confidence in the whole object;
     a tumour is confidently tumour throughout, while enhancing parenchyma peaks in places).
     """
-    if not candidates.allowed.any():
-        return None
     index = np.flatnonzero(candidates.allowed)
+    if not len(index):
+        return np.zeros(0, int), np.zeros(0)
     score = candidates.mean_probability[index] if ranker is None else ranker.score(candidates.features[index])
-    return int(index[int(np.argmax(score))]) + 1
+    order = np.argsort(-score, kind="stable")
+    return index[order] + 1, np.asarray(score, float)[order]
+
+
+def choose(candidates: Candidates, ranker: CandidateRanker | None) -> int | None:
+    """1-based label of the chosen candidate (None when none is allowed): the first of :func:`ranked`."""
+    labels, _ = ranked(candidates, ranker)
+    return int(labels[0]) if len(labels) else None

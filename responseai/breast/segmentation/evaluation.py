@@ -91,9 +91,10 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         aligned = check_phases(phases)
         seg = segment_canonical(aligned, weights)
         try:
-            mask = exam_from_canonical(aligned, seg).mask.array
+            exam = exam_from_canonical(aligned, seg)
+            mask, runner_up = exam.mask.array, exam.runner_up
         except EmptyMaskError:
-            mask = np.zeros_like(truth.array, dtype=np.uint8)
+            mask, runner_up = np.zeros_like(truth.array, dtype=np.uint8), None
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
@@ -103,6 +104,9 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
                          "miss_reason": None if found else why_missed(seg, truth),
+                         # a miss the user can mend with one click: the tumour is the runner-up offered
+                         "runner_up_found": not found and runner_up is not None
+                         and bool((runner_up.array.astype(bool) & (truth.array > 0)).any()),
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -231,7 +235,8 @@ def miss_summary(table: pd.DataFrame) -> dict:
     """Counts of the misses by reason, and what the returned mask lay on instead."""
     missed = table[~table["found"]]
     return {"reasons": {str(k): int(v) for k, v in missed["miss_reason"].value_counts().items()},
-            "mask_on": {str(k): int(v) for k, v in missed["mask_on"].fillna("no mask").value_counts().items()}}
+            "mask_on": {str(k): int(v) for k, v in missed["mask_on"].fillna("no mask").value_counts().items()},
+            "runner_up_is_the_tumour": int(missed["runner_up_found"].sum()) if "runner_up_found" in missed else 0}
 
 
 def volume_errors(table: pd.DataFrame) -> dict:
@@ -353,7 +358,9 @@ def _misses_line(misses: dict | None) -> str:
     if not misses or not misses["reasons"]:
         return ""
     listing = lambda counts: ", ".join(f"{n} {what}" for what, n in counts.items())  # noqa: E731
-    return f"\nMissed: {listing(misses['reasons'])}; the returned mask lay on: {listing(misses['mask_on'])}.\n"
+    mended = misses.get("runner_up_is_the_tumour", 0)
+    return (f"\nMissed: {listing(misses['reasons'])}; the returned mask lay on: {listing(misses['mask_on'])}; "
+            f"the runner-up candidate offered was the tumour in {mended} of them.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
-from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, choose, find_candidates
+from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.model import TASK, build_model
 from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
@@ -59,6 +59,8 @@ class ExamSegmentation:
     probability: float  # mean tumour probability over the chosen component
     bpe_percent: float | None  # background parenchymal enhancement index (see :func:`bpe_index`)
     breast_volume_ml: float | None
+    runner_up: Image | None = None  # the second-ranked candidate's outline, offered when the choice is wrong
+    choice_margin: float | None = None  # the chosen candidate's score minus the runner-up's
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -120,32 +122,65 @@ def breast_region(probabilities: np.ndarray) -> np.ndarray | None:
     return fill_holes(np.isin(labels, keep), connectivity=1).astype(bool)
 
 
-def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
-                  channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                  ranker: CandidateRanker | None = None,
-                  breast_probability: np.ndarray | None = None,
-                  growth: OutlineGrowth | None = None,
-                  fill_slices: bool = False) -> tuple[np.ndarray, int, int, float]:
-    """The tumour among the candidate components inside the breast region (see :mod:`.candidates`).
+@dataclass
+class Selection:
+    """The candidate choice of one exam on the canonical grid: the chosen outline and the runner-up's."""
+
+    chosen: np.ndarray  # uint8 outline of the chosen candidate (all zero when none is allowed)
+    runner_up: np.ndarray | None  # uint8 outline of the second-ranked candidate (None when there is none)
+    margin: float | None  # the chosen candidate's score minus the runner-up's (None without a runner-up)
+    n: int  # components above threshold
+    discarded: int  # of them, outside the breasts
+    confidence: float  # mean tumour probability of the chosen component
+
+
+def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
+                      channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                      ranker: CandidateRanker | None = None, breast_probability: np.ndarray | None = None,
+                      growth: OutlineGrowth | None = None, fill_slices: bool = False) -> Selection:
+    """The tumour among the candidate components inside the breast region (see :mod:`.candidates`), and
+    the runner-up.
 
     Without a ranker the highest mean probability wins: a tumour is confidently tumour throughout,
     while enhancing parenchyma reaches a peak of 1.0 in places but is uncertain over most of its
     extent (chosen on a development external site, seed 7: tumour picked in 90 % of cases vs 86 %
     by the peak). A card's ranker also reads the candidates' size, shape, kinetics and surrounding
     tissue, which need the network input ``channels`` on a grid of ``spacing_xyz`` and the
-    network's ``breast_probability``. With a card's ``growth`` the chosen component's outline is
-    completed on its own enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice
-    (:func:`fill_holes`).
-    Returns (mask, n candidates, n discarded outside the breast, its mean probability).
+    network's ``breast_probability``. With a card's ``growth`` the outline is completed on its own
+    enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice (:func:`fill_holes`).
+
+    The runner-up is outlined the same way because when the choice is wrong the tumour is most often
+    the second candidate (development sets, main seeds 151 / 161 site E and alt seeds 153 / 163: the
+    chosen one in 235 of 255 exams, the second in 7): offering it saves the user drawing the tumour.
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
                                  breast_probability)
-    best = choose(candidates, ranker)
-    if best is None:
-        return np.zeros(tumour_probability.shape, np.uint8), candidates.n, int(candidates.outside.sum()), 0.0
-    return (outline(candidates.labels == best, channels, region, spacing_xyz, growth, fill_slices,
-                    tumour_probability), candidates.n,
-            int(candidates.outside.sum()), float(candidates.mean_probability[best - 1]))
+    labels, scores = ranked(candidates, ranker)
+    discarded = int(candidates.outside.sum())
+    if not len(labels):
+        return Selection(np.zeros(tumour_probability.shape, np.uint8), None, None, candidates.n, discarded, 0.0)
+
+    def outlined(label: int) -> np.ndarray:
+        return outline(candidates.labels == label, channels, region, spacing_xyz, growth, fill_slices,
+                       tumour_probability)
+
+    second = len(labels) > 1
+    return Selection(outlined(labels[0]), outlined(labels[1]) if second else None,
+                     float(scores[0] - scores[1]) if second else None, candidates.n, discarded,
+                     float(candidates.mean_probability[labels[0] - 1]))
+
+
+def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
+                  channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  ranker: CandidateRanker | None = None,
+                  breast_probability: np.ndarray | None = None,
+                  growth: OutlineGrowth | None = None,
+                  fill_slices: bool = False) -> tuple[np.ndarray, int, int, float]:
+    """The chosen outline of :func:`select_candidates` as (mask, n candidates, n discarded outside the
+    breast, its mean probability)."""
+    found = select_candidates(tumour_probability, threshold, region, channels, spacing_xyz, ranker,
+                              breast_probability, growth, fill_slices)
+    return found.chosen, found.n, found.discarded, found.confidence
 
 
 def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarray | None,
@@ -307,9 +342,9 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
-    chosen, n, discarded, confidence = select_tumour(seg.probabilities[-1], seg.threshold, region, seg.channels,
-                                                     grid.spacing, seg.ranker, breast_probability, seg.growth,
-                                                     seg.fill_slices)
+    found = select_candidates(seg.probabilities[-1], seg.threshold, region, seg.channels, grid.spacing, seg.ranker,
+                              breast_probability, seg.growth, seg.fill_slices)
+    chosen, n, discarded = found.chosen, found.n, found.discarded
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
         raise EmptyMaskError(
@@ -322,9 +357,13 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
     breast = None if region is None else resample_binary(grid.with_array(region), reference)
     volume = None if region is None else grid.volume_ml(region)
+    runner_up = None if found.runner_up is None else resample_binary(grid.with_array(found.runner_up), reference)
+    if runner_up is not None and not runner_up.array.any():  # smaller than a voxel of the input grid
+        runner_up = None
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
-    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, confidence,
-                            bpe_index(seg.channels, region, chosen), volume)
+    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
+                            bpe_index(seg.channels, region, chosen), volume, runner_up,
+                            found.margin if runner_up is not None else None)
 
 
 def segment_tumour(
