@@ -110,10 +110,8 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
             return export_report(results, folder, snapshots, dicomSourceFolder(post1Node, work))
 
     def useRunnerUp(self, results) -> None:
-        """Make the runner-up candidate the tumour segment (see ``use_runner_up``)."""
-        from BreastResponseAILib.logic import use_runner_up
-
-        use_runner_up(results.segmentation, results.reference)
+        """Make the runner-up candidate the tumour segment (see ``BreastLogic.use_runner_up``)."""
+        self.core.use_runner_up(results.segmentation, results.reference)
 
     def importResults(self, job, previous, parameterNode):
         """The finished job's outputs as nodes on the post1 grid (reusing the previous run's)."""

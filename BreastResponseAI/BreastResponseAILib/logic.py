@@ -75,6 +75,18 @@ class BreastLogic:
         """The tumour segment (named Tumour, or the only one) on the reference grid, Segment Editor edits included."""
         return read_tumour_segment(segmentation_node, reference_node)
 
+    def use_runner_up(self, segmentation, reference_node) -> None:
+        """Make the runner-up candidate the tumour (the outlined one was not): its mask replaces the Tumour
+        segment and the runner-up segment goes; predicting again then uses it as the user's mask."""
+        segments = segmentation.GetSegmentation()
+        runner_up = segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
+        if not runner_up:
+            raise MissingSegmentError(f"segmentation '{segmentation.GetName()}' has no {RUNNER_UP_SEGMENT} segment: the "
+                                      "model found a single candidate, draw the tumour instead")
+        mask = segment_to_mask(segmentation, runner_up, reference_node)
+        segments.RemoveSegment(runner_up)
+        set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
+
 
 @dataclass
 class Job(PredictionJob):
@@ -201,19 +213,6 @@ def show_runner_up(segmentation, path: Path) -> None:
         segment_id = set_segment_mask(segmentation, read_segmentation(path, RUNNER_UP_SEGMENT), RUNNER_UP_SEGMENT,
                                       RUNNER_UP_COLOR)
         segmentation.GetDisplayNode().SetSegmentVisibility(segment_id, False)
-
-
-def use_runner_up(segmentation, reference_node) -> None:
-    """Make the runner-up candidate the tumour (the outlined one was not): its mask replaces the Tumour
-    segment and the runner-up segment goes; predicting again then uses it as the user's mask."""
-    segments = segmentation.GetSegmentation()
-    runner_up = segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
-    if not runner_up:
-        raise MissingSegmentError(f"segmentation '{segmentation.GetName()}' has no {RUNNER_UP_SEGMENT} segment: the "
-                                  "model found a single candidate, draw the tumour instead")
-    mask = segment_to_mask(segmentation, runner_up, reference_node)
-    segments.RemoveSegment(runner_up)
-    set_segment_mask(segmentation, mask, TUMOUR_SEGMENT)
 
 
 def export_report(results: ResultNodes, out_dir: str | Path, snapshots: dict, dicom_source: str | Path | None = None) -> dict:

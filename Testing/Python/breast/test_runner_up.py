@@ -71,7 +71,7 @@ def test_predict_writes_the_runner_up_beside_the_tumour_and_the_report_names_it(
 
 
 def test_slicer_shows_the_runner_up_hidden_and_makes_it_the_tumour_on_request(slicer_app, tmp_path: Path):
-    from BreastResponseAILib.logic import BreastLogic, show_runner_up, use_runner_up
+    from BreastResponseAILib.logic import BreastLogic, show_runner_up
     from responseai.breast.demo import demo_case
     from responseai.errors import MissingSegmentError
     from responseai.io import write_segmentation
@@ -93,11 +93,11 @@ def test_slicer_shows_the_runner_up_hidden_and_makes_it_the_tumour_on_request(sl
     assert runner_up and not segmentation.GetDisplayNode().GetSegmentVisibility(runner_up)
     np.testing.assert_array_equal(logic.read_mask(segmentation, post1).array, case.mask.array > 0)  # still the tumour
 
-    use_runner_up(segmentation, post1)
+    logic.use_runner_up(segmentation, post1)
     np.testing.assert_array_equal(logic.read_mask(segmentation, post1).array, other)
     assert not segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT) and segments.GetNumberOfSegments() == 1
     with pytest.raises(MissingSegmentError, match="draw the tumour"):
-        use_runner_up(segmentation, post1)
+        logic.use_runner_up(segmentation, post1)
     show_runner_up(segmentation, path)
     show_runner_up(segmentation, tmp_path / "absent.seg.nrrd")  # a later job without one: the stale one goes
     assert not segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
