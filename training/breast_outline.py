@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where around the component the background is read")
     parser.add_argument("--background", type=float, nargs="+", default=(), metavar="P",
                         help="with --grid: also score the half-way edge to these percentiles")
+    parser.add_argument("--input-band-mm", type=float, help="redraw the edge on the input grid within this band "
+                        "of the mapped outline, at the same level read there (absent: the outline as mapped)")
     parser.add_argument("--fill", choices=OUTLINE_FILLS, help="holes filled in 3-D, or slice by slice first; with "
                         "--grid, 'slices' scores both")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
@@ -132,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     if None in (args.out, args.version) or (args.share is None) != (args.margin_mm is None) or (
             args.share is None and args.fill is None):
         parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill or both")
-    if args.background_percentile is not None and args.share is None:
-        parser.error("--background-percentile is part of a growth: give --share and --margin-mm with it")
+    if (args.background_percentile is not None or args.input_band_mm is not None) and args.share is None:
+        parser.error("--background-percentile and --input-band-mm are part of a growth: give --share and "
+                     "--margin-mm with them")
     entries = {}
     if args.share is not None:
         try:
             growth = OutlineGrowth(args.share, args.margin_mm, args.background_percentile,
-                                   tuple(args.background_shell_mm))
+                                   tuple(args.background_shell_mm), args.input_band_mm)
         except ValueError as error:
             parser.error(str(error))
         entries["outline_growth"] = {**growth.to_card(), "chosen_on": args.chosen_on}

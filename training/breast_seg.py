@@ -79,7 +79,9 @@ POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes fi
                   "lies mostly outside the breast region discarded, the highest-mean-probability one kept (or the "
                   "card's candidate_ranker's choice), its outline completed (and trimmed) by the card's "
                   "outline_growth, holes filled as its outline_fill says")
-OUTPUT_MAPPING = "the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5"
+OUTPUT_MAPPING = ("the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5; with the "
+                  "card's outline_growth.input_band_mm, its edge redrawn there within that band at the growth's "
+                  "edge level read from the input's own post1 - pre")
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion

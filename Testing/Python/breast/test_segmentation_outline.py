@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from responseai.breast.segmentation.inference import card_growth, select_tumour
-from responseai.breast.segmentation.outline import OutlineGrowth, grow_on_enhancement
+from responseai.breast.segmentation.outline import OutlineGrowth, grow_on_enhancement, redraw_on_input_grid
 from responseai.errors import WeightsError
 from responseai.resources import model_path
 from responseai.weights import card_path, read_card, sha256_of
@@ -17,6 +17,7 @@ SHAPE = (30, 48, 64)
 SPACING_ZYX = (2.0, 1.0, 1.0)
 GROWTH = OutlineGrowth(share=0.6, margin_mm=3.0)
 HALFWAY = OutlineGrowth(share=0.6, margin_mm=3.0, background_percentile=90.0, background_shell_mm=(3.0, 12.0))
+REDRAWN = OutlineGrowth(0.6, 3.0, 90.0, (3.0, 12.0), input_band_mm=3.0)
 
 
 def _ball(centre, radius_mm, shape=SHAPE):
@@ -144,7 +145,9 @@ def test_the_halfway_edge_on_a_box_equals_the_whole_volume_rule():
                                    {"share": 0.6, "margin_mm": 3, "background_percentile": 90,
                                     "background_shell_mm": [12, 3]},
                                    {"share": 0.6, "margin_mm": 3, "background_percentile": 90,
-                                    "background_shell_mm": [1, 2, 3]}])
+                                    "background_shell_mm": [1, 2, 3]},
+                                   {"share": 0.6, "margin_mm": 3, "background_percentile": 90, "input_band_mm": 0},
+                                   {"share": 0.6, "margin_mm": 3, "input_band_mm": "wide"}])
 def test_a_malformed_card_entry_is_refused(entry):
     assert card_growth({}) is None
     with pytest.raises(WeightsError, match="outline growth"):
@@ -167,6 +170,9 @@ def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
     assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.10", "--share", "0.6",
                                 "--margin-mm", "3", "--background-percentile", "90"]) == 0
     assert card_growth(read_card(out, expected_task="segmentation")) == HALFWAY
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.11", "--share", "0.6",
+                                "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3"]) == 0
+    assert card_growth(read_card(out, expected_task="segmentation")) == REDRAWN
     with pytest.raises(SystemExit):  # a background without the growth it belongs to
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--fill", "slices",
                              "--background-percentile", "90"])
@@ -243,3 +249,52 @@ def test_without_breast_around_the_component_the_level_is_the_share_rule():
     assert halfway_level(found, subtraction, region, SPACING_ZYX, HALFWAY, 1.0) is None
     np.testing.assert_array_equal(grow_on_enhancement(found, subtraction, region, SPACING_ZYX, HALFWAY),
                                   grow_on_enhancement(found, subtraction, region, SPACING_ZYX, GROWTH))
+
+
+def _fine_scene():
+    """An input grid finer than the network's (0.6 × 0.6 × 1 mm): an 8 mm tumour with a 3 mm necrotic
+    core in enhancing parenchyma, outlined 1.5 mm too wide (the coarse grid's partial volume), and
+    strongly enhancing tissue 12 mm from its centre, beyond the breast region."""
+    shape, spacing = (40, 64, 64), (1.0, 0.6, 0.6)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    radius = np.sqrt(((z - 20) * spacing[0]) ** 2 + ((y - 32) * spacing[1]) ** 2 + ((x - 32) * spacing[2]) ** 2)
+    tumour = radius <= 8.0
+    subtraction = np.full(shape, 0.25, np.float32)  # parenchyma
+    subtraction[tumour] = 1.0
+    subtraction[radius <= 3.0] = 0.05  # necrosis: no uptake, but the tumour's
+    breast = np.ones(shape, bool)
+    breast[:, :, 52:] = False  # beyond 12 mm from the centre: outside the breasts
+    subtraction[:, :, 52:] = 1.2  # e.g. the chest wall's vessels
+    return tumour, radius <= 9.5, subtraction, breast, spacing
+
+
+def test_the_edge_redrawn_on_the_input_grid_fits_the_tumour_and_keeps_its_necrotic_core():
+    tumour, wide, subtraction, breast, spacing = _fine_scene()
+    redrawn = redraw_on_input_grid(wide, subtraction, breast, spacing, REDRAWN)
+    assert _dice(wide, tumour) < 0.8 < 0.97 < _dice(redrawn, tumour)
+    assert not redrawn[:, :, 52:].any()
+    kept = redraw_on_input_grid(tumour, subtraction, breast, spacing, REDRAWN)
+    assert kept[tumour].all()  # the necrotic core lies deeper than the band: it stays
+    np.testing.assert_array_equal(redraw_on_input_grid(wide, subtraction, breast, spacing, HALFWAY), wide)  # no band
+    flat = np.where(wide, -0.1, subtraction).astype(np.float32)
+    np.testing.assert_array_equal(redraw_on_input_grid(wide, flat, breast, spacing, REDRAWN), wide)
+
+
+def test_segment_exam_redraws_the_edge_only_with_the_card_entry(tmp_path):
+    """The shipped card against the same with ``input_band_mm``: the same tumour, the edge moved by no more
+    than the band, and the runner-up redrawn too."""
+    from responseai.breast.demo import demo_case
+    from responseai.breast.segmentation.inference import segment_exam
+
+    weights = model_path("breast_seg")
+    out = tmp_path / "breast_seg.safetensors"
+    breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.12", "--share", "0.6",
+                         "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3"])
+    case = demo_case()
+    plain, redrawn = segment_exam(case.phases, weights), segment_exam(case.phases, out)
+    a, b = plain.mask.array.astype(bool), redrawn.mask.array.astype(bool)
+    assert (a & b).any() and not np.array_equal(a, b)
+    spacing = case.phases["post1"].spacing[::-1]
+    assert ndimage.distance_transform_edt(~a, sampling=spacing)[b].max() <= 3.0 + 1e-6
+    assert ndimage.distance_transform_edt(a, sampling=spacing)[~b & a].max() <= 3.0 + 1e-6
+    assert (plain.runner_up is None) == (redrawn.runner_up is None)

@@ -31,7 +31,7 @@ from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.model import TASK, build_model
-from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement
+from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement, redraw_on_input_grid
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
 from responseai.io import resample_binary
@@ -335,6 +335,28 @@ def segment_exam(
     return exam_from_canonical(aligned, segment_canonical(aligned, weights_path, device))
 
 
+class InputGridOutline:
+    """Maps a canonical-grid outline onto the post1 grid, redrawing its edge there when the card's growth
+    has an ``input_band_mm`` (:func:`.outline.redraw_on_input_grid`): the input is usually finer than
+    the network's grid, and a small tumour's edge is better placed on the voxels the user sees."""
+
+    def __init__(self, aligned: Mapping[str, Image], breast: Image | None, seg: CanonicalSegmentation) -> None:
+        self.reference = aligned[REFERENCE_PHASE]
+        self.growth, self.fill_slices = seg.growth, seg.fill_slices
+        self.breast = None if breast is None else breast.array
+        self.redraw = self.growth is not None and self.growth.input_band_mm is not None
+        self.subtraction = (self.reference.array.astype(np.float32) - aligned["pre"].array.astype(np.float32)
+                            if self.redraw else None)
+
+    def __call__(self, outline_on_grid: Image) -> Image:
+        mapped = resample_binary(outline_on_grid, self.reference)
+        if not self.redraw or not mapped.array.any():
+            return mapped
+        redrawn = redraw_on_input_grid(mapped.array.astype(bool), self.subtraction, self.breast,
+                                       self.reference.spacing[::-1], self.growth)
+        return mapped.with_array(fill_holes(redrawn, slices=self.fill_slices))
+
+
 def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation) -> ExamSegmentation:
     """The candidate choice and its mapping back onto the post1 grid (the second half of :func:`segment_exam`)."""
     region, grid = seg.region, seg.grid
@@ -352,12 +374,13 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
             f"{seg.threshold:g}){where}; check the phases are pre/post-contrast of the same study, or draw the "
             "tumour segment manually")
     reference = aligned[REFERENCE_PHASE]
-    mask = resample_binary(grid.with_array(chosen), reference)
+    breast = None if region is None else resample_binary(grid.with_array(region), reference)
+    to_input = InputGridOutline(aligned, breast, seg)
+    mask = to_input(grid.with_array(chosen))
     if not mask.array.any():
         raise EmptyMaskError("the segmented tumour is smaller than one voxel of the input grid")
-    breast = None if region is None else resample_binary(grid.with_array(region), reference)
     volume = None if region is None else grid.volume_ml(region)
-    runner_up = None if found.runner_up is None else resample_binary(grid.with_array(found.runner_up), reference)
+    runner_up = None if found.runner_up is None else to_input(grid.with_array(found.runner_up))
     if runner_up is not None and not runner_up.array.any():  # smaller than a voxel of the input grid
         runner_up = None
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
