@@ -82,7 +82,8 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
         second = case["runner_up_candidate"]
         rows.append(("Runner-up candidate (use it if the outlined one is not the tumour)",
                      f"{second['volume_ml']:.1f} ml, patient's {second['side']} breast, score margin "
-                     f"{second['score_margin']:.2f} (runner-up.seg.nrrd)"))
+                     f"{second['score_margin']:.2f} (runner-up.seg.nrrd of the prediction; in Slicer, "
+                     "a hidden segment)"))
     return rows
 
 
