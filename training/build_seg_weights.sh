@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -77,6 +77,23 @@ for s in 133 143; do [ -f "$WORK/alt$s/manifest.csv" ] || "$PY" -m responseai.br
     --out Resources/Models/breast_seg.safetensors --version 2.7.0 --share 0.6 --margin-mm 3 --fill slices \
     --background-percentile 90 --background-shell-mm 3 12 \
     --chosen-on "development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143 (223 exams), 2.5.1's network; checked on main seed 151 site E and alt seed 153"
+# 2.8.0: the outline's edge redrawn on the input grid within 3 mm of the mapped mask, at the same level read
+# there; shipped by a rule written before its development sets (main seed 171 site E, alt seed 173) were scored
+[ -f "$WORK/dev171/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 171 --out "$WORK/dev171"
+[ -f "$WORK/alt173/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 173 --external --out "$WORK/alt173"
+DEV28="$EVAL_OUT/development-2.8-candidate"
+for v in 270 280; do
+  if [ "$v" = 280 ]; then
+    "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+        --out Resources/Models/breast_seg.safetensors --version 2.8.0 --share 0.6 --margin-mm 3 --fill slices \
+        --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 \
+        --chosen-on "2.7.0's growth (development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143); input_band_mm 3 explored on main seeds 151, 161 site E and alt seeds 153, 163; shipped by a rule written before scoring main seed 171 site E and alt seed 173"
+  fi
+  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/dev171/manifest.csv" \
+      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-dev171"
+  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt173/manifest.csv" \
+      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-alt173"
+done
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
