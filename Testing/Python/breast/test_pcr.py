@@ -349,6 +349,19 @@ def test_predict_pcr_outputs(stepwise_run: Path, phantom_inputs):
     assert result.model_name == "breast_pcr"
 
 
+def test_a_second_prediction_in_the_same_process_is_identical(stepwise_run: Path, phantom_inputs):
+    """Grad-CAM must leave the cached network in eval mode: dropout on after the first case made every
+    later case of a cohort run (or a second case in one session) come out randomly perturbed."""
+    from responseai.breast.pcr.inference import load_pcr_model
+
+    phases, mask, clinical = phantom_inputs
+    weights = stepwise_run / "breast_pcr.safetensors"
+    first, second = (predict_pcr(phases, mask, clinical, weights) for _ in range(2))
+    assert not any(module.training for module in load_pcr_model(weights).model.modules())
+    assert first.probability == second.probability
+    np.testing.assert_array_equal(first.attention.array, second.attention.array)
+
+
 def _shifted(image: Image) -> Image:
     return Image(image.array, image.spacing, tuple(o + 5 for o in image.origin), image.direction)
 

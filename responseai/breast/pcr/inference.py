@@ -52,13 +52,20 @@ class PCRResult:
 
 class ImageOnlyModel(torch.nn.Module):
     """Binds the clinical vector and the kinetic features so MONAI's Grad-CAM can call the model with
-    the image alone (the features are constants for the gradient: Grad-CAM explains the CNN)."""
+    the image alone (the features are constants for the gradient: Grad-CAM explains the CNN).
+
+    The wrapper takes the wrapped model's mode: MONAI's Grad-CAM puts the network in eval mode for its
+    pass and then restores the *wrapper's* mode. A new module is in training mode, so a wrapper left in
+    it switched the loaded network's dropout on after the first Grad-CAM, and every later prediction
+    in the process (a cohort run, a second case in the same session) came out randomly perturbed.
+    """
 
     def __init__(self, model: PCRNet) -> None:
         super().__init__()
         self.model = model
         self.clinical: torch.Tensor | None = None
         self.radiomics: torch.Tensor | None = None
+        self.train(model.training)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image, self.clinical, self.radiomics)
