@@ -265,33 +265,36 @@ def _fine_scene():
     breast = np.ones(shape, bool)
     breast[:, :, 52:] = False  # beyond 12 mm from the centre: outside the breasts
     subtraction[:, :, 52:] = 1.2  # e.g. the chest wall's vessels
-    return tumour, radius <= 9.5, subtraction, breast, spacing
+    pre = np.full(shape, 100, np.int16)  # scanner units, as a user's phases come
+    return tumour, radius <= 9.5, pre, (pre + 400 * subtraction).astype(np.int16), breast, spacing
 
 
 def test_the_edge_redrawn_on_the_input_grid_fits_the_tumour_and_keeps_its_necrotic_core():
-    tumour, wide, subtraction, breast, spacing = _fine_scene()
-    redrawn = redraw_on_input_grid(wide, subtraction, breast, spacing, REDRAWN)
+    tumour, wide, pre, post1, breast, spacing = _fine_scene()
+    redrawn = redraw_on_input_grid(wide, pre, post1, breast, spacing, REDRAWN)
     assert _dice(wide, tumour) < 0.8 < 0.97 < _dice(redrawn, tumour)
     assert not redrawn[:, :, 52:].any()
-    kept = redraw_on_input_grid(tumour, subtraction, breast, spacing, REDRAWN)
+    kept = redraw_on_input_grid(tumour, pre, post1, breast, spacing, REDRAWN)
     assert kept[tumour].all()  # the necrotic core lies deeper than the band: it stays
-    np.testing.assert_array_equal(redraw_on_input_grid(wide, subtraction, breast, spacing, HALFWAY), wide)  # no band
-    flat = np.where(wide, -0.1, subtraction).astype(np.float32)
-    np.testing.assert_array_equal(redraw_on_input_grid(wide, flat, breast, spacing, REDRAWN), wide)
+    np.testing.assert_array_equal(redraw_on_input_grid(wide, pre, post1, breast, spacing, HALFWAY), wide)  # no band
+    washout = np.where(wide, pre - 10, post1).astype(np.int16)  # the mask does not enhance
+    np.testing.assert_array_equal(redraw_on_input_grid(wide, pre, washout, breast, spacing, REDRAWN), wide)
 
 
 def test_segment_exam_redraws_the_edge_only_with_the_card_entry(tmp_path):
-    """The shipped card against the same with ``input_band_mm``: the same tumour, the edge moved by no more
-    than the band, and the runner-up redrawn too."""
+    """The shipped network's card without and with ``input_band_mm``: the same tumour, the edge moved by no
+    more than the band, and the runner-up redrawn too."""
     from responseai.breast.demo import demo_case
     from responseai.breast.segmentation.inference import segment_exam
 
-    weights = model_path("breast_seg")
-    out = tmp_path / "breast_seg.safetensors"
-    breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.12", "--share", "0.6",
-                         "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3"])
+    growth = ["--share", "0.6", "--margin-mm", "3", "--background-percentile", "90", "--fill", "slices"]
+    cards = {}
+    for name, band in (("plain", []), ("redrawn", ["--input-band-mm", "3"])):
+        cards[name] = tmp_path / name / "breast_seg.safetensors"
+        assert breast_outline.main(["--weights", str(model_path("breast_seg")), "--out", str(cards[name]),
+                                    "--version", "9.9.12", *growth, *band]) == 0
     case = demo_case()
-    plain, redrawn = segment_exam(case.phases, weights), segment_exam(case.phases, out)
+    plain, redrawn = segment_exam(case.phases, cards["plain"]), segment_exam(case.phases, cards["redrawn"])
     a, b = plain.mask.array.astype(bool), redrawn.mask.array.astype(bool)
     assert (a & b).any() and not np.array_equal(a, b)
     spacing = case.phases["post1"].spacing[::-1]

@@ -341,18 +341,16 @@ class InputGridOutline:
     the network's grid, and a small tumour's edge is better placed on the voxels the user sees."""
 
     def __init__(self, aligned: Mapping[str, Image], breast: Image | None, seg: CanonicalSegmentation) -> None:
-        self.reference = aligned[REFERENCE_PHASE]
+        self.reference, self.pre = aligned[REFERENCE_PHASE], aligned["pre"]
         self.growth, self.fill_slices = seg.growth, seg.fill_slices
         self.breast = None if breast is None else breast.array
         self.redraw = self.growth is not None and self.growth.input_band_mm is not None
-        self.subtraction = (self.reference.array.astype(np.float32) - aligned["pre"].array.astype(np.float32)
-                            if self.redraw else None)
 
     def __call__(self, outline_on_grid: Image) -> Image:
         mapped = resample_binary(outline_on_grid, self.reference)
         if not self.redraw or not mapped.array.any():
             return mapped
-        redrawn = redraw_on_input_grid(mapped.array.astype(bool), self.subtraction, self.breast,
+        redrawn = redraw_on_input_grid(mapped.array.astype(bool), self.pre.array, self.reference.array, self.breast,
                                        self.reference.spacing[::-1], self.growth)
         return mapped.with_array(fill_holes(redrawn, slices=self.fill_slices))
 

@@ -137,15 +137,16 @@ def edge_level(core: np.ndarray, uptake: np.ndarray, breast: np.ndarray | None, 
     return level
 
 
-def redraw_on_input_grid(mask: np.ndarray, subtraction: np.ndarray, breast: np.ndarray | None,
+def redraw_on_input_grid(mask: np.ndarray, pre: np.ndarray, post1: np.ndarray, breast: np.ndarray | None,
                          spacing_zyx: Sequence[float], growth: OutlineGrowth) -> np.ndarray:
     """``mask`` (the outline mapped onto the input grid, bool) with its edge redrawn at the input's resolution.
 
     Voxels deeper than ``input_band_mm`` inside the mask stay (a necrotic core is the tumour's); within
-    the band on either side of its surface a voxel belongs to the tumour when its uptake (``subtraction``,
-    the input's post1 − pre) reaches the edge level computed on the input grid (:func:`edge_level`), and
-    it lies in the breast or in the mask. The connected piece overlapping the mask most is kept. A mask
-    that does not enhance, or whose redrawn piece is empty, is returned as it is.
+    the band on either side of its surface a voxel belongs to the tumour when its uptake (the input's
+    ``post1`` − ``pre``, taken on the mask's box only: a fine full exam is hundreds of MB as floats)
+    reaches the edge level computed on the input grid (:func:`edge_level`), and it lies in the breast or
+    in the mask. The connected piece overlapping the mask most is kept. A mask that does not enhance, or
+    whose redrawn piece is empty, is returned as it is.
     """
     band = growth.input_band_mm
     box = None if band is None else bounding_box(
@@ -153,7 +154,7 @@ def redraw_on_input_grid(mask: np.ndarray, subtraction: np.ndarray, breast: np.n
     if box is None:
         return mask.astype(bool)
     core = mask[box].astype(bool)
-    uptake = subtraction[box]
+    uptake = post1[box].astype(np.float32) - pre[box].astype(np.float32)
     breast_box = None if breast is None else breast[box].astype(bool)
     level = edge_level(core, uptake, breast_box, spacing_zyx, growth)
     if level is None:
