@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from responseai.breast.preprocess import check_phases
-from responseai.breast.segmentation.candidates import choose, find_candidates
+from responseai.breast.segmentation.candidates import CandidateRanker, choose, find_candidates
 from responseai.breast.segmentation.inference import OUTLINE_FILLS, outline, segment_canonical
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         "of the mapped outline, at the same level read there (absent: the outline as mapped)")
     parser.add_argument("--fill", choices=OUTLINE_FILLS, help="holes filled in 3-D, or slice by slice first; with "
                         "--grid, 'slices' scores both")
+    parser.add_argument("--ranker-clip-z", type=float, help="the card's candidate ranker reads each standardised "
+                        "feature clipped to +-Z (no extrapolation past the training candidates' range)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -132,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("mean Dice per development set:\n%s", summary(table).to_string())
         return 0
     if None in (args.out, args.version) or (args.share is None) != (args.margin_mm is None) or (
-            args.share is None and args.fill is None):
-        parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill or both")
+            args.share is None and args.fill is None and args.ranker_clip_z is None):
+        parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill, --ranker-clip-z "
+                     "or several")
     if (args.background_percentile is not None or args.input_band_mm is not None) and args.share is None:
         parser.error("--background-percentile and --input-band-mm are part of a growth: give --share and "
                      "--margin-mm with them")
@@ -147,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         entries["outline_growth"] = {**growth.to_card(), "chosen_on": args.chosen_on}
     if args.fill is not None:
         entries["outline_fill"] = args.fill
+    if args.ranker_clip_z is not None:
+        card = read_card(args.weights, expected_task="segmentation")
+        if "candidate_ranker" not in card:
+            parser.error(f"{args.weights}'s card has no candidate ranker to clip")
+        try:
+            CandidateRanker.from_card({**card["candidate_ranker"], "clip_z": args.ranker_clip_z})
+        except ValueError as error:
+            parser.error(str(error))
+        entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
     # the card's description of the pipeline is refreshed with it: a card written by an older training
     # run would otherwise describe an older mapping back and postprocessing than the code now runs
     preprocessing = {**read_card(args.weights, expected_task="segmentation").get("preprocessing", {}),

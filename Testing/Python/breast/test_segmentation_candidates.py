@@ -115,6 +115,27 @@ def test_the_card_entry_round_trips_and_a_malformed_one_is_refused():
         CandidateRanker.from_card({**entry, "scale": [0.0] * len(FEATURES)})
     with pytest.raises(ValueError, match="finite"):
         CandidateRanker.from_card({**entry, "weights": [float("nan")] * len(FEATURES)})
+    assert "clip_z" not in entry and again.clip_z is None  # cards before 2.8.1 score as they did
+    clipped = CandidateRanker.from_card({**entry, "clip_z": 4})
+    assert clipped.clip_z == 4.0 and CandidateRanker.from_card(clipped.to_card()).to_card() == clipped.to_card()
+    for bad in (0, -1, "4", float("inf")):
+        with pytest.raises(ValueError, match="clip_z"):
+            CandidateRanker.from_card({**entry, "clip_z": bad})
+
+
+def test_a_clipped_ranker_does_not_let_one_extreme_feature_win():
+    """A speck with almost no uptake has a heterogeneity (spread over mean uptake) far outside anything the
+    ranker was fitted on: unclipped, that one feature outscores a tumour that is better on all the others."""
+    weights = np.ones(len(FEATURES))
+    tumour = np.full(len(FEATURES), 1.5)
+    speck = np.full(len(FEATURES), -1.0)
+    speck[FEATURES.index("heterogeneity")] = 85.0
+    rows = np.stack([tumour, speck])
+    plain = CandidateRanker(FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), weights)
+    clipped = CandidateRanker(FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), weights, clip_z=4.0)
+    assert np.argmax(plain.score(rows)) == 1 and np.argmax(clipped.score(rows)) == 0
+    ordinary = np.array([[0.5] * len(FEATURES), [-2.0] * len(FEATURES)])  # inside ±4: the same scores
+    np.testing.assert_array_equal(plain.score(ordinary), clipped.score(ordinary))
 
 
 def test_what_surrounds_a_candidate_tells_breast_tissue_from_the_heart():

@@ -173,6 +173,12 @@ def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
     assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.11", "--share", "0.6",
                                 "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3"]) == 0
     assert card_growth(read_card(out, expected_task="segmentation")) == REDRAWN
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.13",
+                                "--ranker-clip-z", "4"]) == 0
+    clipped = read_card(out, expected_task="segmentation")["candidate_ranker"]
+    assert clipped == {**read_card(weights)["candidate_ranker"], "clip_z": 4.0}
+    with pytest.raises(SystemExit):
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--ranker-clip-z", "0"])
     with pytest.raises(SystemExit):  # a background without the growth it belongs to
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--fill", "slices",
                              "--background-percentile", "90"])

@@ -228,12 +228,18 @@ class CandidateRanker:
 
     Learnt from pairs (the tumour against each other candidate of the same exam), so it ranks
     candidates within an exam rather than judging them in isolation, as the choice needs.
+
+    With ``clip_z`` (2.8.1's card) each standardised feature is clipped to ±``clip_z`` first: a linear
+    score extrapolates without bound, and a candidate unlike any in training — a few voxels with
+    almost no uptake, whose heterogeneity (spread over mean uptake) is 85 SD out — outscored a 100 ml
+    tumour on that one feature.
     """
 
     features: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
+    clip_z: float | None = None
 
     @classmethod
     def from_card(cls, entry: Mapping) -> CandidateRanker:
@@ -244,16 +250,23 @@ class CandidateRanker:
         arrays = [np.asarray(entry[k], float) for k in ("mean", "scale", "weights")]
         if any(a.shape != (len(FEATURES),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
             raise ValueError("candidate ranker mean / scale / weights must be finite, one per feature, scale > 0")
-        return cls(names, *arrays)
+        clip = entry.get("clip_z")
+        if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < 100):
+            raise ValueError(f"candidate ranker clip_z must be a number in (0, 100), got {clip!r}")
+        return cls(names, *arrays, None if clip is None else float(clip))
 
     def to_card(self) -> dict:
         """The JSON-serialisable entry :meth:`from_card` reads."""
-        return {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "weights": self.weights.tolist()}
+        entry = {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                 "weights": self.weights.tolist()}
+        return entry if self.clip_z is None else entry | {"clip_z": self.clip_z}
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Scores of candidate rows (higher = more tumour-like)."""
-        return ((features - self.mean) / self.scale) @ self.weights
+        standardised = (features - self.mean) / self.scale
+        if self.clip_z is not None:
+            standardised = np.clip(standardised, -self.clip_z, self.clip_z)
+        return standardised @ self.weights
 
 
 def ranked(candidates: Candidates, ranker: CandidateRanker | None) -> tuple[np.ndarray, np.ndarray]:
