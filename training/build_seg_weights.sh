@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -93,6 +93,21 @@ for v in 270 280; do
       --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-dev171"
   "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt173/manifest.csv" \
       --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-alt173"
+done
+# 2.8.1: the candidate ranker's standardised features clipped to +-4 SD (no extrapolation past its training
+# candidates); shipped by a rule written before its development sets (main seed 181 site E, alt seed 183) were scored
+[ -f "$WORK/dev181/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 181 --out "$WORK/dev181"
+[ -f "$WORK/alt183/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 183 --external --out "$WORK/alt183"
+DEV281="$EVAL_OUT/development-2.8.1-candidate"
+for v in 280 281; do
+  if [ "$v" = 281 ]; then
+    "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+        --out Resources/Models/breast_seg.safetensors --version 2.8.1 --ranker-clip-z 4
+  fi
+  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/dev181/manifest.csv" \
+      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV281/seg$v-dev181"
+  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt183/manifest.csv" \
+      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV281/seg$v-alt183"
 done
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
