@@ -261,8 +261,12 @@ def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dic
     record = result_record(outputs)
     stages = ("segment_s", "pcr_s", "write_s") if outputs.mask_source == "model" else ("pcr_s", "write_s")
     timings = {stage: round(end - begin, 3) for stage, begin, end in zip(stages, marks[1:], marks[2:])}
+    # the review columns: a cohort table is read to decide which exams need a look (a suspect outline, or
+    # a second candidate the reader may prefer)
+    review = {"extent_caution": record.get("extent_caution"),
+              "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml")}
     return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
-                                                  "tumour_side", "tumour_volume_ml")}, **timings}
+                                                  "tumour_side", "tumour_volume_ml")}, **review, **timings}
 
 
 COHORT = CohortHook(MANIFEST_SCHEMA, _cohort_arguments, _load_models, _read_row, _predict_row)

@@ -131,6 +131,8 @@ def test_real_family_cohort_with_one_bad_case(tmp_path: Path, family: str):
     assert expected <= set(stages) and all(seconds >= 0 for seconds in stages.values())
     if family == "breast":  # the stages account for the case's time (what is left is bookkeeping)
         assert table.loc[0, ["read_s", "pcr_s", "write_s"]].sum() <= table.loc[0, "seconds"] + 1e-3
+        assert {"extent_caution", "runner_up_volume_ml"} <= set(table.columns)  # what a reviewer sorts by
+        assert pd.isna(table.loc[0, "runner_up_volume_ml"])  # the manifest's own mask: no candidates
 
 
 def test_a_real_process_killed_mid_cohort_resumes(tmp_path: Path):
