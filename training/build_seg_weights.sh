@@ -77,38 +77,30 @@ for s in 133 143; do [ -f "$WORK/alt$s/manifest.csv" ] || "$PY" -m responseai.br
     --out Resources/Models/breast_seg.safetensors --version 2.7.0 --share 0.6 --margin-mm 3 --fill slices \
     --background-percentile 90 --background-shell-mm 3 12 \
     --chosen-on "development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143 (223 exams), 2.5.1's network; checked on main seed 151 site E and alt seed 153"
+# A release decided on fresh development sets: the shipped card scored on main seed $1 site E and alt seed $2
+# (generated if absent) into $3/seg<label>-dev$1 and $3/seg<label>-alt$2, where <label> is $4
+score_on_fresh_sets() {
+  [ -f "$WORK/dev$1/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed "$1" --out "$WORK/dev$1"
+  [ -f "$WORK/alt$2/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed "$2" --external --out "$WORK/alt$2"
+  for set in "dev$1" "alt$2"; do
+    "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/$set/manifest.csv" \
+        --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$3/seg$4-$set"
+  done
+}
 # 2.8.0: the outline's edge redrawn on the input grid within 3 mm of the mapped mask, at the same level read
 # there; shipped by a rule written before its development sets (main seed 171 site E, alt seed 173) were scored
-[ -f "$WORK/dev171/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 171 --out "$WORK/dev171"
-[ -f "$WORK/alt173/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 173 --external --out "$WORK/alt173"
-DEV28="$EVAL_OUT/development-2.8-candidate"
-for v in 270 280; do
-  if [ "$v" = 280 ]; then
-    "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
-        --out Resources/Models/breast_seg.safetensors --version 2.8.0 --share 0.6 --margin-mm 3 --fill slices \
-        --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 \
-        --chosen-on "2.7.0's growth (development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143); input_band_mm 3 explored on main seeds 151, 161 site E and alt seeds 153, 163; shipped by a rule written before scoring main seed 171 site E and alt seed 173"
-  fi
-  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/dev171/manifest.csv" \
-      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-dev171"
-  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt173/manifest.csv" \
-      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV28/seg$v-alt173"
-done
+score_on_fresh_sets 171 173 "$EVAL_OUT/development-2.8-candidate" 270
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.8.0 --share 0.6 --margin-mm 3 --fill slices \
+    --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 \
+    --chosen-on "2.7.0's growth (development exams: main phantom seeds 131 and 141 site E, alt phantom seeds 133 and 143); input_band_mm 3 explored on main seeds 151, 161 site E and alt seeds 153, 163; shipped by a rule written before scoring main seed 171 site E and alt seed 173"
+score_on_fresh_sets 171 173 "$EVAL_OUT/development-2.8-candidate" 280
 # 2.8.1: the candidate ranker's standardised features clipped to +-4 SD (no extrapolation past its training
 # candidates); shipped by a rule written before its development sets (main seed 181 site E, alt seed 183) were scored
-[ -f "$WORK/dev181/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 200 --seed 181 --out "$WORK/dev181"
-[ -f "$WORK/alt183/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 60 --seed 183 --external --out "$WORK/alt183"
-DEV281="$EVAL_OUT/development-2.8.1-candidate"
-for v in 280 281; do
-  if [ "$v" = 281 ]; then
-    "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
-        --out Resources/Models/breast_seg.safetensors --version 2.8.1 --ranker-clip-z 4
-  fi
-  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/dev181/manifest.csv" \
-      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV281/seg$v-dev181"
-  "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/alt183/manifest.csv" \
-      --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$DEV281/seg$v-alt183"
-done
+score_on_fresh_sets 181 183 "$EVAL_OUT/development-2.8.1-candidate" 280
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.8.1 --ranker-clip-z 4
+score_on_fresh_sets 181 183 "$EVAL_OUT/development-2.8.1-candidate" 281
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
