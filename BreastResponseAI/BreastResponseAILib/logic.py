@@ -199,7 +199,7 @@ def _runner_up_row(second: dict | None) -> str:
     if second is None:
         return "none (a single candidate, or the user's mask)"
     return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}: hidden "
-            "segment; 'Use runner-up' makes it the tumour")
+            "segment; 'Use runner-up candidate' makes it the tumour")
 
 
 def show_runner_up(segmentation, path: Path) -> None:
