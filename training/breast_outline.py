@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --grid: also score the half-way edge to these percentiles")
     parser.add_argument("--input-band-mm", type=float, help="redraw the edge on the input grid within this band "
                         "of the mapped outline, at the same level read there (absent: the outline as mapped)")
+    parser.add_argument("--close-share", type=float, help="close the outline's gaps with a ball of this share of its "
+                        "equivalent-sphere radius before holes are filled (absent: not)")
     parser.add_argument("--fill", choices=OUTLINE_FILLS, help="holes filled in 3-D, or slice by slice first; with "
                         "--grid, 'slices' scores both")
     parser.add_argument("--ranker-clip-z", type=float, help="the card's candidate ranker reads each standardised "
@@ -137,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             args.share is None and args.fill is None and args.ranker_clip_z is None):
         parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill, --ranker-clip-z "
                      "or several")
-    if (args.background_percentile is not None or args.input_band_mm is not None) and args.share is None:
-        parser.error("--background-percentile and --input-band-mm are part of a growth: give --share and "
-                     "--margin-mm with them")
+    if (args.background_percentile, args.input_band_mm, args.close_share) != (None, None, None) and args.share is None:
+        parser.error("--background-percentile, --input-band-mm and --close-share are part of a growth: give --share "
+                     "and --margin-mm with them")
     entries = {}
     if args.share is not None:
         try:
             growth = OutlineGrowth(args.share, args.margin_mm, args.background_percentile,
-                                   tuple(args.background_shell_mm), args.input_band_mm)
+                                   tuple(args.background_shell_mm), args.input_band_mm, args.close_share)
         except ValueError as error:
             parser.error(str(error))
         entries["outline_growth"] = {**growth.to_card(), "chosen_on": args.chosen_on}

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from responseai.breast.segmentation.inference import card_growth, select_tumour
-from responseai.breast.segmentation.outline import OutlineGrowth, grow_on_enhancement, redraw_on_input_grid
+from responseai.breast.segmentation.inference import card_growth, fill_holes, outline, select_tumour
+from responseai.breast.segmentation.outline import (
+    OutlineGrowth,
+    close_gaps,
+    grow_on_enhancement,
+    redraw_on_input_grid,
+)
 from responseai.errors import WeightsError
 from responseai.resources import model_path
 from responseai.weights import card_path, read_card, sha256_of
@@ -18,6 +23,7 @@ SPACING_ZYX = (2.0, 1.0, 1.0)
 GROWTH = OutlineGrowth(share=0.6, margin_mm=3.0)
 HALFWAY = OutlineGrowth(share=0.6, margin_mm=3.0, background_percentile=90.0, background_shell_mm=(3.0, 12.0))
 REDRAWN = OutlineGrowth(0.6, 3.0, 90.0, (3.0, 12.0), input_band_mm=3.0)
+CLOSED = OutlineGrowth(0.6, 3.0, 90.0, (3.0, 12.0), input_band_mm=3.0, close_share=0.3)
 
 
 def _ball(centre, radius_mm, shape=SHAPE):
@@ -147,7 +153,9 @@ def test_the_halfway_edge_on_a_box_equals_the_whole_volume_rule():
                                    {"share": 0.6, "margin_mm": 3, "background_percentile": 90,
                                     "background_shell_mm": [1, 2, 3]},
                                    {"share": 0.6, "margin_mm": 3, "background_percentile": 90, "input_band_mm": 0},
-                                   {"share": 0.6, "margin_mm": 3, "input_band_mm": "wide"}])
+                                   {"share": 0.6, "margin_mm": 3, "input_band_mm": "wide"},
+                                   {"share": 0.6, "margin_mm": 3, "close_share": 0},
+                                   {"share": 0.6, "margin_mm": 3, "close_share": 1.5}])
 def test_a_malformed_card_entry_is_refused(entry):
     assert card_growth({}) is None
     with pytest.raises(WeightsError, match="outline growth"):
@@ -173,6 +181,12 @@ def test_the_training_command_writes_the_entry_and_keeps_the_weights(tmp_path):
     assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.11", "--share", "0.6",
                                 "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3"]) == 0
     assert card_growth(read_card(out, expected_task="segmentation")) == REDRAWN
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.12", "--share", "0.6",
+                                "--margin-mm", "3", "--background-percentile", "90", "--input-band-mm", "3",
+                                "--close-share", "0.3"]) == 0
+    assert card_growth(read_card(out, expected_task="segmentation")) == CLOSED
+    with pytest.raises(SystemExit):  # a closing is part of a growth
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--close-share", "0.3"])
     assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.13",
                                 "--ranker-clip-z", "4"]) == 0
     clipped = read_card(out, expected_task="segmentation")["candidate_ranker"]
@@ -307,3 +321,51 @@ def test_segment_exam_redraws_the_edge_only_with_the_card_entry(tmp_path):
     assert ndimage.distance_transform_edt(~a, sampling=spacing)[b].max() <= 3.0 + 1e-6
     assert ndimage.distance_transform_edt(a, sampling=spacing)[~b & a].max() <= 3.0 + 1e-6
     assert (plain.runner_up is None) == (redrawn.runner_up is None)
+
+
+def _broken_rim_scene():
+    """A 14 mm rim-enhancing tumour (rim 4 mm thick, necrotic core) whose rim falls under the edge level in two
+    3–4 mm wide slots: the outline is a shell open in every axial, coronal and sagittal slice, which no hole
+    filling closes."""
+    tumour = _ball((15, 24, 28), 14)
+    rim = tumour & ~_ball((15, 24, 28), 10)
+    gap = np.zeros(SHAPE, bool)
+    gap[:, 23:26, :28] = True  # across every axial slice on the −x side
+    gap[14:16, :, 28:] = True  # across every coronal slice on the +x side
+    return tumour, rim & ~gap
+
+
+def test_closing_mends_a_broken_rim_so_the_necrotic_core_is_filled():
+    tumour, broken = _broken_rim_scene()
+    filled = fill_holes(broken, slices=True).astype(bool)
+    assert not filled[15, 24, 28] and _dice(filled, tumour) < 0.75  # the core leaks out through the gaps
+    closed = fill_holes(close_gaps(filled, None, SPACING_ZYX, 0.3), slices=True).astype(bool)
+    assert _dice(closed, tumour) > 0.97 and (closed & ~tumour).sum() < 0.01 * tumour.sum()
+
+
+def test_closing_adds_nothing_to_a_convex_outline_and_nothing_outside_the_breast():
+    tumour = _ball((15, 24, 28), 12)
+    np.testing.assert_array_equal(close_gaps(tumour, None, SPACING_ZYX, 0.3), tumour)
+    _, broken = _broken_rim_scene()
+    region = np.ones(SHAPE, bool)
+    region[:, :, :20] = False  # the gap's outer half lies outside the breast
+    closed = close_gaps(fill_holes(broken, slices=True).astype(bool), region, SPACING_ZYX, 0.3)
+    assert not (closed & ~broken & ~region).any()
+
+
+def test_closing_leaves_a_small_tumour_as_it_is():
+    """The ball scales with the tumour: a 2 mm tumour's is under a voxel, so its notch stays."""
+    small = _ball((15, 24, 28), 2.5)
+    small[15, 24, 26] = False
+    np.testing.assert_array_equal(close_gaps(small, None, SPACING_ZYX, 0.3), small)
+
+
+def test_outline_closes_the_gaps_only_with_the_card_entry():
+    tumour, broken = _broken_rim_scene()
+    subtraction = np.where(broken, 1.0, 0.05).astype(np.float32)
+    channels = np.stack([np.full(SHAPE, 0.3, np.float32)] * 3 + [subtraction])
+    region, spacing_xyz = np.ones(SHAPE, bool), SPACING_ZYX[::-1]
+    without = outline(broken, channels, region, spacing_xyz, REDRAWN, fill_slices=True).astype(bool)
+    closed = outline(broken, channels, region, spacing_xyz, CLOSED, fill_slices=True).astype(bool)
+    assert not without[15, 24, 28] and closed[15, 24, 28]
+    assert _dice(without, tumour) < 0.75 < 0.97 < _dice(closed, tumour)

@@ -31,7 +31,13 @@ from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.model import TASK, build_model
-from responseai.breast.segmentation.outline import SUBTRACTION, OutlineGrowth, grow_on_enhancement, redraw_on_input_grid
+from responseai.breast.segmentation.outline import (
+    SUBTRACTION,
+    OutlineGrowth,
+    close_gaps,
+    grow_on_enhancement,
+    redraw_on_input_grid,
+)
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
 from responseai.io import resample_binary
@@ -188,10 +194,14 @@ def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarr
             fill_slices: bool = False, probability: np.ndarray | None = None) -> np.ndarray:
     """The mask returned for a chosen component: completed on its enhancement when the card says so (trimmed
     first to the edge level when its growth has a background, keeping the piece of most tumour
-    ``probability``), holes filled (slice by slice first when the card's ``outline_fill`` is ``slices``)."""
+    ``probability``), its gaps closed when the growth has a ``close_share`` (:func:`.outline.close_gaps`), holes
+    filled (slice by slice first when the card's ``outline_fill`` is ``slices``)."""
     if growth is not None and channels is not None:
         component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth,
                                         probability)
+        if growth.close_share is not None:  # the radius from the filled outline: the tumour's volume
+            component = close_gaps(fill_holes(component, slices=fill_slices).astype(bool), region,
+                                   spacing_xyz[::-1], growth.close_share)
     return fill_holes(component, slices=fill_slices)
 
 

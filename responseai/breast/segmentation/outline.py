@@ -51,6 +51,7 @@ class OutlineGrowth:
     background_percentile: float | None = None
     background_shell_mm: tuple[float, float] = (3.0, 12.0)
     input_band_mm: float | None = None  # redraw the edge on the input grid within this band (None: as mapped)
+    close_share: float | None = None  # gaps closed by a ball of this share of the equivalent radius (None: not)
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1 or not 0 <= self.margin_mm <= 20:
@@ -62,6 +63,8 @@ class OutlineGrowth:
                              f"0 <= inner < outer <= 30 mm, got {self}")
         if self.input_band_mm is not None and not 0 < self.input_band_mm <= 10:
             raise ValueError(f"outline growth needs 0 < input_band_mm <= 10, got {self}")
+        if self.close_share is not None and not 0 < self.close_share <= 1:
+            raise ValueError(f"outline growth needs 0 < close_share <= 1, got {self}")
 
     @classmethod
     def from_card(cls, entry: Mapping) -> OutlineGrowth:
@@ -69,9 +72,10 @@ class OutlineGrowth:
         shell = tuple(float(v) for v in entry.get("background_shell_mm", (3.0, 12.0)))
         if len(shell) != 2:
             raise ValueError(f"background_shell_mm needs (inner, outer), got {shell}")
-        band = entry.get("input_band_mm")
+        band, close = entry.get("input_band_mm"), entry.get("close_share")
         return cls(float(entry["share"]), float(entry["margin_mm"]),
-                   None if percentile is None else float(percentile), shell, None if band is None else float(band))
+                   None if percentile is None else float(percentile), shell, None if band is None else float(band),
+                   None if close is None else float(close))
 
     def to_card(self) -> dict:
         entry = {"share": self.share, "margin_mm": self.margin_mm}
@@ -80,6 +84,8 @@ class OutlineGrowth:
                       "background_shell_mm": list(self.background_shell_mm)}
         if self.input_band_mm is not None:
             entry["input_band_mm"] = self.input_band_mm
+        if self.close_share is not None:
+            entry["close_share"] = self.close_share
         return entry
 
     def reach_mm(self) -> float:
@@ -171,6 +177,42 @@ def redraw_on_input_grid(mask: np.ndarray, pre: np.ndarray, post1: np.ndarray, b
     out = mask.astype(bool).copy()
     out[box] = labels == int(np.argmax(overlap)) + 1
     return out
+
+
+def close_gaps(outline: np.ndarray, region: np.ndarray | None, spacing_zyx: Sequence[float],
+               share: float) -> np.ndarray:
+    """``outline`` (bool) with the gaps in it closed by a ball of ``share`` × its equivalent-sphere radius.
+
+    A rim-enhancing tumour's rim, or a heterogeneous tumour's weakly enhancing parts, fall under the
+    half-way edge level in places: the outline is then a broken shell or a cluster of pieces, and the
+    hole filling that completes a necrotic core cannot close it. A morphological closing bridges gaps
+    narrower than about the ball's diameter and adds nothing beyond the outline's concave envelope; the
+    radius scales with the tumour so that a small one's margin is not smoothed away. Voxels are added
+    inside the breast ``region`` only.
+    """
+    spacing = np.asarray(spacing_zyx, float)
+    radius_mm = share * (3 * outline.sum() * spacing.prod() / (4 * np.pi)) ** (1 / 3)
+    ball = ball_mm(radius_mm, spacing)
+    if ball.sum() <= 1:
+        return outline.astype(bool)
+    pad = tuple(n // 2 + 1 for n in ball.shape)
+    box = bounding_box(outline, pad)
+    if box is None:
+        return outline.astype(bool)
+    padded = np.pad(outline[box].astype(bool), [(p, p) for p in pad])
+    closed = ndimage.binary_closing(padded, structure=ball)[tuple(slice(p, -p) for p in pad)]
+    if region is not None:
+        closed &= region[box].astype(bool)
+    out = outline.astype(bool).copy()
+    out[box] |= closed
+    return out
+
+
+def ball_mm(radius_mm: float, spacing_zyx: Sequence[float]) -> np.ndarray:
+    """The voxels within ``radius_mm`` of the centre on a grid of ``spacing_zyx`` (a structuring element)."""
+    reach = [int(radius_mm // s) for s in spacing_zyx]
+    z, y, x = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    return (z * spacing_zyx[0]) ** 2 + (y * spacing_zyx[1]) ** 2 + (x * spacing_zyx[2]) ** 2 <= radius_mm ** 2
 
 
 def halfway_level(core: np.ndarray, uptake: np.ndarray, breast: np.ndarray | None, spacing_zyx: Sequence[float],
