@@ -213,8 +213,12 @@ def write_segmentation(
     return path
 
 
-def read_segmentation(path: str | Path, name: str = TUMOUR_SEGMENT) -> Image:
-    """Read one named segment of a ``.seg.nrrd`` as a uint8 mask with its geometry."""
+def read_segmentation(path: str | Path, name: str | None = TUMOUR_SEGMENT) -> Image:
+    """Read one named segment of a ``.seg.nrrd`` as a uint8 mask with its geometry.
+
+    ``name=None``: the Tumour segment, or else the file's only segment whatever its name (a segment the
+    user renamed, or the runner-up candidate the breast job writes to be used as the tumour).
+    """
     import slicerio
 
     path = Path(path)
@@ -222,6 +226,8 @@ def read_segmentation(path: str | Path, name: str = TUMOUR_SEGMENT) -> Image:
         raise InputFileError(f"{path}: segmentation file does not exist")
     segmentation = slicerio.read_segmentation(str(path))
     names = slicerio.segment_names(segmentation)
+    if name is None:
+        name = names[0] if len(names) == 1 else TUMOUR_SEGMENT
     if name not in names:
         raise InputFileError(f"{path}: no segment named '{name}' (segments: {', '.join(names) or 'none'})")
     voxels = slicerio.extract_segments(segmentation, [(name, 1)])["voxels"]
@@ -232,5 +238,5 @@ def read_segmentation(path: str | Path, name: str = TUMOUR_SEGMENT) -> Image:
 
 
 def read_mask(path: str | Path) -> Image:
-    """A label file or a .seg.nrrd (segment Tumour) → the tumour mask image."""
-    return read_segmentation(path) if str(path).endswith(".seg.nrrd") else read_image(path, "tumour mask")
+    """A label file or a .seg.nrrd (its Tumour segment, or its only segment) → the tumour mask image."""
+    return read_segmentation(path, None) if str(path).endswith(".seg.nrrd") else read_image(path, "tumour mask")

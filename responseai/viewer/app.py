@@ -26,7 +26,7 @@ from responseai.viewer.cases import CaseEntry, family_piece, form_errors, form_f
 from responseai.viewer.jobs import (
     KINETICS_FAMILY, Job, crossmodal_available, crossmodal_command, crossmodal_summary, kinetics_available,
     kinetics_command, prediction_command, read_result, recurrence_available, recurrence_command,
-    recurrence_summary, report_command,
+    recurrence_summary, report_command, runner_up_offer,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class ViewerApp:
         self._job: Job | None = None
         self._runs = 0
         self._result = None
+        self._mask: Path | None = None  # a tumour segment chosen in the page (the runner-up), for the case on screen
+        self._runner_up: Path | None = None  # the last prediction's runner-up candidate, when it has one
         self._init_state()
         self._build_ui()
         self.layout_manager.set_layout("ResponseAI")
@@ -133,6 +135,8 @@ class ViewerApp:
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_visible = True
         s.recurrence_possible = s.crossmodal_possible = False  # the case folder holds their inputs
+        s.segment_source = s.runner_up_text = ""
+        s.runner_up_chosen = False
         self._clear_family_outputs()
         s.node_count = self.session.node_count()
         s.change(*[_key(f["name"]) for f in self.fields])(self._on_clinical)
@@ -145,6 +149,8 @@ class ViewerApp:
         self.ctrl.run_kinetics = self.run_kinetics
         self.ctrl.run_recurrence = self.run_recurrence
         self.ctrl.run_crossmodal = self.run_crossmodal
+        self.ctrl.use_runner_up = self.use_runner_up
+        self.ctrl.use_automatic = self.use_automatic
 
     def _clear_family_outputs(self) -> None:
         s = self.state
@@ -177,7 +183,9 @@ class ViewerApp:
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_possible = s.recurrence_possible = s.crossmodal_possible = False
         self._clear_family_outputs()
-        self._result = None
+        self._result = self._mask = self._runner_up = None
+        s.segment_source = s.runner_up_text = ""
+        s.runner_up_chosen = False
         try:
             entry = self.cases[int(index)]
         except (TypeError, ValueError, IndexError):
@@ -220,17 +228,47 @@ class ViewerApp:
             s.running, s.progress, s.progress_message = True, 0, "starting"
             s.run_error = s.pcr_text = s.pcr_raw = s.report_url = ""
             s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""  # the new run hides the old map
-        result = await self._job_then(Job(prediction_command(entry, self.clinical(), folder)),
+        result = await self._job_then(Job(prediction_command(entry, self.clinical(), folder, mask=self._mask)),
                                       lambda: self.session.import_outputs(folder / "out"), f"run on {entry.case_id}")
         if result is None:
             return
         self._result = result
+        offer = runner_up_offer(result.prediction)
+        self._runner_up = None if offer is None else offer[0]
         with s:
             s.running, s.progress, s.progress_message = False, 100, "done"
             s.pcr_raw = repr(result.probability)
             s.pcr_text = f"{result.probability:.3f}"
             s.predicted_class = str(result.record.get("predicted_class", ""))
+            s.segment_source = self._segment_source(result.record)
+            s.runner_up_text = "" if offer is None else offer[1]
+            s.runner_up_chosen = self._mask is not None
             s.node_count = self.session.node_count()
+
+    def _segment_source(self, record: dict) -> str:
+        """Where the prediction's tumour segment came from, in the page's words."""
+        if self._mask is not None:
+            return "the runner-up candidate, chosen here"
+        return "automatic segmentation" if record.get("mask_source") == "model" else "the case's mask"
+
+    def use_runner_up(self) -> None:
+        """Predict again with the last prediction's runner-up candidate as the tumour segment.
+
+        When the automatic choice outlined something else (a node, a patch of parenchyma) the tumour is
+        mostly the second candidate: one click instead of drawing it. It stays the case's segment for
+        later runs until the case is changed or :meth:`use_automatic` is pressed.
+        """
+        if self.state.running or self._runner_up is None:
+            return
+        self._mask = self._runner_up
+        self.run()
+
+    def use_automatic(self) -> None:
+        """Predict again with the automatic segmentation (undoes :meth:`use_runner_up`)."""
+        if self.state.running or self._mask is None:
+            return
+        self._mask = None
+        self.run()
 
     async def _job_then(self, job: Job, load, what: str):
         """Run ``job`` off the UI thread with progress (Cancel reaches it), then ``load()`` its outputs.
@@ -423,6 +461,16 @@ class ViewerApp:
                             html.Span("{{ pcr_text }}", id="pcr-probability", classes="text-h6")
                             html.Span("{{ pcr_raw }}", id="pcr-raw", style="display:none")
                             html.Div("predicted: {{ predicted_class }}", classes="text-caption")
+                            html.Div("tumour segment: {{ segment_source }}", id="segment-source",
+                                     classes="text-caption")
+                            with html.Div(v_if="runner_up_text", id="runner-up", classes="mt-1"):
+                                html.Div("runner-up candidate: {{ runner_up_text }}", id="runner-up-text",
+                                         classes="text-caption")
+                                v.VBtn("Use runner-up candidate", id="use-runner-up", block=True, variant="outlined",
+                                       disabled=("running",), click=self.ctrl.use_runner_up)
+                            v.VBtn("Back to the automatic choice", v_if="runner_up_chosen", id="use-automatic",
+                                   block=True, variant="outlined", classes="mt-1", disabled=("running",),
+                                   click=self.ctrl.use_automatic)
                             v.VSlider(v_model=("opacity",), min=0, max=1, step=0.05, label="heatmap opacity",
                                       id="opacity", density="compact", hide_details=True, classes="mt-2")
                             v.VBtn("Write report", id="write-report", block=True, classes="mt-2",

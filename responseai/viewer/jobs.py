@@ -22,7 +22,7 @@ from responseai.errors import ResponseAIError
 from responseai.progress import parse_progress
 from responseai.slicer_bridge.jobs import error_from_log, job_environment, kill_process_tree, python_executable
 from responseai.viewer.cases import (
-    CROSSMODAL_INPUTS, FAMILY, PHASES, RECURRENCE_INPUTS, CaseEntry, recurrence_clinical,
+    CROSSMODAL_INPUTS, FAMILY, PHASES, RECURRENCE_INPUTS, CaseEntry, family_piece, recurrence_clinical,
 )
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,12 @@ ProgressSink = Callable[[int, str], None]
 
 
 def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder: Path,
-                       family: str = FAMILY) -> list[str]:
+                       family: str = FAMILY, mask: Path | None = None) -> list[str]:
     """Write the form's clinical values into ``folder`` and return the predict command line.
 
     Values are passed as entered ('' = unknown, left out): the job validates them again with
-    the same schema, so the form can never send what the CLI would refuse.
+    the same schema, so the form can never send what the CLI would refuse. ``mask``: a tumour
+    segment chosen in the page (an earlier run's runner-up candidate) in place of the case's own.
     """
     if entry.error:
         raise ResponseAIError(entry.error)
@@ -44,10 +45,28 @@ def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder:
     (folder / "clinical.json").write_text(json.dumps(record), encoding="utf-8")
     command = [python_executable(), "-m", "responseai.cli", "predict", family, "--case-id", entry.case_id,
                "--clinical", str(folder / "clinical.json"), "--out", str(folder / "out")]
-    for name in (*PHASES, "mask"):
-        if name in entry.files:
-            command += [f"--{name}", str(entry.confined(entry.files[name]))]
+    files = {name: entry.confined(entry.files[name]) for name in (*PHASES, "mask") if name in entry.files}
+    if mask is not None:
+        files["mask"] = Path(mask)
+    for name, path in files.items():
+        command += [f"--{name}", str(path)]
     return command
+
+
+def runner_up_offer(prediction: Path, family: str = FAMILY) -> tuple[Path, str] | None:
+    """A finished prediction's runner-up candidate as (its segment file, a line for the page), or None.
+
+    When the automatic choice is wrong the tumour is mostly the second-ranked candidate (docs/segmentation.md);
+    the breast job writes it beside the tumour segment and describes it in ``result.json``. None when the
+    prediction has none (the case's own mask was used, or there was one candidate).
+    """
+    path = Path(prediction) / family_piece("constants:RUNNER_UP_FILE", family)
+    candidate = read_result(prediction).get("runner_up_candidate")
+    if not path.is_file() or not isinstance(candidate, Mapping):
+        return None
+    side = candidate.get("side")
+    where = f", {side} breast" if side in ("left", "right") else ""
+    return path, f"{float(candidate['volume_ml']):.2f} ml{where}"
 
 
 KINETICS_FAMILY = "kinetics"

@@ -140,6 +140,18 @@ def test_seg_nrrd_round_trip_keeps_mask_and_geometry(tmp_path: Path):
         read_segmentation(tmp_path / "tumour.seg.nrrd", "Liver")
 
 
+def test_a_mask_file_with_one_segment_of_another_name_is_the_tumour(tmp_path: Path):
+    """The runner-up candidate the breast job writes (or a segment the user renamed) is usable as ``--mask``."""
+    from responseai.io import read_mask, read_segmentation, write_segmentation
+
+    image = _oblique_image()
+    mask = image.with_array((image.array > 700).astype(np.uint8))
+    path = write_segmentation(mask, tmp_path / "runner-up.seg.nrrd", "Runner-up candidate")
+    assert np.array_equal(read_mask(path).array, mask.array)
+    with pytest.raises(InputFileError, match="no segment named 'Tumour'"):  # asked by name: still strict
+        read_segmentation(path)
+
+
 def test_dicom_seg_export_references_the_source_series(tmp_path: Path):
     import highdicom as hd
     import pydicom
