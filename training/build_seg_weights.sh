@@ -101,6 +101,15 @@ score_on_fresh_sets 181 183 "$EVAL_OUT/development-2.8.1-candidate" 280
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
     --out Resources/Models/breast_seg.safetensors --version 2.8.1 --ranker-clip-z 4
 score_on_fresh_sets 181 183 "$EVAL_OUT/development-2.8.1-candidate" 281
+# 2.9.0: the chosen outline's gaps closed by a ball of 0.3 x its equivalent-sphere radius (inside the breasts)
+# before its holes are filled; shipped by a rule written before its development sets (main seed 191 site E,
+# alt seed 193) were scored (docs/segmentation-evaluation/development-2.9-candidate/RULE.md)
+score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 281
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.9.0 --share 0.6 --margin-mm 3 --fill slices \
+    --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 --close-share 0.3 \
+    --chosen-on "2.8.0's growth; close_share 0.3 explored on main seeds 171, 181 site E and alt seeds 173, 183; shipped by a rule written before scoring main seed 191 site E and alt seed 193"
+score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
