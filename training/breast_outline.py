@@ -16,6 +16,8 @@ Usage:
     python -m training.train breast outline --weights W --out W2 --version 2.5.1 --fill slices
     python -m training.train breast outline --weights W --out W2 --version 2.7.0 --share 0.6 --margin-mm 3 \
         --background-percentile 90 --background-shell-mm 3 12 --fill slices --chosen-on "why"
+    python -m training.train breast outline --weights W --out W2 --version 2.9.0 --share 0.6 --margin-mm 3 \
+        --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 --close-share 0.3 --fill slices
 """
 
 from __future__ import annotations

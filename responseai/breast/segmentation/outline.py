@@ -19,6 +19,10 @@ drawn there and mapped back is a few voxels too wide or too narrow all round. A 
 ``input_band_mm`` (2.8.0) redraws the edge on the user's own grid, at the same half-way level read
 from the input's own subtraction, within that band of the mapped outline (:func:`redraw_on_input_grid`).
 
+A rim-enhancing tumour's rim can fall under that level in places, leaving a broken shell whose necrotic
+core no hole filling reaches. A growth with a ``close_share`` (2.9.0) closes the outline's gaps with a
+ball scaled to the tumour before the holes are filled (:func:`close_gaps`).
+
 The share, margin and background are stored in the segmentation card (``outline_growth``), chosen on
 development exams (``training.breast_outline``); a card without the entry is used as it is.
 """
@@ -186,7 +190,7 @@ def close_gaps(outline: np.ndarray, region: np.ndarray | None, spacing_zyx: Sequ
     A rim-enhancing tumour's rim, or a heterogeneous tumour's weakly enhancing parts, fall under the
     half-way edge level in places: the outline is then a broken shell or a cluster of pieces, and the
     hole filling that completes a necrotic core cannot close it. A morphological closing bridges gaps
-    narrower than about the ball's diameter and adds nothing beyond the outline's concave envelope; the
+    narrower than about the ball's diameter and adds nothing outside the outline's convex hull; the
     radius scales with the tumour so that a small one's margin is not smoothed away. Voxels are added
     inside the breast ``region`` only.
     """
