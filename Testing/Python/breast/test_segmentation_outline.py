@@ -353,6 +353,30 @@ def test_closing_adds_nothing_to_a_convex_outline_and_nothing_outside_the_breast
     assert not (closed & ~broken & ~region).any()
 
 
+def _ball_element(radius_mm, spacing_zyx):
+    reach = [int(radius_mm // s) for s in spacing_zyx]
+    z, y, x = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    return (z * spacing_zyx[0]) ** 2 + (y * spacing_zyx[1]) ** 2 + (x * spacing_zyx[2]) ** 2 <= radius_mm**2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_distance_closing_is_the_closing_by_a_ball(seed):
+    """The two distance transforms give exactly scipy's closing by the ball of the same radius (padded, so
+    that the volume's border plays no part), on irregular pieces of irregular sizes."""
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.random(SHAPE), 2.0)
+    outline = (smooth > np.quantile(smooth, 0.4 + 0.05 * seed)) & _ball((15, 24, 32), 16 + 2 * seed)
+    spacing = (2.0, 1.5, 1.5)
+    radius = 0.3 * (3 * outline.sum() * np.prod(spacing) / (4 * np.pi)) ** (1 / 3)
+    element = _ball_element(radius, spacing)
+    pad = [n for n in element.shape]
+    expected = ndimage.binary_closing(np.pad(outline, [(p, p) for p in pad]), structure=element)
+    expected = expected[tuple(slice(p, -p) for p in pad)] | outline
+    closed = close_gaps(outline, None, spacing, 0.3)
+    assert closed.sum() > outline.sum()  # something to close
+    np.testing.assert_array_equal(closed, expected)
+
+
 def test_closing_leaves_a_small_tumour_as_it_is():
     """The ball scales with the tumour: a 2 mm tumour's is under a voxel, so its notch stays."""
     small = _ball((15, 24, 28), 2.5)

@@ -193,30 +193,28 @@ def close_gaps(outline: np.ndarray, region: np.ndarray | None, spacing_zyx: Sequ
     narrower than about the ball's diameter and adds nothing outside the outline's convex hull; the
     radius scales with the tumour so that a small one's margin is not smoothed away. Voxels are added
     inside the breast ``region`` only.
+
+    The closing is computed with two Euclidean distance transforms (dilation: within the radius of the
+    outline; erosion: further than the radius from outside the dilation), which equals the closing by a
+    ball of that radius in millimetres at a cost that does not grow with the ball: a structuring element
+    took 6 s on a 900 ml outline.
     """
     spacing = np.asarray(spacing_zyx, float)
     radius_mm = share * (3 * outline.sum() * spacing.prod() / (4 * np.pi)) ** (1 / 3)
-    ball = ball_mm(radius_mm, spacing)
-    if ball.sum() <= 1:
+    if radius_mm < spacing.min():  # the ball is one voxel: nothing to close
         return outline.astype(bool)
-    pad = tuple(n // 2 + 1 for n in ball.shape)
+    pad = tuple(int(radius_mm // s) + 2 for s in spacing)
     box = bounding_box(outline, pad)
     if box is None:
         return outline.astype(bool)
     padded = np.pad(outline[box].astype(bool), [(p, p) for p in pad])
-    closed = ndimage.binary_closing(padded, structure=ball)[tuple(slice(p, -p) for p in pad)]
+    dilated = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
+    closed = (ndimage.distance_transform_edt(dilated, sampling=spacing) > radius_mm)[tuple(slice(p, -p) for p in pad)]
     if region is not None:
         closed &= region[box].astype(bool)
     out = outline.astype(bool).copy()
     out[box] |= closed
     return out
-
-
-def ball_mm(radius_mm: float, spacing_zyx: Sequence[float]) -> np.ndarray:
-    """The voxels within ``radius_mm`` of the centre on a grid of ``spacing_zyx`` (a structuring element)."""
-    reach = [int(radius_mm // s) for s in spacing_zyx]
-    z, y, x = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
-    return (z * spacing_zyx[0]) ** 2 + (y * spacing_zyx[1]) ** 2 + (x * spacing_zyx[2]) ** 2 <= radius_mm ** 2
 
 
 def halfway_level(core: np.ndarray, uptake: np.ndarray, breast: np.ndarray | None, spacing_zyx: Sequence[float],
