@@ -91,8 +91,6 @@ class ViewerApp:
         self._job: Job | None = None
         self._runs = 0
         self._result = None
-        self._mask: Path | None = None  # a tumour segment chosen in the page (the runner-up), for the case on screen
-        self._runner_up: Path | None = None  # the last prediction's runner-up candidate, when it has one
         self._init_state()
         self._build_ui()
         self.layout_manager.set_layout("ResponseAI")
@@ -135,8 +133,7 @@ class ViewerApp:
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_visible = True
         s.recurrence_possible = s.crossmodal_possible = False  # the case folder holds their inputs
-        s.segment_source = s.runner_up_text = ""
-        s.runner_up_chosen = False
+        self._clear_segment_choice()
         self._clear_family_outputs()
         s.node_count = self.session.node_count()
         s.change(*[_key(f["name"]) for f in self.fields])(self._on_clinical)
@@ -151,6 +148,13 @@ class ViewerApp:
         self.ctrl.run_crossmodal = self.run_crossmodal
         self.ctrl.use_runner_up = self.use_runner_up
         self.ctrl.use_automatic = self.use_automatic
+
+    def _clear_segment_choice(self) -> None:
+        """Forget the runner-up offered and the segment chosen in the page (a new case starts automatic)."""
+        self._mask: Path | None = None  # a tumour segment chosen in the page (the runner-up) for the case on screen
+        self._runner_up: Path | None = None  # the last prediction's runner-up candidate, when it has one
+        self.state.segment_source = self.state.runner_up_text = ""
+        self.state.runner_up_chosen = False
 
     def _clear_family_outputs(self) -> None:
         s = self.state
@@ -183,9 +187,8 @@ class ViewerApp:
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_possible = s.recurrence_possible = s.crossmodal_possible = False
         self._clear_family_outputs()
-        self._result = self._mask = self._runner_up = None
-        s.segment_source = s.runner_up_text = ""
-        s.runner_up_chosen = False
+        self._result = None
+        self._clear_segment_choice()
         try:
             entry = self.cases[int(index)]
         except (TypeError, ValueError, IndexError):

@@ -98,5 +98,12 @@ def test_use_runner_up_predicts_again_with_it_and_back(slicer_app, two_candidate
         await _settle()
         assert state.segment_source == "automatic segmentation" and not state.runner_up_chosen
         assert state.runner_up_text
+        app.use_runner_up()
+        await _settle()
+        assert state.runner_up_chosen
+        app.select_case(0)  # the case again: it starts automatic, nothing offered before a run
+        assert not state.runner_up_chosen and state.runner_up_text == "" and state.segment_source == ""
+        app.use_runner_up()  # nothing to use: no job starts
+        assert not state.running
 
     asyncio.run(clicks())
