@@ -59,16 +59,17 @@ class OutlineGrowth:
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1 or not 0 <= self.margin_mm <= 20:
-            raise ValueError(f"outline growth needs 0 < share <= 1 and 0 <= margin_mm <= 20, got {self}")
+            raise ValueError("outline growth needs 0 < share <= 1 and 0 <= margin_mm <= 20, got share "
+                             f"{self.share:g}, margin_mm {self.margin_mm:g}")
         inner, outer = self.background_shell_mm
         if self.background_percentile is not None and (
                 not 0 < self.background_percentile <= 100 or not 0 <= inner < outer <= 30):
-            raise ValueError("outline growth needs 0 < background_percentile <= 100 and a shell "
-                             f"0 <= inner < outer <= 30 mm, got {self}")
+            raise ValueError("outline growth needs 0 < background_percentile <= 100 and a shell 0 <= inner < outer "
+                             f"<= 30 mm, got {self.background_percentile:g} and ({inner:g}, {outer:g}) mm")
         if self.input_band_mm is not None and not 0 < self.input_band_mm <= 10:
-            raise ValueError(f"outline growth needs 0 < input_band_mm <= 10, got {self}")
+            raise ValueError(f"outline growth needs 0 < input_band_mm <= 10, got {self.input_band_mm:g}")
         if self.close_share is not None and not 0 < self.close_share <= 1:
-            raise ValueError(f"outline growth needs 0 < close_share <= 1, got {self}")
+            raise ValueError(f"outline growth needs 0 < close_share <= 1, got {self.close_share:g}")
 
     @classmethod
     def from_card(cls, entry: Mapping) -> OutlineGrowth:
