@@ -236,7 +236,7 @@ class ViewerApp:
         if result is None:
             return
         self._result = result
-        offer = runner_up_offer(result.prediction)
+        offer = runner_up_offer(result.prediction, result.record)
         self._runner_up = None if offer is None else offer[0]
         with s:
             s.running, s.progress, s.progress_message = False, 100, "done"

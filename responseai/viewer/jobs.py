@@ -53,15 +53,17 @@ def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder:
     return command
 
 
-def runner_up_offer(prediction: Path, family: str = FAMILY) -> tuple[Path, str] | None:
+def runner_up_offer(prediction: Path, record: Mapping[str, object],
+                    family: str = FAMILY) -> tuple[Path, str] | None:
     """A finished prediction's runner-up candidate as (its segment file, a line for the page), or None.
 
     When the automatic choice is wrong the tumour is mostly the second-ranked candidate (docs/segmentation.md);
-    the breast job writes it beside the tumour segment and describes it in ``result.json``. None when the
-    prediction has none (the case's own mask was used, or there was one candidate).
+    the breast job writes it beside the tumour segment and describes it in its ``result.json`` (``record``,
+    already read by the caller). None when the prediction has none (the case's own mask was used, or there
+    was one candidate).
     """
     path = Path(prediction) / family_piece("constants:RUNNER_UP_FILE", family)
-    candidate = read_result(prediction).get("runner_up_candidate")
+    candidate = record.get("runner_up_candidate")
     if not path.is_file() or not isinstance(candidate, Mapping):
         return None
     side = candidate.get("side")

@@ -35,9 +35,8 @@ def two_candidate_case(tmp_path_factory):
     return folder
 
 
-def _prediction(folder: Path, record: dict, runner_up: bool) -> Path:
+def _prediction(folder: Path, runner_up: bool) -> Path:
     folder.mkdir(parents=True)
-    (folder / "result.json").write_text(json.dumps(record), encoding="utf-8")
     if runner_up:
         (folder / RUNNER_UP_FILE).write_bytes(b"")
     return folder
@@ -45,10 +44,10 @@ def _prediction(folder: Path, record: dict, runner_up: bool) -> Path:
 
 def test_the_offer_reads_the_jobs_result_and_file(tmp_path):
     described = {"runner_up_candidate": {"volume_ml": 1.234, "side": "right", "score_margin": 0.4}}
-    path, line = runner_up_offer(_prediction(tmp_path / "a", described, runner_up=True))
+    path, line = runner_up_offer(_prediction(tmp_path / "a", runner_up=True), described)
     assert path.name == RUNNER_UP_FILE and line == "1.23 ml, right breast"
-    assert runner_up_offer(_prediction(tmp_path / "b", described, runner_up=False)) is None  # no file
-    assert runner_up_offer(_prediction(tmp_path / "c", {"mask_source": "user"}, runner_up=True)) is None
+    assert runner_up_offer(_prediction(tmp_path / "b", runner_up=False), described) is None  # no file
+    assert runner_up_offer(_prediction(tmp_path / "c", runner_up=True), {"mask_source": "user"}) is None
 
 
 def test_a_chosen_segment_replaces_the_cases_own_in_the_job(tmp_path, two_candidate_case):
