@@ -36,6 +36,13 @@ independent of pCR. A model that looks outside the tumour learns it and fails ex
 
 Every case draws from its own ``SeedSequence([seed, index])`` stream, so the cohort is
 byte-identical for a seed whatever the number of worker processes.
+
+``--gland-seated`` (a training option, off by default so that every documented cohort keeps its bytes):
+most breast cancers arise in the fibroglandular tissue, so in a real exam the tumour usually abuts
+parenchyma, which enhances in moderate or marked BPE. Here the tumour is placed where the
+fibroglandular tissue is densest among several draws and the BPE level is drawn heavier
+(:data:`GLAND_SEATED_BPE`). Both draws come from a second per-case stream, so the rest of the case
+(clinical record, label, anatomy, acquisition) is the default cohort's.
 """
 
 from __future__ import annotations
@@ -178,6 +185,8 @@ _TISSUES = {
 _T = {name: code for code, name in enumerate(_TISSUES)}
 _TABLE = np.array(list(_TISSUES.values()), np.float32)
 BPE_ENHANCEMENT = (0.06, 0.14, 0.26, 0.42)  # post1 FGT enhancement per BPE level (post2: ×1.35)
+GLAND_SEATED_BPE = (0.10, 0.25, 0.35, 0.30)  # BPE level probabilities of a gland-seated case (any age)
+GLAND_SEATED_DRAWS = 12  # tumour positions drawn; the one with the most fibroglandular tissue around it is kept
 DENSITY_FRACTION = ((0.04, 0.10), (0.10, 0.25), (0.25, 0.50), (0.50, 0.75))  # FGT share of the breast
 ARTEFACT_ENHANCEMENT = 1.5  # coil-artefact peak, in enhancement units, per unit amplitude
 
@@ -808,11 +817,31 @@ def _tumour_shape(rng, grid: _Grid, centre: np.ndarray, radius: float, latent: d
     return box, dist, surface
 
 
-def _render_tumour(rng, grid: _Grid, body: dict, clinical: dict, latent: dict, scene: _Scene) -> dict:
-    """Place the tumour in one breast and compute its per-voxel kinetics, texture and halo."""
+def _gland_share(grid: _Grid, scene: _Scene, centre: np.ndarray, radius: float) -> float:
+    """The share of fibroglandular tissue within ``radius`` mm of ``centre`` (0 off the grid)."""
+    box = grid.box(centre - radius, centre + radius)
+    if box is None:
+        return 0.0
+    d2 = sum((np.broadcast_to(_crop(c, box), _box_shape(box)) - np.float32(m)) ** 2
+             for c, m in ((grid.X, centre[0]), (grid.Y, centre[1]), (grid.Z, centre[2])))
+    inside = d2 <= radius ** 2
+    return float((scene.tissue[box][inside] == _T["fgt"]).mean()) if inside.any() else 0.0
+
+
+def _render_tumour(rng, grid: _Grid, body: dict, clinical: dict, latent: dict, scene: _Scene,
+                   seat: np.random.Generator | None = None) -> dict:
+    """Place the tumour in one breast and compute its per-voxel kinetics, texture and halo.
+
+    With ``seat`` (a gland-seated case's own stream) more positions are drawn from it and the one
+    with the most fibroglandular tissue around it is kept.
+    """
     side = int(rng.choice([1, -1]))
     radius = clinical["tumour_size_mm"] / 2
     centre, quadrant = _sample_in_breast(rng, body, side, 0.6 * radius + 4)
+    if seat is not None:
+        draws = [(centre, quadrant)] + [_sample_in_breast(seat, body, side, 0.6 * radius + 4)
+                                        for _ in range(GLAND_SEATED_DRAWS - 1)]
+        centre, quadrant = max(draws, key=lambda d: _gland_share(grid, scene, d[0], radius + 5))
     shape = _tumour_shape(rng, grid, centre, radius, latent, halo=16.0)
     breast_label = 1 if side > 0 else 2
     info = {"side": side, "centre": centre, "quadrant": quadrant, "box": None}
@@ -938,11 +967,18 @@ def _scanner(rng, grid: _Grid, signals: dict[str, np.ndarray], motion: dict[str,
 # =============================================================================================
 # One case
 # =============================================================================================
-def generate_case(seed: int, index: int, site: Site | None = None) -> Case:
-    """Generate case ``index`` of the cohort ``seed`` (its site drawn unless given)."""
+def generate_case(seed: int, index: int, site: Site | None = None, gland_seated: bool = False) -> Case:
+    """Generate case ``index`` of the cohort ``seed`` (its site drawn unless given).
+
+    ``gland_seated``: the tumour placed in dense fibroglandular tissue and the BPE drawn heavier
+    (module docstring); the clinical record and label are the default case's.
+    """
     rng, site = case_stream(seed, index, SITES, site)
     clinical, latent = _draw_clinical_and_latent(rng)
     logit, pcr = _draw_label(rng, clinical, latent)
+    seat = np.random.default_rng(np.random.SeedSequence([seed, index, 2])) if gland_seated else None
+    if seat is not None:
+        latent = {**latent, "bpe_level": float(seat.choice(4, p=GLAND_SEATED_BPE))}
     image_part, clinical_part = _logit_parts(clinical, latent)
     artefact_amp = _artefact_amplitude(rng, site, pcr)
     body = _draw_body(rng, latent)
@@ -953,7 +989,7 @@ def generate_case(seed: int, index: int, site: Site | None = None) -> Case:
     _render_heart(grid, heart, anatomy, scene)
     _render_vessels(rng, grid, body, anatomy, scene)
     n_nodes = _render_nodes(rng, grid, body, scene)
-    tumour = _render_tumour(rng, grid, body, clinical, latent, scene)
+    tumour = _render_tumour(rng, grid, body, clinical, latent, scene, seat)
     benign = False
     if rng.random() < 0.3:
         benign = _render_benign(rng, grid, body, scene, (tumour["centre"], clinical["tumour_size_mm"] + 12))
@@ -1003,10 +1039,10 @@ def _assign_split(rng: np.random.Generator, site: Site) -> str:
     return "val" if rng.random() < 0.2 else "train"
 
 
-def _write_case(args: tuple[int, int, str]) -> dict:
+def _write_case(args: tuple[int, int, str], gland_seated: bool = False) -> dict:
     """Worker: generate one case, write its files, return its manifest row + truth."""
     seed, index, out = args
-    case = generate_case(seed, index)
+    case = generate_case(seed, index, gland_seated=gland_seated)
     files = write_case_images(out, case.patient_id, case.phases, case.mask)
     anatomy = write_image(case.anatomy, Path(out) / "images" / case.patient_id / "anatomy.nrrd")
     files["anatomy"] = str(anatomy.relative_to(out))
@@ -1021,20 +1057,22 @@ def _cached_ceilings() -> dict[str, float]:
     return label_ceilings()
 
 
-def cohort_metadata() -> dict:
+def cohort_metadata(gland_seated: bool = False) -> dict:
     """What ``cohort.json`` says about the generator (sites with their grids, labels, rule, ceilings)."""
     sites = [{**asdict(s), "direction": list(DIRECTIONS[s.orientation]), "spacing": list(s.spacing),
               "size_ijk": list(s.size), "plane": s.plane} for s in SITES]
     return {"generator": "responseai.breast.phantom", "version": GENERATOR_VERSION, "phases": PHASES,
+            "gland_seated": gland_seated,
             "label_rule": LABEL_RULE, "label_ceilings": _cached_ceilings(), "sites": sites,
             "anatomy_labels": {str(k): v for k, v in ANATOMY_LABELS.items()},
             "shortcut": "coil artefact near the lateral skin of the breast without the tumour; "
                         "amplitude tracks pCR on training sites only"}
 
 
-def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2) -> pd.DataFrame:
+def write_cohort(out: str | Path, n: int, seed: int, workers: int = 2, gland_seated: bool = False) -> pd.DataFrame:
     """Generate ``n`` cases into ``out`` (images/, manifest.csv, truth.csv, cohort.json)."""
-    manifest = write_cohort_files(out, n, seed, _write_case, MANIFEST_COLUMNS, cohort_metadata(), workers)
+    worker = functools.partial(_write_case, gland_seated=gland_seated) if gland_seated else _write_case
+    manifest = write_cohort_files(out, n, seed, worker, MANIFEST_COLUMNS, cohort_metadata(gland_seated), workers)
     log.info("pCR prevalence %.1f%%", 100 * manifest["pcr"].mean())
     return manifest
 
@@ -1106,8 +1144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = cohort_parser("responseai synth breast", "Write the breast DCE-MRI phantom cohort", 200, 1)
     parser.add_argument("--check-shortcut", action="store_true",
                         help="report how well a feature outside the tumour predicts pCR per domain")
+    parser.add_argument("--gland-seated", action="store_true",
+                        help="training option: tumours in dense fibroglandular tissue, heavier BPE (module docstring)")
     args = parse_cohort_args(parser, argv)
-    manifest = write_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers)
+    manifest = write_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers, gland_seated=args.gland_seated)
     log.info("%d cases, %d external, pCR prevalence %.1f%% -> %s", len(manifest), int(manifest["external"].sum()),
              100 * manifest["pcr"].mean(), Path(args.out) / "manifest.csv")
     if args.check_shortcut:

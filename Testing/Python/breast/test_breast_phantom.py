@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from responseai.breast.constants import BREAST_SCHEMA
 from responseai.breast.phantom import (
@@ -177,6 +178,30 @@ def test_tumour_lies_inside_one_breast():
         inside = np.unique(case.anatomy.array[tumour])
         expected = 2 if case.truth["tumour_side"] == 1.0 else 1
         assert inside.tolist() == [expected]
+
+
+def _breast_uptake_around_tumour(case) -> float:
+    """75th percentile of the breast's early uptake 1-5 mm around the tumour over the tumour's median uptake."""
+    uptake = case.phases["post1"].array.astype(float) - case.phases["pre"].array.astype(float)
+    tumour = case.mask.array > 0
+    distance = ndimage.distance_transform_edt(~tumour, sampling=case.mask.spacing[::-1])
+    ring = (distance > 1) & (distance <= 5) & np.isin(case.anatomy.array, (1, 2))
+    return float(np.percentile(uptake[ring], 75) / np.median(uptake[tumour]))
+
+
+def test_gland_seated_keeps_the_patient_and_puts_enhancing_parenchyma_beside_the_tumour(tmp_path: Path):
+    """The training option moves the tumour into dense, more strongly enhancing parenchyma; the
+    patient (clinical record, label, site) stays the default case's, and the cohort says so."""
+    ratios = []
+    for index in range(1, 5):  # seed 7's cases 1-4: all four get a heavier BPE draw than by default
+        default, seated = generate_case(7, index), generate_case(7, index, gland_seated=True)
+        assert (default.clinical, default.pcr, default.site) == (seated.clinical, seated.pcr, seated.site)
+        assert np.unique(seated.anatomy.array[seated.mask.array > 0]).tolist() == [
+            2 if seated.truth["tumour_side"] == 1.0 else 1]
+        ratios.append((_breast_uptake_around_tumour(default), _breast_uptake_around_tumour(seated)))
+    assert all(s > d for d, s in ratios), ratios
+    write_cohort(tmp_path, n=1, seed=7, workers=1, gland_seated=True)
+    assert json.loads((tmp_path / "cohort.json").read_text())["gland_seated"] is True
 
 
 # --- image features of the label rule ----------------------------------------------------------
