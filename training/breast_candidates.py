@@ -8,11 +8,17 @@ of the same exam, a logistic regression without intercept (a ranking SVM's logis
 It is judged by 5-fold cross-validation grouped by exam against the mean-probability rule, on
 the exams where the tumour is among the candidates (elsewhere no rule can find it). The network
 weights are copied unchanged; the card gains ``candidate_ranker`` and a new version.
+
+``--close-catch C`` also sets the ranker's ``close_margin``: the smallest score lead over the
+runner-up (on a 0.25 grid) under which at least the share C of these exams' wrong choices fall —
+a choice that close is flagged to the user as a close call. ``--keep-ranker`` scores the card's own
+ranker instead of fitting one (to add that margin to a shipped ranker without changing its choices).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -25,11 +31,11 @@ from tqdm import tqdm
 from responseai.breast.constants import MANIFEST_SCHEMA
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import FEATURES, CandidateRanker, find_candidates
-from responseai.breast.segmentation.inference import BREAST, segment_canonical
+from responseai.breast.segmentation.inference import BREAST, card_ranker, segment_canonical
 from responseai.errors import ResponseAIError
 from responseai.io import read_image, resample_to
 from responseai.manifest import read_manifest
-from responseai.weights import copy_with_card, sha256_of
+from responseai.weights import copy_with_card, read_card, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,36 @@ def cross_validate(table: pd.DataFrame, c: float = 1.0, folds: int = 5) -> dict:
             "mean_probability_chosen": top_choice_hits(table, table["mean_p"].to_numpy()), "folds": folds, "C": c}
 
 
+def choice_margins(table: pd.DataFrame, ranker: CandidateRanker) -> pd.DataFrame:
+    """Per exam with the tumour among two or more allowed candidates: whether the ranker chose it, and the
+    chosen candidate's score lead over the runner-up (exams with one candidate have no runner-up to compare)."""
+    allowed = table[table["allowed"]].assign(score=lambda t: ranker.score(t[list(FEATURES)].to_numpy()))
+    rows = []
+    for exam, group in allowed.groupby("exam"):
+        if len(group) < 2 or not group["tumour"].any():
+            continue
+        top = group.sort_values("score", ascending=False)
+        rows.append({"exam": exam, "right": bool(top["tumour"].iloc[0]),
+                     "margin": float(top["score"].iloc[0] - top["score"].iloc[1])})
+    return pd.DataFrame(rows, columns=["exam", "right", "margin"])
+
+
+def choose_close_margin(margins: pd.DataFrame, catch: float, step: float = 0.25, limit: float = 10.0) -> dict:
+    """The smallest margin (a multiple of ``step``) below which at least ``catch`` of the wrong choices lie,
+    with what it flags on these exams."""
+    wrong = margins.loc[~margins["right"], "margin"].to_numpy()
+    if not len(wrong):
+        raise ResponseAIError("the ranker chose the tumour in every exam with a runner-up: no wrong choice to "
+                              "set a close-call margin on (add exams)")
+    for margin in np.arange(step, limit + step / 2, step):
+        caught = int((wrong < margin).sum())
+        if caught >= catch * len(wrong):
+            flagged = int((margins["margin"] < margin).sum())
+            return {"close_margin": float(margin), "exams": len(margins), "wrong_choices": len(wrong),
+                    "wrong_flagged": caught, "flagged": flagged, "catch": catch}
+    raise ResponseAIError(f"no margin up to {limit:g} catches {catch:.0%} of the wrong choices")
+
+
 def read_table(path: Path, network: str) -> pd.DataFrame:
     """Descriptors written by an earlier run, refused when another network produced them."""
     table = pd.read_csv(path)
@@ -135,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True, help="the new card version")
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     parser.add_argument("--table", type=Path, help="CSV of the candidate descriptors (written, or read when it exists)")
+    parser.add_argument("--close-catch", type=float, help="set close_margin to catch this share of wrong choices (0-1)")
+    parser.add_argument("--keep-ranker", action="store_true", help="keep the card's ranker (no fit; with --close-catch)")
     args = parser.parse_args(argv)
+    if args.close_catch is not None and not 0 < args.close_catch <= 1:
+        parser.error(f"--close-catch must be in (0, 1], got {args.close_catch:g}")
     network = sha256_of(args.weights)
     if args.table is not None and args.table.exists():
         table = read_table(args.table, network)
@@ -144,14 +184,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.table is not None:
             args.table.parent.mkdir(parents=True, exist_ok=True)
             table.assign(network_sha256=network).to_csv(args.table, index=False)
-    scores = cross_validate(table, args.C)
-    log.info("cross-validated over %d exams: ranker chose the tumour in %d, mean probability in %d",
-             scores["exams"], scores["ranker_chosen"], scores["mean_probability_chosen"])
-    ranker = fit_ranker(table, args.C)
-    training = {"manifests": [str(m) for m in args.manifest], "exams": int(table["exam"].nunique()),
-                "candidates": len(table), "cross_validation": scores}
+    manifests = [str(m) for m in args.manifest]
+    if args.keep_ranker:
+        entry = read_card(args.weights, "segmentation").get("candidate_ranker")
+        if entry is None:
+            raise ResponseAIError(f"{args.weights}'s card has no candidate ranker to keep")
+        ranker, training = card_ranker({"candidate_ranker": entry}), entry.get("training")
+    else:
+        scores = cross_validate(table, args.C)
+        log.info("cross-validated over %d exams: ranker chose the tumour in %d, mean probability in %d",
+                 scores["exams"], scores["ranker_chosen"], scores["mean_probability_chosen"])
+        ranker = fit_ranker(table, args.C)
+        training = {"manifests": manifests, "exams": int(table["exam"].nunique()),
+                    "candidates": len(table), "cross_validation": scores}
+    extra = {}
+    if args.close_catch is not None:
+        close = choose_close_margin(choice_margins(table, ranker), args.close_catch)
+        log.info("close-call margin %g: %d of %d wrong choices under it, %d of %d exams flagged", close["close_margin"],
+                 close["wrong_flagged"], close["wrong_choices"], close["flagged"], close["exams"])
+        ranker = dataclasses.replace(ranker, close_margin=close["close_margin"])
+        extra["close_margin_training"] = {"manifests": manifests, **close}
     copy_with_card(args.weights, args.out, "segmentation", version=args.version,
-                   candidate_ranker={**ranker.to_card(), "training": training})
+                   candidate_ranker={**ranker.to_card(), "training": training, **extra})
     log.info("wrote %s (ranker weights %s)", args.out,
              {name: round(float(w), 3) for name, w in zip(FEATURES, ranker.weights, strict=True)})
     return 0

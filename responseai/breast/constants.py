@@ -99,3 +99,7 @@ MANIFEST_SCHEMA = ManifestSchema("breast", (
 RUNNER_UP_FILE = "runner-up.seg.nrrd"
 RUNNER_UP_SEGMENT = "Runner-up candidate"
 RUNNER_UP_COLOR = (0.35, 0.75, 0.95)
+# said when the ranker's choice led the runner-up by less than its card's close_margin (docs/segmentation.md:
+# on development exams about half of such choices were wrong, and the runner-up was mostly the tumour)
+CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (score margin {margin:.2f}): "
+                      "compare the outlined one with the runner-up candidate before trusting the prediction")

@@ -22,6 +22,7 @@ from pathlib import Path
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.breast.constants import (
     BREAST_SCHEMA,
+    CLOSE_CALL_CAUTION,
     FORM_SCHEMA,
     MANIFEST_SCHEMA,
     REFERENCE_PHASE,
@@ -153,7 +154,11 @@ def run_case(
             findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
         if runner_up is not None:
             findings["runner_up_candidate"] = {"volume_ml": round(runner_up.volume_ml(), 2), "side": side_of(runner_up),
-                                               "score_margin": round(found.choice_margin, 3)}
+                                               "score_margin": round(found.choice_margin, 3),
+                                               "close_call": found.close_call}
+        if found.close_call:
+            findings["choice_caution"] = CLOSE_CALL_CAUTION.format(margin=found.choice_margin)
+            log.warning("%s", findings["choice_caution"])
     else:
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}
@@ -263,7 +268,7 @@ def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dic
     timings = {stage: round(end - begin, 3) for stage, begin, end in zip(stages, marks[1:], marks[2:])}
     # the review columns: a cohort table is read to decide which exams need a look (a suspect outline, or
     # a second candidate the reader may prefer)
-    review = {"extent_caution": record.get("extent_caution"),
+    review = {"extent_caution": record.get("extent_caution"), "choice_caution": record.get("choice_caution"),
               "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml")}
     return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
                                                   "tumour_side", "tumour_volume_ml")}, **review, **timings}

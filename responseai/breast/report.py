@@ -82,9 +82,16 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
         second = case["runner_up_candidate"]
         rows.append(("Runner-up candidate (use it if the outlined one is not the tumour)",
                      f"{second['volume_ml']:.1f} ml, patient's {second['side']} breast, score margin "
-                     f"{second['score_margin']:.2f} (runner-up.seg.nrrd of the prediction; in Slicer, "
-                     "a hidden segment)"))
+                     f"{second['score_margin']:.2f}"
+                     + (" - a close call: compare the two (see the caution above)" if second.get("close_call") else "")
+                     + " (runner-up.seg.nrrd of the prediction; in Slicer, a hidden segment)"))
     return rows
+
+
+def _caution(case: Mapping) -> dict:
+    """The headline's caution: a suspect outline and / or a close call between candidates (empty when neither)."""
+    said = [case[key] for key in ("extent_caution", "choice_caution") if case.get(key)]
+    return {"caution": "; ".join(said)} if said else {}
 
 
 def build_report(case: Mapping) -> dict:
@@ -121,7 +128,7 @@ def build_report(case: Mapping) -> dict:
     ]
     headline = {"label": "pCR probability", "value": f"{probability:.3f}",
                 "detail": f"predicted {case['predicted_class']} at the model card threshold {threshold:.3f}",
-                **({"caution": case["extent_caution"]} if case.get("extent_caution") else {})}
+                **_caution(case)}
     data = {"pcr_probability": probability, "predicted_class": str(case["predicted_class"]), "threshold": threshold,
             "attention_in_mask": float(case["attention_in_mask"]), "pointing_game_hit": bool(case["pointing_game_hit"]),
             "missing_clinical": missing, "clinical_used": used, "inputs": dict(case["inputs"]),

@@ -101,3 +101,34 @@ def test_slicer_shows_the_runner_up_hidden_and_makes_it_the_tumour_on_request(sl
     show_runner_up(segmentation, path)
     show_runner_up(segmentation, tmp_path / "absent.seg.nrrd")  # a later job without one: the stale one goes
     assert not segments.GetSegmentIdBySegmentName(RUNNER_UP_SEGMENT)
+
+
+def test_a_close_call_is_said_in_the_record_the_report_the_viewer_and_the_cohort_table(tmp_path: Path):
+    """A card whose close_margin every lead falls under (99): the choice is flagged wherever a user reads it;
+    one whose margin nothing falls under (0.001) flags nothing."""
+    from responseai.breast.report import build_report
+    from responseai.breast.segmentation.inference import DEFAULT
+    from responseai.cli import main
+    from responseai.viewer.jobs import runner_up_offer
+    from responseai.weights import copy_with_card, read_card
+
+    from responseai.breast.phantom import write_cohort
+
+    write_cohort(tmp_path / "cohort", n=1, seed=25, workers=1)
+    row = pd.read_csv(tmp_path / "cohort" / "manifest.csv").iloc[0]
+    phases = [f"--{p}={tmp_path / 'cohort' / row[p]}" for p in ("pre", "post1", "post2")]
+    ranker = read_card(DEFAULT, "segmentation")["candidate_ranker"]
+    records = {}
+    for margin in (99.0, 0.001):
+        weights = copy_with_card(DEFAULT, tmp_path / f"m{margin}" / "breast_seg.safetensors", "segmentation",
+                                 candidate_ranker={**ranker, "close_margin": margin})
+        out = tmp_path / f"out{margin}"
+        assert main(["predict", "breast", *phases, "--seg-weights", str(weights), "--out", str(out)]) == 0
+        records[margin] = (out, json.loads((out / "result.json").read_text(encoding="utf-8")))
+    out, close = records[99.0]
+    assert close["runner_up_candidate"]["close_call"] is True and "close call" in close["choice_caution"]
+    assert "close call" in build_report({**close, "model_card": {}})["headline"]["caution"]
+    assert "close call" in runner_up_offer(out, close)[1]
+    out, clear = records[0.001]
+    assert clear["runner_up_candidate"]["close_call"] is False and "choice_caution" not in clear
+    assert "caution" not in build_report({**clear, "model_card": {}})["headline"] and "close call" not in runner_up_offer(out, clear)[1]

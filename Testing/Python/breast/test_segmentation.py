@@ -373,6 +373,41 @@ def test_the_ranker_goes_into_the_card_and_inference_uses_it(trained, tmp_path: 
         segment_exam(phases, out)
 
 
+def test_the_close_call_margin_catches_the_asked_share_of_wrong_choices(trained, tmp_path: Path):
+    """Margins: the chosen candidate's lead over the runner-up; the card's close_margin is the smallest grid
+    step under which the asked share of wrong choices falls, added to a kept ranker without changing it."""
+    import json as _json
+
+    import pandas as pd
+
+    from responseai.breast.segmentation.candidates import FEATURES, CandidateRanker
+    from responseai.errors import ResponseAIError
+    from responseai.weights import card_path, copy_with_card, sha256_of
+    from training.breast_candidates import choice_margins, choose_close_margin, main
+
+    margins = pd.DataFrame({"exam": list("abcdef"), "right": [True, True, True, False, False, True],
+                            "margin": [0.1, 2.0, 5.0, 0.3, 1.1, 0.9]})
+    close = choose_close_margin(margins, catch=0.5)
+    assert close["close_margin"] == 0.5 and (close["wrong_flagged"], close["flagged"]) == (1, 2)
+    assert choose_close_margin(margins, catch=1.0)["close_margin"] == 1.25
+    with pytest.raises(ResponseAIError, match="no wrong choice"):
+        choose_close_margin(margins.assign(right=True), catch=0.8)
+    table = _candidate_table()
+    ranker = CandidateRanker(FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.ones(len(FEATURES)))
+    measured = choice_margins(table, ranker)  # an unfitted ranker: every feature weighs the same
+    assert len(measured) == 30 and (measured["margin"] >= 0).all() and 0 < (~measured["right"]).sum() < 15
+    _, weights = trained
+    csv = tmp_path / "candidates.csv"
+    table.assign(network_sha256=sha256_of(weights)).to_csv(csv, index=False)
+    ranked, flagged = tmp_path / "ranked.safetensors", tmp_path / "flagged.safetensors"
+    copy_with_card(weights, ranked, "segmentation", version="9.9.0", candidate_ranker=ranker.to_card())
+    main(["--manifest", "unused.csv", "--weights", str(ranked), "--out", str(flagged), "--version", "9.9.1",
+          "--table", str(csv), "--keep-ranker", "--close-catch", "0.8"])
+    before, after = (_json.loads(card_path(w).read_text(encoding="utf-8"))["candidate_ranker"] for w in (ranked, flagged))
+    assert after["weights"] == before["weights"] and after["close_margin"] > 0  # the same choices, now flagged
+    assert after["close_margin_training"]["wrong_flagged"] >= 0.8 * after["close_margin_training"]["wrong_choices"]
+
+
 def test_too_few_exams_for_the_ranker_is_a_clear_error():
     from responseai.errors import ResponseAIError
     from training.breast_candidates import cross_validate

@@ -123,6 +123,19 @@ def test_the_card_entry_round_trips_and_a_malformed_one_is_refused():
             CandidateRanker.from_card({**entry, "clip_z": bad})
 
 
+def test_a_close_margin_round_trips_and_flags_only_close_choices_with_a_runner_up():
+    ranker = CandidateRanker(FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.ones(len(FEATURES)))
+    assert not ranker.close_call(0.1)  # cards before 2.9.1 flag nothing
+    entry = ranker.to_card()
+    assert "close_margin" not in entry
+    close = CandidateRanker.from_card({**entry, "close_margin": 1.5})
+    assert close.close_margin == 1.5 and CandidateRanker.from_card(close.to_card()).close_margin == 1.5
+    assert close.close_call(1.49) and not close.close_call(1.5) and not close.close_call(None)
+    for bad in (0, -2, "1.5", float("nan")):
+        with pytest.raises(ValueError, match="close_margin"):
+            CandidateRanker.from_card({**entry, "close_margin": bad})
+
+
 def test_a_clipped_ranker_does_not_let_one_extreme_feature_win():
     """A speck with almost no uptake has a heterogeneity (spread over mean uptake) far outside anything the
     ranker was fitted on: unclipped, that one feature outscores a tumour that is better on all the others."""

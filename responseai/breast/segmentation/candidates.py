@@ -233,6 +233,10 @@ class CandidateRanker:
     score extrapolates without bound, and a candidate unlike any in training — a few voxels with
     almost no uptake, whose heterogeneity (spread over mean uptake) is 85 SD out — outscored a 100 ml
     tumour on that one feature.
+
+    With ``close_margin`` (2.9.1's card) a choice whose score leads the runner-up's by less is a
+    *close call*: on training exams most wrong choices were close calls and few right ones were
+    (``training.breast_candidates --close-catch``), so the user is told to compare the two.
     """
 
     features: tuple[str, ...]
@@ -240,6 +244,7 @@ class CandidateRanker:
     scale: np.ndarray
     weights: np.ndarray
     clip_z: float | None = None
+    close_margin: float | None = None
 
     @classmethod
     def from_card(cls, entry: Mapping) -> CandidateRanker:
@@ -250,16 +255,20 @@ class CandidateRanker:
         arrays = [np.asarray(entry[k], float) for k in ("mean", "scale", "weights")]
         if any(a.shape != (len(FEATURES),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
             raise ValueError("candidate ranker mean / scale / weights must be finite, one per feature, scale > 0")
-        clip = entry.get("clip_z")
-        if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < 100):
-            raise ValueError(f"candidate ranker clip_z must be a number in (0, 100), got {clip!r}")
-        return cls(names, *arrays, None if clip is None else float(clip))
+        clip, close = (_positive_below_100(entry, key) for key in ("clip_z", "close_margin"))
+        return cls(names, *arrays, clip, close)
 
     def to_card(self) -> dict:
         """The JSON-serialisable entry :meth:`from_card` reads."""
         entry = {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                  "weights": self.weights.tolist()}
-        return entry if self.clip_z is None else entry | {"clip_z": self.clip_z}
+        optional = {"clip_z": self.clip_z, "close_margin": self.close_margin}
+        return entry | {key: value for key, value in optional.items() if value is not None}
+
+    def close_call(self, margin: float | None) -> bool:
+        """Whether a choice leading its runner-up by ``margin`` is a close call (never without a card margin
+        or without a runner-up)."""
+        return self.close_margin is not None and margin is not None and margin < self.close_margin
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Scores of candidate rows (higher = more tumour-like)."""
@@ -267,6 +276,14 @@ class CandidateRanker:
         if self.clip_z is not None:
             standardised = np.clip(standardised, -self.clip_z, self.clip_z)
         return standardised @ self.weights
+
+
+def _positive_below_100(entry: Mapping, key: str) -> float | None:
+    """The card entry's optional ``key`` as a float in (0, 100) (None when absent; ValueError otherwise)."""
+    value = entry.get(key)
+    if value is not None and not (isinstance(value, (int, float)) and 0 < value < 100):
+        raise ValueError(f"candidate ranker {key} must be a number in (0, 100), got {value!r}")
+    return None if value is None else float(value)
 
 
 def ranked(candidates: Candidates, ranker: CandidateRanker | None) -> tuple[np.ndarray, np.ndarray]:

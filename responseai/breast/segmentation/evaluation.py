@@ -92,9 +92,9 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         seg = segment_canonical(aligned, weights)
         try:
             exam = exam_from_canonical(aligned, seg)
-            mask, runner_up = exam.mask.array, exam.runner_up
+            mask, runner_up, close_call = exam.mask.array, exam.runner_up, exam.close_call
         except EmptyMaskError:
-            mask, runner_up = np.zeros_like(truth.array, dtype=np.uint8), None
+            mask, runner_up, close_call = np.zeros_like(truth.array, dtype=np.uint8), None, False
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
@@ -107,6 +107,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          # a miss the user can mend with one click: the tumour is the runner-up offered
                          "runner_up_found": not found and runner_up is not None
                          and bool((runner_up.array.astype(bool) & (truth.array > 0)).any()),
+                         "close_call": close_call,  # the user was told to compare the runner-up
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -129,6 +130,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "seconds_per_case_median": float(np.median(seconds)), "misses": miss_summary(table),
               "volume_errors": volume_errors(table),
               "extent_caution": extent_caution_summary(table),
+              "close_calls": close_call_summary(table),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -239,6 +241,18 @@ def miss_summary(table: pd.DataFrame) -> dict:
             "runner_up_is_the_tumour": int(missed["runner_up_found"].sum()) if "runner_up_found" in missed else 0}
 
 
+def close_call_summary(table: pd.DataFrame) -> dict:
+    """How the close-call caution fared: exams flagged, wrong choices among them, wrong choices flagged.
+
+    A wrong choice is an exam whose tumour was not found although the runner-up (or another candidate)
+    existed; the caution is worth its alarms when it catches most of those and few right ones.
+    """
+    flagged = table["close_call"].astype(bool)
+    wrong = ~table["found"].astype(bool) & (table["miss_reason"] == "another candidate chosen")
+    return {"flagged": int(flagged.sum()), "flagged_wrong": int((flagged & wrong).sum()),
+            "wrong_choices": int(wrong.sum()), "flagged_right": int((flagged & table["found"]).sum())}
+
+
 def volume_errors(table: pd.DataFrame) -> dict:
     """Found tumours whose mask is over twice, or under half, the reference volume.
 
@@ -321,7 +335,8 @@ def markdown(result: dict) -> str:
             "nodes / benign |\n| --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
-            + _misses_line(result.get("misses")) + _volume_line(result.get("volume_errors"))
+            + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
+            + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
 
@@ -361,6 +376,14 @@ def _misses_line(misses: dict | None) -> str:
     mended = misses.get("runner_up_is_the_tumour", 0)
     return (f"\nMissed: {listing(misses['reasons'])}; the returned mask lay on: {listing(misses['mask_on'])}; "
             f"the runner-up candidate offered was the tumour in {mended} of them.\n")
+
+
+def _close_call_line(calls: dict | None) -> str:
+    """One sentence on the close-call caution (empty for results without it or when nothing was flagged)."""
+    if not calls or not (calls["flagged"] or calls["wrong_choices"]):
+        return ""
+    return (f"\nClose calls flagged: {calls['flagged']} exams ({calls['flagged_right']} with the tumour outlined); "
+            f"{calls['flagged_wrong']} of the {calls['wrong_choices']} wrong choices were flagged.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

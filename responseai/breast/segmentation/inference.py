@@ -67,6 +67,7 @@ class ExamSegmentation:
     breast_volume_ml: float | None
     runner_up: Image | None = None  # the second-ranked candidate's outline, offered when the choice is wrong
     choice_margin: float | None = None  # the chosen candidate's score minus the runner-up's
+    close_call: bool = False  # the margin is under the card ranker's close_margin: compare the runner-up
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -392,9 +393,10 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     if runner_up is not None and not runner_up.array.any():  # smaller than a voxel of the input grid
         runner_up = None
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
+    margin = found.margin if runner_up is not None else None
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
-                            bpe_index(seg.channels, region, chosen), volume, runner_up,
-                            found.margin if runner_up is not None else None)
+                            bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
+                            seg.ranker is not None and seg.ranker.close_call(margin))
 
 
 def segment_tumour(
