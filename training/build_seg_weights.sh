@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -110,6 +110,13 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 281
     --background-percentile 90 --background-shell-mm 3 12 --input-band-mm 3 --close-share 0.3 \
     --chosen-on "2.8.0's growth; close_share 0.3 explored on main seeds 171, 181 site E and alt seeds 173, 183; shipped by a rule written before scoring main seed 191 site E and alt seed 193"
 score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
+# 2.9.1: the same choices, with close calls flagged: close_margin = the smallest 0.25 step under which 80 % of the
+# wrong choices of training exams fall (train / val rows of main seed 13, alt seed 31, gland-seated seed 43)
+[ -f "$WORK/alt31/manifest.csv" ] || "$PY" -m responseai.breast.phantom_alt --n 200 --seed 31 --out "$WORK/alt31"
+[ -f "$WORK/gs43/manifest.csv" ] || "$PY" -m responseai.cli synth breast --n 240 --seed 43 --gland-seated --out "$WORK/gs43"
+"$PY" -m training.train breast candidates --manifest "$WORK/train13/manifest.csv" "$WORK/alt31/manifest.csv" \
+    "$WORK/gs43/manifest.csv" --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.9.1 --keep-ranker --close-catch 0.8
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
