@@ -198,8 +198,9 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
 def _runner_up_row(second: dict | None) -> str:
     if second is None:
         return "none (a single candidate, or the user's mask)"
-    return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}: hidden "
-            "segment; 'Use runner-up candidate' makes it the tumour")
+    close = " - a close call: compare it with the outlined one" if second.get("close_call") else ""
+    return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}{close}: "
+            "hidden segment; 'Use runner-up candidate' makes it the tumour")
 
 
 def show_runner_up(segmentation, path: Path) -> None:

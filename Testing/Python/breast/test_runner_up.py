@@ -132,3 +132,12 @@ def test_a_close_call_is_said_in_the_record_the_report_the_viewer_and_the_cohort
     out, clear = records[0.001]
     assert clear["runner_up_candidate"]["close_call"] is False and "choice_caution" not in clear
     assert "caution" not in build_report({**clear, "model_card": {}})["headline"] and "close call" not in runner_up_offer(out, clear)[1]
+
+
+def test_slicer_results_table_says_a_close_call(slicer_app):
+    from BreastResponseAILib.logic import _runner_up_row
+
+    second = {"volume_ml": 2.5, "side": "left", "score_margin": 0.7, "close_call": True}
+    assert "close call" in _runner_up_row(second)
+    assert "close call" not in _runner_up_row({**second, "close_call": False})
+    assert "close call" not in _runner_up_row({k: v for k, v in second.items() if k != "close_call"})  # older records
