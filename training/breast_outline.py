@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import CandidateRanker, choose, find_candidates
+from responseai.breast.segmentation.extent import ExtentChoice
 from responseai.breast.segmentation.inference import OUTLINE_FILLS, outline, segment_canonical
 from responseai.breast.segmentation.outline import OutlineGrowth
 from responseai.io import read_image, resample_to
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                         "--grid, 'slices' scores both")
     parser.add_argument("--ranker-clip-z", type=float, help="the card's candidate ranker reads each standardised "
                         "feature clipped to +-Z (no extrapolation past the training candidates' range)")
+    parser.add_argument("--extent-choice", type=float, metavar="FACTOR", help="the runner-up replaces a choice that "
+                        "misses the clinical size's limits by more than FACTOR when it fits them (card extent_choice)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -138,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("mean Dice per development set:\n%s", summary(table).to_string())
         return 0
     if None in (args.out, args.version) or (args.share is None) != (args.margin_mm is None) or (
-            args.share is None and args.fill is None and args.ranker_clip_z is None):
-        parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill, --ranker-clip-z "
-                     "or several")
+            args.share is None and args.fill is None and args.ranker_clip_z is None and args.extent_choice is None):
+        parser.error("writing a card needs --out, --version and --share with --margin-mm, --fill, --ranker-clip-z, "
+                     "--extent-choice or several")
     if (args.background_percentile, args.input_band_mm, args.close_share) != (None, None, None) and args.share is None:
         parser.error("--background-percentile, --input-band-mm and --close-share are part of a growth: give --share "
                      "and --margin-mm with them")
@@ -163,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
         entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
+    if args.extent_choice is not None:
+        try:
+            entries["extent_choice"] = {**ExtentChoice(args.extent_choice).to_card(), "chosen_on": args.chosen_on}
+        except ValueError as error:
+            parser.error(str(error))
     # the card's description of the pipeline is refreshed with it: a card written by an older training
     # run would otherwise describe an older mapping back and postprocessing than the code now runs
     preprocessing = {**read_card(args.weights, expected_task="segmentation").get("preprocessing", {}),

@@ -77,7 +77,9 @@ MODEL_VERSION = "2.1.0"  # 2.1: contrast-uptake augmentation
 POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes filled (3-class cards); tumour "
                   "candidates = components with probability >= threshold of at least 5 voxels, those whose 4 mm rim "
                   "lies mostly outside the breast region discarded, the highest-mean-probability one kept (or the "
-                  "card's candidate_ranker's choice), its outline completed (and trimmed) by the card's "
+                  "card's candidate_ranker's choice; with the card's extent_choice and a clinical tumour size, the "
+                  "runner-up when the choice misses the size's limits by more than its factor and the runner-up fits "
+                  "them), its outline completed (and trimmed) by the card's "
                   "outline_growth, its gaps closed when that has a close_share, holes filled as its outline_fill says")
 OUTPUT_MAPPING = ("the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5; with the "
                   "card's outline_growth.input_band_mm, its edge redrawn there within that band at the growth's "

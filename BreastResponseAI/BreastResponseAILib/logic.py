@@ -11,7 +11,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responseai.breast.constants import FORM_SCHEMA, REFERENCE_PHASE, RUNNER_UP_COLOR, RUNNER_UP_FILE, RUNNER_UP_SEGMENT
+from responseai.breast.constants import (
+    FORM_SCHEMA,
+    REFERENCE_PHASE,
+    RUNNER_UP_COLOR,
+    RUNNER_UP_FILE,
+    RUNNER_UP_SEGMENT,
+    runner_up_note,
+)
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
@@ -198,8 +205,8 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
 def _runner_up_row(second: dict | None) -> str:
     if second is None:
         return "none (a single candidate, or the user's mask)"
-    close = " - a close call: compare it with the outlined one" if second.get("close_call") else ""
-    return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}{close}: "
+    return (f"{second['volume_ml']:g} ml, {second['side']} breast, score margin {second['score_margin']:g}"
+            f"{runner_up_note(second)}: "
             "hidden segment; 'Use runner-up candidate' makes it the tumour")
 
 

@@ -103,3 +103,17 @@ RUNNER_UP_COLOR = (0.35, 0.75, 0.95)
 # on development exams about half of such choices were wrong, and the runner-up was mostly the tumour)
 CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (score margin {margin:.2f}): "
                       "compare the outlined one with the runner-up candidate before trusting the prediction")
+#: when the clinical size overruled the ranker (the segmentation card's extent_choice)
+EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
+                         "so the runner-up was outlined: compare it with the runner-up candidate offered (the model's "
+                         "first choice) before trusting the prediction")
+
+
+def runner_up_note(candidate: Mapping[str, object]) -> str:
+    """What the report, Slicer's results table and the viewer add after the runner-up candidate's size: why
+    to look at it (a close call, or the model's own first choice set aside for the clinical size)."""
+    if candidate.get("model_first_choice"):
+        return " - the model's first choice, set aside because it did not fit the clinical size: compare the two"
+    if candidate.get("close_call"):
+        return " - a close call: compare it with the outlined one"
+    return ""

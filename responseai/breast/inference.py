@@ -23,6 +23,7 @@ from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.breast.constants import (
     BREAST_SCHEMA,
     CLOSE_CALL_CAUTION,
+    EXTENT_CHOICE_CAUTION,
     FORM_SCHEMA,
     MANIFEST_SCHEMA,
     REFERENCE_PHASE,
@@ -144,7 +145,7 @@ def run_case(
     runner_up = None
     if case.mask is None:
         progress(10, "finding the breasts and segmenting the tumour")
-        found = segment_exam(case.phases, seg_weights or SEG_DEFAULT)
+        found = segment_exam(case.phases, seg_weights or SEG_DEFAULT, clinical=case.clinical)
         mask, source, runner_up = found.mask, "model", found.runner_up
         findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
                     "candidates_outside_breasts": found.discarded_outside_breast,
@@ -155,9 +156,11 @@ def run_case(
         if runner_up is not None:
             findings["runner_up_candidate"] = {"volume_ml": round(runner_up.volume_ml(), 2), "side": side_of(runner_up),
                                                "score_margin": round(found.choice_margin, 3),
-                                               "close_call": found.close_call}
-        if found.close_call:
-            findings["choice_caution"] = CLOSE_CALL_CAUTION.format(margin=found.choice_margin)
+                                               "close_call": found.close_call,
+                                               "model_first_choice": found.chosen_by_extent}
+        if found.close_call or found.chosen_by_extent:
+            findings["choice_caution"] = (EXTENT_CHOICE_CAUTION if found.chosen_by_extent
+                                          else CLOSE_CALL_CAUTION.format(margin=found.choice_margin))
             log.warning("%s", findings["choice_caution"])
     else:
         mask, source = case.mask, "user"

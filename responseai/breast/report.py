@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA
+from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA, runner_up_note
 from responseai.breast.segmentation.extent import EXTENT_LIMITS
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
@@ -80,10 +80,10 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
                      f"{case['tumour_candidates']} ({case.get('candidates_outside_breasts', 0)})"))
     if "runner_up_candidate" in case:
         second = case["runner_up_candidate"]
+        note = runner_up_note(second)
         rows.append(("Runner-up candidate (use it if the outlined one is not the tumour)",
                      f"{second['volume_ml']:.1f} ml, patient's {second['side']} breast, score margin "
-                     f"{second['score_margin']:.2f}"
-                     + (" - a close call: compare the two (see the caution above)" if second.get("close_call") else "")
+                     f"{second['score_margin']:.2f}" + note + (" (see the caution above)" if note else "")
                      + " (runner-up.seg.nrrd of the prediction; in Slicer, a hidden segment)"))
     return rows
 

@@ -68,8 +68,8 @@ def runner_up_offer(prediction: Path, record: Mapping[str, object],
         return None
     side = candidate.get("side")
     where = f", {side} breast" if side in ("left", "right") else ""
-    close = " - a close call: compare it with the outlined one" if candidate.get("close_call") else ""
-    return path, f"{float(candidate['volume_ml']):.2f} ml{where}{close}"
+    note = family_piece("constants:runner_up_note", family)(candidate)
+    return path, f"{float(candidate['volume_ml']):.2f} ml{where}{note}"
 
 
 KINETICS_FAMILY = "kinetics"

@@ -91,23 +91,25 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         aligned = check_phases(phases)
         seg = segment_canonical(aligned, weights)
         try:
-            exam = exam_from_canonical(aligned, seg)
-            mask, runner_up, close_call = exam.mask.array, exam.runner_up, exam.close_call
+            exam = exam_from_canonical(aligned, seg, row)  # the row's tumour size, as the form's in run_case
+            mask, runner_up, close_call, by_extent = exam.mask.array, exam.runner_up, exam.close_call, exam.chosen_by_extent
         except EmptyMaskError:
-            mask, runner_up, close_call = np.zeros_like(truth.array, dtype=np.uint8), None, False
+            mask, runner_up, close_call, by_extent = np.zeros_like(truth.array, dtype=np.uint8), None, False, False
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
         found = bool((mask.astype(bool) & (truth.array > 0)).any())
+        runner_up_hit = runner_up is not None and bool((runner_up.array.astype(bool) & (truth.array > 0)).any())
         volume_ml = truth.volume_ml(mask)
         per_case.append({"patient_id": row["patient_id"], "site": row["site"], "found": found,
                          "false_positive_on_distractor": on_distractor(mask, anatomy),
                          "mask_on": structure_under(mask, anatomy),
                          "miss_reason": None if found else why_missed(seg, truth),
                          # a miss the user can mend with one click: the tumour is the runner-up offered
-                         "runner_up_found": not found and runner_up is not None
-                         and bool((runner_up.array.astype(bool) & (truth.array > 0)).any()),
+                         "runner_up_found": not found and runner_up_hit,
                          "close_call": close_call,  # the user was told to compare the runner-up
+                         # the clinical size overruled the ranker, whose first choice is then the runner-up
+                         "chosen_by_extent": by_extent, "ranker_first_found": runner_up_hit if by_extent else found,
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -131,6 +133,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "volume_errors": volume_errors(table),
               "extent_caution": extent_caution_summary(table),
               "close_calls": close_call_summary(table),
+              "chosen_by_extent": extent_choice_summary(table),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -253,6 +256,14 @@ def close_call_summary(table: pd.DataFrame) -> dict:
             "wrong_choices": int(wrong.sum()), "flagged_right": int((flagged & table["found"]).sum())}
 
 
+def extent_choice_summary(table: pd.DataFrame) -> dict:
+    """Exams where the clinical size overruled the ranker: how many, and whether the swap found or lost a tumour."""
+    swapped = table["chosen_by_extent"].astype(bool)
+    found, first = table["found"].astype(bool), table["ranker_first_found"].astype(bool)
+    return {"swapped": int(swapped.sum()), "tumours_gained": int((swapped & found & ~first).sum()),
+            "tumours_lost": int((swapped & ~found & first).sum())}
+
+
 def volume_errors(table: pd.DataFrame) -> dict:
     """Found tumours whose mask is over twice, or under half, the reference volume.
 
@@ -336,6 +347,7 @@ def markdown(result: dict) -> str:
             f"| {Path(result['manifest']).parent.name} | {result['split']} | {result['n_cases']} | {cell('dice', '.3f')} "
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
             + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
+            + _extent_choice_line(result.get("chosen_by_extent"))
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
@@ -384,6 +396,14 @@ def _close_call_line(calls: dict | None) -> str:
         return ""
     return (f"\nClose calls flagged: {calls['flagged']} exams ({calls['flagged_right']} with the tumour outlined); "
             f"{calls['flagged_wrong']} of the {calls['wrong_choices']} wrong choices were flagged.\n")
+
+
+def _extent_choice_line(swaps: dict | None) -> str:
+    """One sentence on the choices the clinical size overruled (empty when none was)."""
+    if not swaps or not swaps["swapped"]:
+        return ""
+    return (f"\nThe clinical size overruled the ranker in {swaps['swapped']} exams: {swaps['tumours_gained']} tumours "
+            f"gained, {swaps['tumours_lost']} lost.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

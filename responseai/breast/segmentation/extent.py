@@ -1,4 +1,5 @@
-"""Does the tumour mask's extent fit the tumour size on the clinical form? A caution, not a correction.
+"""Does the tumour mask's extent fit the tumour size on the clinical form? A caution and, when grossly
+off, a second opinion on the choice.
 
 Why: where the background parenchyma enhances moderately or markedly, the automatic outline can
 spill into it (masks 3–5 × the tumour on another generator's exams, docs/segmentation.md) while
@@ -22,6 +23,13 @@ yardstick, in one of two forms:
 The mask is flagged outside the limits and the user is asked to check its outline before relying
 on anything computed from it. The numbers these limits give on held-out sets are in
 docs/segmentation.md.
+
+A card with an ``extent_choice`` (:class:`ExtentChoice`) also lets the size decide between the
+ranker's first two candidates when the first misses the limits by more than a factor (a 9 ml blob for
+a reported 5 cm tumour, a 40 ml outline for a 12 mm one) and the runner-up fits them: a radiologist
+who measured the tumour would not accept the first, and the runner-up is the tumour whenever the
+choice is wrong more often than any other candidate (docs/segmentation.md, "Close calls"). The outline
+itself is never reshaped to fit the size: a size is a reader's measurement, not a contour.
 """
 
 from __future__ import annotations
@@ -87,6 +95,37 @@ def extent_ratio(mask_volume_ml: float, clinical: Mapping[str, object]) -> float
     """Mask volume over the clinical yardstick's; None when the form has no usable size."""
     stick = yardstick(clinical)
     return None if stick is None else float(mask_volume_ml) / stick.volume_ml
+
+
+@dataclass(frozen=True)
+class ExtentChoice:
+    """Take the runner-up when the first choice misses the yardstick's limits by more than ``factor`` and the
+    runner-up fits them (the card's ``extent_choice``)."""
+
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.factor <= 10:
+            raise ValueError(f"extent_choice factor must lie in [1, 10], got {self.factor:g}")
+
+    @classmethod
+    def from_card(cls, entry: Mapping) -> ExtentChoice:
+        return cls(float(entry["factor"]))
+
+    def to_card(self) -> dict:
+        return {"factor": self.factor}
+
+    def grossly_off(self, ratio: float, limits: tuple[float, float]) -> bool:
+        """Whether a mask / yardstick ``ratio`` lies beyond the limits by more than the factor."""
+        return ratio < limits[0] / self.factor or ratio > limits[1] * self.factor
+
+    def take_runner_up(self, chosen_ml: float, runner_up_ml: float | None, stick: Yardstick | None) -> bool:
+        """Whether the runner-up (outline of ``runner_up_ml``) replaces the choice (``chosen_ml``): never without
+        a yardstick or a runner-up."""
+        if stick is None or runner_up_ml is None:
+            return False
+        return (self.grossly_off(chosen_ml / stick.volume_ml, stick.limits)
+                and fits(runner_up_ml / stick.volume_ml, stick.limits))
 
 
 def fits(ratio: float, limits: tuple[float, float]) -> bool:

@@ -30,6 +30,7 @@ from scipy import ndimage
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
+from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, yardstick
 from responseai.breast.segmentation.model import TASK, build_model
 from responseai.breast.segmentation.outline import (
     SUBTRACTION,
@@ -68,6 +69,7 @@ class ExamSegmentation:
     runner_up: Image | None = None  # the second-ranked candidate's outline, offered when the choice is wrong
     choice_margin: float | None = None  # the chosen candidate's score minus the runner-up's
     close_call: bool = False  # the margin is under the card ranker's close_margin: compare the runner-up
+    chosen_by_extent: bool = False  # the ranker's first choice missed the clinical size grossly; the runner-up was taken
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -139,12 +141,14 @@ class Selection:
     n: int  # components above threshold
     discarded: int  # of them, outside the breasts
     confidence: float  # mean tumour probability of the chosen component
+    by_extent: bool = False  # the ranker's first two swapped by the card's extent_choice (the runner-up is then its first)
 
 
 def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
                       channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
                       ranker: CandidateRanker | None = None, breast_probability: np.ndarray | None = None,
-                      growth: OutlineGrowth | None = None, fill_slices: bool = False) -> Selection:
+                      growth: OutlineGrowth | None = None, fill_slices: bool = False,
+                      expected: Yardstick | None = None, extent_choice: ExtentChoice | None = None) -> Selection:
     """The tumour among the candidate components inside the breast region (see :mod:`.candidates`), and
     the runner-up.
 
@@ -154,7 +158,9 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     by the peak). A card's ranker also reads the candidates' size, shape, kinetics and surrounding
     tissue, which need the network input ``channels`` on a grid of ``spacing_xyz`` and the
     network's ``breast_probability``. With a card's ``growth`` the outline is completed on its own
-    enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice (:func:`fill_holes`).
+    enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice (:func:`fill_holes`). With a card's
+    ``extent_choice`` and the clinical size's yardstick ``expected``, a first choice grossly off the size gives
+    way to a runner-up that fits it (:class:`.extent.ExtentChoice`).
 
     The runner-up is outlined the same way because when the choice is wrong the tumour is most often
     the second candidate (development sets, main seeds 151 / 161 site E and alt seeds 153 / 163: the
@@ -171,10 +177,15 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
         return outline(candidates.labels == label, channels, region, spacing_xyz, growth, fill_slices,
                        tumour_probability)
 
-    second = len(labels) > 1
-    return Selection(outlined(labels[0]), outlined(labels[1]) if second else None,
-                     float(scores[0] - scores[1]) if second else None, candidates.n, discarded,
-                     float(candidates.mean_probability[labels[0] - 1]))
+    first, second = outlined(labels[0]), outlined(labels[1]) if len(labels) > 1 else None
+    margin = float(scores[0] - scores[1]) if second is not None else None
+    voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    swap = extent_choice is not None and second is not None and bool(extent_choice.take_runner_up(
+        first.sum() * voxel_ml, second.sum() * voxel_ml, expected))
+    if swap:
+        first, second, labels, margin = second, first, labels[[1, 0]], -margin  # the ranker's first is now behind
+    return Selection(first, second, margin, candidates.n, discarded,
+                     float(candidates.mean_probability[labels[0] - 1]), swap)
 
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -276,6 +287,7 @@ class CanonicalSegmentation:
     ranker: CandidateRanker | None = None  # the card's learnt candidate ranker (None: highest mean probability)
     growth: OutlineGrowth | None = None  # the card's outline completion on enhancement (None: the component as found)
     fill_slices: bool = False  # the card's outline_fill is "slices" (False: holes filled in 3-D only)
+    extent_choice: ExtentChoice | None = None  # the card's extent_choice (None: the ranker's choice stands)
 
 
 def segment_canonical(
@@ -295,7 +307,7 @@ def segment_canonical(
     channels, grid = network_input(aligned, spacing)
     probabilities = predict_probabilities(model, channels, tuple(card["inputs"]["patch_size"]))
     return CanonicalSegmentation(grid, channels, probabilities, breast_region(probabilities), float(card["threshold"]),
-                                 card_ranker(card), card_growth(card), card_fill_slices(card))
+                                 card_ranker(card), card_growth(card), card_fill_slices(card), card_extent_choice(card))
 
 
 def _card_entry(card: Mapping, key: str, parse: Callable[..., T], what: str) -> T | None:
@@ -319,6 +331,11 @@ def card_growth(card: Mapping) -> OutlineGrowth | None:
     return _card_entry(card, "outline_growth", OutlineGrowth.from_card, "outline growth")
 
 
+def card_extent_choice(card: Mapping) -> ExtentChoice | None:
+    """The card's ``extent_choice`` (None for cards without one)."""
+    return _card_entry(card, "extent_choice", ExtentChoice.from_card, "extent choice")
+
+
 def card_fill_slices(card: Mapping) -> bool:
     """Whether the card's ``outline_fill`` asks for holes filled slice by slice (absent or ``3d``: not)."""
     return _card_entry(card, "outline_fill", _parse_fill, "outline fill") or False
@@ -334,8 +351,11 @@ def segment_exam(
     phases: Mapping[str, Image | None],
     weights_path: str | Path = DEFAULT,
     device: torch.device | str | None = None,
+    clinical: Mapping[str, object] | None = None,
 ) -> ExamSegmentation:
     """Breast region and tumour mask of one exam, on the post1 grid of ``phases``.
+
+    ``clinical`` (the form) lends its tumour size to a card's ``extent_choice``; never a network input.
 
     ``phases`` needs ``pre`` and ``post1`` (``post2`` optional) on one grid. Raises
     MissingPhaseError, InvalidImageError (NaN, constant phase, no enhancement) or
@@ -343,7 +363,7 @@ def segment_exam(
     model finds no breast; EmptyMaskError when no tumour candidate lies in the breasts.
     """
     aligned = check_phases(phases)
-    return exam_from_canonical(aligned, segment_canonical(aligned, weights_path, device))
+    return exam_from_canonical(aligned, segment_canonical(aligned, weights_path, device), clinical)
 
 
 class InputGridOutline:
@@ -366,7 +386,8 @@ class InputGridOutline:
         return mapped.with_array(fill_holes(redrawn, slices=self.fill_slices))
 
 
-def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation) -> ExamSegmentation:
+def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation,
+                        clinical: Mapping[str, object] | None = None) -> ExamSegmentation:
     """The candidate choice and its mapping back onto the post1 grid (the second half of :func:`segment_exam`)."""
     region, grid = seg.region, seg.grid
     if region is not None and not region.any():
@@ -374,7 +395,8 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
     found = select_candidates(seg.probabilities[-1], seg.threshold, region, seg.channels, grid.spacing, seg.ranker,
-                              breast_probability, seg.growth, seg.fill_slices)
+                              breast_probability, seg.growth, seg.fill_slices,
+                              None if clinical is None else yardstick(clinical), seg.extent_choice)
     chosen, n, discarded = found.chosen, found.n, found.discarded
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
@@ -396,7 +418,8 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     margin = found.margin if runner_up is not None else None
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
-                            seg.ranker is not None and seg.ranker.close_call(margin))
+                            seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
+                            found.by_extent)
 
 
 def segment_tumour(
