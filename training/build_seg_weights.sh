@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged; 2.10.0: the clinical size a second opinion on the choice). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -117,6 +117,11 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
 "$PY" -m training.train breast candidates --manifest "$WORK/train13/manifest.csv" "$WORK/alt31/manifest.csv" \
     "$WORK/gs43/manifest.csv" --weights Resources/Models/breast_seg.safetensors \
     --out Resources/Models/breast_seg.safetensors --version 2.9.1 --keep-ranker --close-catch 0.8
+# 2.10.0: the clinical size as a second opinion on the choice (extent_choice, factor 2), shipped by a rule written
+# before its sets were generated (docs/segmentation-evaluation/development-2.10-candidate/RULE.md)
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.10.0 --extent-choice 2 \
+    --chosen-on "factor 2 (twice beyond the extent limits) fixed before its rule's sets (main 211 site E, alt 213, gland-seated 217) were generated; explored on used development sets main 201 site E, alt 203, gland-seated 205 (docs/segmentation-evaluation/development-2.10-candidate/RULE.md)"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
