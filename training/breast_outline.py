@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                         "feature clipped to +-Z (no extrapolation past the training candidates' range)")
     parser.add_argument("--extent-choice", type=float, metavar="FACTOR", help="the runner-up replaces a choice that "
                         "misses the clinical size's limits by more than FACTOR when it fits them (card extent_choice)")
+    parser.add_argument("--extent-choice-above", type=float, metavar="FACTOR", help="with --extent-choice: the "
+                        "factor above the upper limit (default: the same)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -166,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
         entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
+    if args.extent_choice_above is not None and args.extent_choice is None:
+        parser.error("--extent-choice-above needs --extent-choice")
     if args.extent_choice is not None:
         try:
-            entries["extent_choice"] = {**ExtentChoice(args.extent_choice).to_card(), "chosen_on": args.chosen_on}
+            entries["extent_choice"] = {**ExtentChoice(args.extent_choice, args.extent_choice_above).to_card(),
+                                        "chosen_on": args.chosen_on}
         except ValueError as error:
             parser.error(str(error))
     # the card's description of the pipeline is refreshed with it: a card written by an older training

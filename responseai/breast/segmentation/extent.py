@@ -99,25 +99,34 @@ def extent_ratio(mask_volume_ml: float, clinical: Mapping[str, object]) -> float
 
 @dataclass(frozen=True)
 class ExtentChoice:
-    """Take the runner-up when the first choice misses the yardstick's limits by more than ``factor`` and the
-    runner-up fits them (the card's ``extent_choice``)."""
+    """Take the runner-up when the first choice misses the yardstick's limits by more than ``factor`` (above the
+    upper limit: ``factor_above``, when given) and the runner-up fits them (the card's ``extent_choice``).
+
+    Above and below differ in what a miss means: a choice far smaller than the reported tumour is another
+    lesion or a fragment, while one larger than it may be the tumour with its outline spilled into the
+    parenchyma around it, which a swap would lose (docs/segmentation.md).
+    """
 
     factor: float
+    factor_above: float | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.factor <= 10:
-            raise ValueError(f"extent_choice factor must lie in [1, 10], got {self.factor:g}")
+        for name, value in (("factor", self.factor), ("factor_above", self.factor_above)):
+            if value is not None and not 1 <= value <= 10:
+                raise ValueError(f"extent_choice {name} must lie in [1, 10], got {value:g}")
 
     @classmethod
     def from_card(cls, entry: Mapping) -> ExtentChoice:
-        return cls(float(entry["factor"]))
+        above = entry.get("factor_above")
+        return cls(float(entry["factor"]), None if above is None else float(above))
 
     def to_card(self) -> dict:
-        return {"factor": self.factor}
+        return {"factor": self.factor} | ({} if self.factor_above is None else {"factor_above": self.factor_above})
 
     def grossly_off(self, ratio: float, limits: tuple[float, float]) -> bool:
         """Whether a mask / yardstick ``ratio`` lies beyond the limits by more than the factor."""
-        return ratio < limits[0] / self.factor or ratio > limits[1] * self.factor
+        above = self.factor if self.factor_above is None else self.factor_above
+        return ratio < limits[0] / self.factor or ratio > limits[1] * above
 
     def take_runner_up(self, chosen_ml: float, runner_up_ml: float | None, stick: Yardstick | None) -> bool:
         """Whether the runner-up (outline of ``runner_up_ml``) replaces the choice (``chosen_ml``): never without
