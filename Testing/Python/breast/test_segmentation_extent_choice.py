@@ -35,6 +35,15 @@ def test_the_runner_up_is_taken_only_when_the_choice_is_grossly_off_and_the_runn
     assert ExtentChoice(1.0).take_runner_up(0.2 * 10.0, 5.0, _stick(10.0, ELLIPSOID_LIMITS))  # 0.2 < 0.43
 
 
+def test_a_larger_factor_above_leaves_a_moderately_spilled_choice_alone():
+    """Above the upper limit a miss may be the tumour with a spilled outline: factor_above asks more there."""
+    rule = ExtentChoice(2.0, factor_above=3.0)  # sphere: below 0.125 x or above 7.5 x
+    assert not rule.take_runner_up(60.0, 12.0, _stick(10.0))  # 6 x: swapped at factor 2, not here
+    assert rule.take_runner_up(80.0, 12.0, _stick(10.0))  # 8 x
+    assert rule.take_runner_up(1.0, 5.0, _stick(10.0))  # 0.1 x: below as before
+    assert ExtentChoice.from_card(rule.to_card()) == rule and ExtentChoice.from_card({"factor": 2}).factor_above is None
+
+
 @pytest.mark.parametrize("factor", [0.5, 11.0, float("nan")])
 def test_a_factor_outside_one_to_ten_is_refused(factor):
     with pytest.raises(ValueError, match="extent_choice factor"):
@@ -67,7 +76,7 @@ def test_a_malformed_card_entry_is_a_weights_error():
 
     assert card_extent_choice({}) is None
     assert card_extent_choice({"extent_choice": {"factor": 2, "chosen_on": "x"}}) == ExtentChoice(2.0)
-    for entry in ({"factor": 0.2}, {}, {"factor": "two"}):
+    for entry in ({"factor": 0.2}, {}, {"factor": "two"}, {"factor": 2, "factor_above": 0.5}):
         with pytest.raises(WeightsError, match="extent choice"):
             card_extent_choice({"extent_choice": entry})
 
