@@ -1,4 +1,4 @@
-"""The mask-extent caution: a mask far larger or smaller than the clinical size is flagged, never corrected."""
+"""The mask-extent caution: a mask far larger or smaller than the clinical size is flagged; its outline is never reshaped."""
 
 from __future__ import annotations
 
