@@ -99,8 +99,10 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
             text += " - " + _("check the tumour outline: its volume is {ratio:g} x {yardstick}").format(
                 ratio=record["mask_to_clinical_size_ratio"],
                 yardstick=record.get("clinical_size_yardstick", "a sphere of the clinical size"))
-        if record.get("choice_caution"):
-            text += " - " + _("close call: compare the outlined candidate with the runner-up")
+        if record.get("choice_caution"):  # a close call, or the clinical size set the model's first choice aside
+            text += " - " + (_("the clinical size set the model's first choice aside: compare it with the runner-up")
+                             if (record.get("runner_up_candidate") or {}).get("model_first_choice")
+                             else _("close call: compare the outlined candidate with the runner-up"))
         return text
 
     def exportReport(self, results, folder: str, post1Node) -> dict:
