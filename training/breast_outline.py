@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         "misses the clinical size's limits by more than FACTOR when it fits them (card extent_choice)")
     parser.add_argument("--extent-choice-above", type=float, metavar="FACTOR", help="with --extent-choice: the "
                         "factor above the upper limit (default: the same)")
+    parser.add_argument("--core-contrast", type=float, metavar="RATIO", help="with --extent-choice: a choice above "
+                        "the clinical size's upper limit is first cut to the piece of that size standing out by RATIO "
+                        "in tumour-likeness over the rest of it, when the piece fits (absent: not)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -168,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
         entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
-    if args.extent_choice_above is not None and args.extent_choice is None:
-        parser.error("--extent-choice-above needs --extent-choice")
+    if (args.extent_choice_above, args.core_contrast) != (None, None) and args.extent_choice is None:
+        parser.error("--extent-choice-above and --core-contrast need --extent-choice")
     if args.extent_choice is not None:
         try:
-            entries["extent_choice"] = {**ExtentChoice(args.extent_choice, args.extent_choice_above).to_card(),
+            entries["extent_choice"] = {**ExtentChoice(args.extent_choice, args.extent_choice_above,
+                                                         args.core_contrast).to_card(),
                                         "chosen_on": args.chosen_on}
         except ValueError as error:
             parser.error(str(error))

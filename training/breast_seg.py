@@ -79,8 +79,10 @@ POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes fi
                   "lies mostly outside the breast region discarded, the highest-mean-probability one kept (or the "
                   "card's candidate_ranker's choice; with the card's extent_choice and a clinical tumour size, the "
                   "runner-up when the choice misses the size's limits by more than its factor and the runner-up fits "
-                  "them), its outline completed (and trimmed) by the card's "
-                  "outline_growth, its gaps closed when that has a close_share, holes filled as its outline_fill says")
+                  "them; with its core_contrast, a choice above the size's upper limit first cut to the piece of that size "
+                  "standing out in early uptake x enhancement ratio, when it fits), its outline completed (and trimmed) "
+                  "by the card's outline_growth, its gaps closed when that has a close_share, holes filled as its "
+                  "outline_fill says")
 OUTPUT_MAPPING = ("the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5; with the "
                   "card's outline_growth.input_band_mm, its edge redrawn there within that band at the growth's "
                   "edge level read from the input's own post1 - pre")

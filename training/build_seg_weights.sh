@@ -122,6 +122,12 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
     --out Resources/Models/breast_seg.safetensors --version 2.10.0 --extent-choice 2 \
     --chosen-on "factor 2 (twice beyond the extent limits) fixed before its rule's sets (main 211 site E, alt 213, gland-seated 217) were generated; explored on used development sets main 201 site E, alt 203, gland-seated 205 (docs/segmentation-evaluation/development-2.10-candidate/RULE.md)"
+# 2.11.0: a first choice above the clinical size cut to the tumour-sized piece that stands out inside it
+# (extent_choice core_contrast 1.25), shipped by a rule written before its sets were generated
+# (docs/segmentation-evaluation/development-2.11-candidate/RULE.md)
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.11.0 --extent-choice 2 --core-contrast 1.25 \
+    --chosen-on "core_contrast 1.25 (the only value tried) and the trigger (the extent caution's upper limit) explored on used development sets alt 213 and gland-seated 227; shipped by a rule written before its sets (main 231 site E, alt 233, gland-seated 237) were generated (docs/segmentation-evaluation/development-2.11-candidate/RULE.md); factor 2 as 2.10.0"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

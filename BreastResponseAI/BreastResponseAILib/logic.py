@@ -190,9 +190,7 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Tumour volume (ml)": record.get("tumour_volume_ml", "not recorded"),
         "Mask diameters (mm)": " x ".join(f"{d:g}" for d in record["mask_diameters_mm"]) if "mask_diameters_mm" in record
         else "not recorded",
-        "Mask extent check": record.get("extent_caution") or (f"fits {record['clinical_size_yardstick']}"
-                                                              if "clinical_size_yardstick" in record
-                                                              else "no clinical size given"),
+        "Mask extent check": _extent_row(record),
         "Runner-up candidate": _runner_up_row(record.get("runner_up_candidate")),
         "Missing clinical": record["missing_clinical"],
         "Model": f"{record['model']['name']} {record['model']['version']}",
@@ -200,6 +198,15 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
     table = set_results_table(scene, rows, f"{case_id} pCR results", previous.table if previous else None)
     return ResultNodes(record, segmentation, heatmap, table, gradcam, reference_node, card,
                        automatic=job.user_segmentation is None)
+
+
+def _extent_row(record: dict) -> str:
+    """The mask against the clinical size: the caution when it does not fit, or when it was cut to fit it."""
+    if record.get("extent_caution") or record.get("outline_caution"):
+        return record.get("extent_caution") or record["outline_caution"]
+    if "clinical_size_yardstick" in record:
+        return f"fits {record['clinical_size_yardstick']}"
+    return "no clinical size given"
 
 
 def _runner_up_row(second: dict | None) -> str:

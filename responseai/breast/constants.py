@@ -107,6 +107,11 @@ CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (s
 EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
                          "so the runner-up was outlined: compare it with the runner-up candidate offered (the model's "
                          "first choice) before trusting the prediction")
+#: when the chosen outline was above the clinical size and cut to the tumour-sized piece inside it (extent_choice's
+#: core_contrast): the cut is the program's reading of the image, which the user should check
+OUTLINE_CUT_CAUTION = ("the model's outline ({outline_ml:.1f} ml) was far larger than the clinical tumour size allows, "
+                       "so it was cut to the {cut_ml:.1f} ml piece inside it that enhances most like a tumour: check the "
+                       "outline before relying on the volume or the pCR prediction")
 
 
 def runner_up_note(candidate: Mapping[str, object]) -> str:

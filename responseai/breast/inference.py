@@ -26,6 +26,7 @@ from responseai.breast.constants import (
     EXTENT_CHOICE_CAUTION,
     FORM_SCHEMA,
     MANIFEST_SCHEMA,
+    OUTLINE_CUT_CAUTION,
     REFERENCE_PHASE,
     RUNNER_UP_COLOR,
     RUNNER_UP_FILE,
@@ -71,7 +72,12 @@ with _monai_without_transformers():  # the first MONAI import of a breast predic
     from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
     from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
     from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
-    from responseai.breast.segmentation.inference import load_segmentation_model, segment_exam, side_of
+    from responseai.breast.segmentation.inference import (
+        ExamSegmentation,
+        load_segmentation_model,
+        segment_exam,
+        side_of,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -147,21 +153,7 @@ def run_case(
         progress(10, "finding the breasts and segmenting the tumour")
         found = segment_exam(case.phases, seg_weights or SEG_DEFAULT, clinical=case.clinical)
         mask, source, runner_up = found.mask, "model", found.runner_up
-        findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
-                    "candidates_outside_breasts": found.discarded_outside_breast,
-                    "segmentation_probability": round(found.probability, 4)}
-        if found.bpe_percent is not None:
-            findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
-            findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
-        if runner_up is not None:
-            findings["runner_up_candidate"] = {"volume_ml": round(runner_up.volume_ml(), 2), "side": side_of(runner_up),
-                                               "score_margin": round(found.choice_margin, 3),
-                                               "close_call": found.close_call,
-                                               "model_first_choice": found.chosen_by_extent}
-        if found.close_call or found.chosen_by_extent:
-            findings["choice_caution"] = (EXTENT_CHOICE_CAUTION if found.chosen_by_extent
-                                          else CLOSE_CALL_CAUTION.format(margin=found.choice_margin))
-            log.warning("%s", findings["choice_caution"])
+        findings = segmentation_findings(found)
     else:
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}
@@ -174,6 +166,33 @@ def run_case(
     findings["mask_diameters_mm"] = [round(d, 1) for d in principal_diameters_mm(mask)]
     findings.update(extent_findings(volume_ml, case.clinical))
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings, runner_up)
+
+
+def segmentation_findings(found: ExamSegmentation) -> dict:
+    """What the segmentation step tells the user (``result.json``): the tumour's side, the candidates, the breast
+    region's BPE and volume, the runner-up, and the cautions about the choice and the outline."""
+    findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
+                "candidates_outside_breasts": found.discarded_outside_breast,
+                "segmentation_probability": round(found.probability, 4)}
+    if found.bpe_percent is not None:
+        findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
+        findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
+    if found.runner_up is not None:
+        findings["runner_up_candidate"] = {"volume_ml": round(found.runner_up.volume_ml(), 2),
+                                           "side": side_of(found.runner_up),
+                                           "score_margin": round(found.choice_margin, 3),
+                                           "close_call": found.close_call,
+                                           "model_first_choice": found.chosen_by_extent}
+    if found.close_call or found.chosen_by_extent:
+        findings["choice_caution"] = (EXTENT_CHOICE_CAUTION if found.chosen_by_extent
+                                      else CLOSE_CALL_CAUTION.format(margin=found.choice_margin))
+        log.warning("%s", findings["choice_caution"])
+    if found.cut_from_ml is not None:
+        findings["outline_cut_from_ml"] = round(found.cut_from_ml, 2)
+        findings["outline_caution"] = OUTLINE_CUT_CAUTION.format(outline_ml=found.cut_from_ml,
+                                                                 cut_ml=found.mask.volume_ml())
+        log.warning("%s", findings["outline_caution"])
+    return findings
 
 
 def extent_findings(mask_volume_ml: float, clinical: Mapping[str, object]) -> dict:
@@ -272,6 +291,7 @@ def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dic
     # the review columns: a cohort table is read to decide which exams need a look (a suspect outline, or
     # a second candidate the reader may prefer)
     review = {"extent_caution": record.get("extent_caution"), "choice_caution": record.get("choice_caution"),
+              "outline_caution": record.get("outline_caution"),
               "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml")}
     return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
                                                   "tumour_side", "tumour_volume_ml")}, **review, **timings}

@@ -89,8 +89,9 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
 
 
 def _caution(case: Mapping) -> dict:
-    """The headline's caution: a suspect outline and / or a close call between candidates (empty when neither)."""
-    said = [case[key] for key in ("extent_caution", "choice_caution") if case.get(key)]
+    """The headline's caution: a suspect outline, a close call between candidates, an outline cut to the clinical
+    size (empty when none)."""
+    said = [case[key] for key in ("extent_caution", "choice_caution", "outline_caution") if case.get(key)]
     return {"caution": "; ".join(said)} if said else {}
 
 

@@ -93,8 +93,10 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         try:
             exam = exam_from_canonical(aligned, seg, row)  # the row's tumour size, as the form's in run_case
             mask, runner_up, close_call, by_extent = exam.mask.array, exam.runner_up, exam.close_call, exam.chosen_by_extent
+            cut = exam.cut_from_ml is not None
         except EmptyMaskError:
             mask, runner_up, close_call, by_extent = np.zeros_like(truth.array, dtype=np.uint8), None, False, False
+            cut = False
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
@@ -110,6 +112,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "close_call": close_call,  # the user was told to compare the runner-up
                          # the clinical size overruled the ranker, whose first choice is then the runner-up
                          "chosen_by_extent": by_extent, "ranker_first_found": runner_up_hit if by_extent else found,
+                         "cut_to_size": cut,  # the chosen outline was cut to the clinical size's piece
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -134,6 +137,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "extent_caution": extent_caution_summary(table),
               "close_calls": close_call_summary(table),
               "chosen_by_extent": extent_choice_summary(table),
+              "cut_to_size": cut_summary(table),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -264,6 +268,13 @@ def extent_choice_summary(table: pd.DataFrame) -> dict:
             "tumours_lost": int((swapped & ~found & first).sum())}
 
 
+def cut_summary(table: pd.DataFrame) -> dict:
+    """Exams whose chosen outline was cut to the clinical size's piece: how many, and in how many the cut outline
+    still holds the tumour (a cut of the wrong structure, or one that left the tumour out, shows as not found)."""
+    cut = table["cut_to_size"].astype(bool)
+    return {"cut": int(cut.sum()), "found": int((cut & table["found"].astype(bool)).sum())}
+
+
 def volume_errors(table: pd.DataFrame) -> dict:
     """Found tumours whose mask is over twice, or under half, the reference volume.
 
@@ -348,6 +359,7 @@ def markdown(result: dict) -> str:
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
             + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
             + _extent_choice_line(result.get("chosen_by_extent"))
+            + _cut_line(result.get("cut_to_size"))
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
@@ -404,6 +416,14 @@ def _extent_choice_line(swaps: dict | None) -> str:
         return ""
     return (f"\nThe clinical size overruled the ranker in {swaps['swapped']} exams: {swaps['tumours_gained']} tumours "
             f"gained, {swaps['tumours_lost']} lost.\n")
+
+
+def _cut_line(cuts: dict | None) -> str:
+    """One sentence on the outlines cut to the clinical size (empty when none was)."""
+    if not cuts or not cuts["cut"]:
+        return ""
+    return (f"\nOutlines above the clinical size cut to the piece of that size: {cuts['cut']} exams, the tumour in "
+            f"{cuts['found']} of them.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,13 @@ A card with an ``extent_choice`` (:class:`ExtentChoice`) also lets the size deci
 ranker's first two candidates when the first misses the limits by more than a factor (a 9 ml blob for
 a reported 5 cm tumour, a 40 ml outline for a 12 mm one) and the runner-up fits them: a radiologist
 who measured the tumour would not accept the first, and the runner-up is the tumour whenever the
-choice is wrong more often than any other candidate (docs/segmentation.md, "Close calls"). The outline
-itself is never reshaped to fit the size: a size is a reader's measurement, not a contour.
+choice is wrong more often than any other candidate (docs/segmentation.md, "Close calls").
+
+An ``extent_choice`` with a ``core_contrast`` first looks inside a choice above the upper limit for a piece
+of the reported size that stands out in early uptake and washout (:func:`.outline.core_of_size`): a tumour
+whose outline spilled into the parenchyma it touches is cut back to it rather than swapped away. The size
+says where to look and whether the cut is plausible; the cut itself is read from the image (half-way
+between the piece and the spill), never drawn as a sphere: a size is a reader's measurement, not a contour.
 """
 
 from __future__ import annotations
@@ -109,24 +114,35 @@ class ExtentChoice:
 
     factor: float
     factor_above: float | None = None
+    core_contrast: float | None = None  # look for the tumour inside a grossly large first choice first (None: not)
 
     def __post_init__(self) -> None:
-        for name, value in (("factor", self.factor), ("factor_above", self.factor_above)):
+        for name, value in (("factor", self.factor), ("factor_above", self.factor_above),
+                            ("core_contrast", self.core_contrast)):
             if value is not None and not 1 <= value <= 10:
                 raise ValueError(f"extent_choice {name} must lie in [1, 10], got {value:g}")
 
     @classmethod
     def from_card(cls, entry: Mapping) -> ExtentChoice:
-        above = entry.get("factor_above")
-        return cls(float(entry["factor"]), None if above is None else float(above))
+        above, contrast = entry.get("factor_above"), entry.get("core_contrast")
+        return cls(float(entry["factor"]), None if above is None else float(above),
+                   None if contrast is None else float(contrast))
 
     def to_card(self) -> dict:
-        return {"factor": self.factor} | ({} if self.factor_above is None else {"factor_above": self.factor_above})
+        entry = {"factor": self.factor}
+        if self.factor_above is not None:
+            entry["factor_above"] = self.factor_above
+        if self.core_contrast is not None:
+            entry["core_contrast"] = self.core_contrast
+        return entry
+
+    def grossly_above(self, ratio: float, limits: tuple[float, float]) -> bool:
+        """Whether a mask / yardstick ``ratio`` lies above the upper limit by more than the factor."""
+        return ratio > limits[1] * (self.factor if self.factor_above is None else self.factor_above)
 
     def grossly_off(self, ratio: float, limits: tuple[float, float]) -> bool:
         """Whether a mask / yardstick ``ratio`` lies beyond the limits by more than the factor."""
-        above = self.factor if self.factor_above is None else self.factor_above
-        return ratio < limits[0] / self.factor or ratio > limits[1] * above
+        return ratio < limits[0] / self.factor or self.grossly_above(ratio, limits)
 
     def take_runner_up(self, chosen_ml: float, runner_up_ml: float | None, stick: Yardstick | None) -> bool:
         """Whether the runner-up (outline of ``runner_up_ml``) replaces the choice (``chosen_ml``): never without

@@ -30,14 +30,16 @@ from scipy import ndimage
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
-from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, yardstick
+from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, fits, yardstick
 from responseai.breast.segmentation.model import TASK, build_model
 from responseai.breast.segmentation.outline import (
     SUBTRACTION,
     OutlineGrowth,
     close_gaps,
+    core_of_size,
     grow_on_enhancement,
     redraw_on_input_grid,
+    tumour_likeness,
 )
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
@@ -70,6 +72,7 @@ class ExamSegmentation:
     choice_margin: float | None = None  # the chosen candidate's score minus the runner-up's
     close_call: bool = False  # the margin is under the card ranker's close_margin: compare the runner-up
     chosen_by_extent: bool = False  # the ranker's first choice missed the clinical size grossly; the runner-up was taken
+    cut_from_ml: float | None = None  # the chosen outline was above the clinical size: its volume before the cut
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -142,6 +145,7 @@ class Selection:
     discarded: int  # of them, outside the breasts
     confidence: float  # mean tumour probability of the chosen component
     by_extent: bool = False  # the ranker's first two swapped by the card's extent_choice (the runner-up is then its first)
+    cut_from_ml: float | None = None  # the first choice's volume before it was cut to the clinical size's piece
 
 
 def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -160,7 +164,8 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     network's ``breast_probability``. With a card's ``growth`` the outline is completed on its own
     enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice (:func:`fill_holes`). With a card's
     ``extent_choice`` and the clinical size's yardstick ``expected``, a first choice grossly off the size gives
-    way to a runner-up that fits it (:class:`.extent.ExtentChoice`).
+    way to a runner-up that fits it (:class:`.extent.ExtentChoice`); with its ``core_contrast``, a first choice
+    above the size is first cut to the tumour-sized piece that stands out inside it (:func:`core_within`).
 
     The runner-up is outlined the same way because when the choice is wrong the tumour is most often
     the second candidate (development sets, main seeds 151 / 161 site E and alt seeds 153 / 163: the
@@ -180,12 +185,36 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     first, second = outlined(labels[0]), outlined(labels[1]) if len(labels) > 1 else None
     margin = float(scores[0] - scores[1]) if second is not None else None
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    core = None if channels is None else core_within(first, channels, region, spacing_xyz, growth, fill_slices,
+                                                     expected, extent_choice)
+    cut_from_ml = None
+    if core is not None:  # cut to the tumour-sized piece; it fits the size, so no swap follows
+        cut_from_ml, first = float(first.sum()) * voxel_ml, core
     swap = extent_choice is not None and second is not None and bool(extent_choice.take_runner_up(
         first.sum() * voxel_ml, second.sum() * voxel_ml, expected))
     if swap:
         first, second, labels, margin = second, first, labels[[1, 0]], -margin  # the ranker's first is now behind
     return Selection(first, second, margin, candidates.n, discarded,
-                     float(candidates.mean_probability[labels[0] - 1]), swap)
+                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml)
+
+
+def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
+                spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None, fill_slices: bool,
+                expected: Yardstick | None, extent_choice: ExtentChoice | None) -> np.ndarray | None:
+    """The outline of the piece of the clinical size inside a first choice above the yardstick's upper limit
+    (:func:`.outline.core_of_size`), when the card's ``extent_choice`` has a ``core_contrast`` and the piece
+    fits the yardstick; None otherwise (the first choice, and any swap, stand)."""
+    if extent_choice is None or extent_choice.core_contrast is None or expected is None:
+        return None
+    voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    if first.sum() * voxel_ml / expected.volume_ml <= expected.limits[1]:  # the extent caution's upper limit
+        return None
+    piece = core_of_size(first.astype(bool), tumour_likeness(channels), expected.volume_ml, spacing_xyz[::-1],
+                         extent_choice.core_contrast)
+    if piece is None:
+        return None
+    piece = finish_outline(piece, region, spacing_xyz, growth, fill_slices)
+    return piece if fits(piece.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
 
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -211,9 +240,16 @@ def outline(component: np.ndarray, channels: np.ndarray | None, region: np.ndarr
     if growth is not None and channels is not None:
         component = grow_on_enhancement(component, channels[SUBTRACTION], region, spacing_xyz[::-1], growth,
                                         probability)
-        if growth.close_share is not None:  # the radius from the filled outline: the tumour's volume
-            component = close_gaps(fill_holes(component, slices=fill_slices).astype(bool), region,
-                                   spacing_xyz[::-1], growth.close_share)
+    return finish_outline(component, region, spacing_xyz, growth if channels is not None else None, fill_slices)
+
+
+def finish_outline(component: np.ndarray, region: np.ndarray | None, spacing_xyz: tuple[float, float, float],
+                   growth: OutlineGrowth | None, fill_slices: bool) -> np.ndarray:
+    """``component``'s gaps closed when the card's growth has a ``close_share`` (:func:`.outline.close_gaps`),
+    then its holes filled (slice by slice first when the card's ``outline_fill`` is ``slices``), as uint8."""
+    if growth is not None and growth.close_share is not None:  # the radius from the filled outline: the tumour's volume
+        component = close_gaps(fill_holes(component, slices=fill_slices).astype(bool), region,
+                               spacing_xyz[::-1], growth.close_share)
     return fill_holes(component, slices=fill_slices)
 
 
@@ -419,7 +455,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
                             seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
-                            found.by_extent)
+                            found.by_extent, found.cut_from_ml)
 
 
 def segment_tumour(

@@ -245,3 +245,59 @@ def trim(core: np.ndarray, keep: np.ndarray, probability: np.ndarray | None) -> 
     weights = np.ones(core.shape) if probability is None else probability
     mass = ndimage.sum(weights, labels, np.arange(1, n + 1))
     return labels == int(np.argmax(mass)) + 1
+
+
+def tumour_likeness(channels: np.ndarray) -> np.ndarray:
+    """Early uptake (post1 − pre) times the signal enhancement ratio (post1 − pre) / (post2 − pre), clipped to
+    [0, 2]: the radiologist's two signs of malignancy, strong early enhancement and washout, in one map.
+
+    Background parenchyma enhances progressively (ratio under 1), a tumour reaches its plateau early or washes
+    out (1 or more): a tumour that enhances no more than the parenchyma it touches still stands out here.
+    Where the late phase barely enhances, or is missing (post2 = post1), the ratio is taken as 1 and the early
+    uptake decides alone.
+    """
+    early, late = channels[1] - channels[0], channels[2] - channels[0]
+    ratio = np.where(late > 0.05, early / np.maximum(late, 0.05), 1.0)
+    return (early * np.clip(ratio, 0.0, 2.0)).astype(np.float32)
+
+
+def core_of_size(outline: np.ndarray, uptake: np.ndarray, volume_ml: float, spacing_zyx: Sequence[float],
+                 contrast: float) -> np.ndarray | None:
+    """The compact piece of a spilled ``outline`` (bool) that stands out like a tumour of ``volume_ml``, or None.
+
+    An outline several times the reported size either spilled from the tumour into the parenchyma around
+    it, or is another structure altogether. A radiologist told "2 cm" looks inside it for a 2 cm lesion
+    that stands out. Here: the ball of the reported volume where ``uptake`` (:func:`tumour_likeness` in the
+    product) is highest inside the outline (averaged over the ball by normalised convolution, so the
+    outline's edge does not pull the centre inward) is the lesion; the outline further than a ball
+    diameter from it is the spill. When the lesion's median is at least ``contrast`` × the spill's, the
+    outline is cut half-way between the two and the connected piece overlapping the ball most is returned
+    (not the centre's: a necrotic centre lies below the cut); otherwise nothing stands out and None is
+    returned (the outline may be the wrong structure: the caller keeps its other choices).
+    """
+    spacing = np.asarray(spacing_zyx, float)
+    radius_mm = (3 * volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)
+    box = bounding_box(outline, tuple(int(np.ceil(radius_mm / s)) + 1 for s in spacing))
+    if box is None:
+        return None
+    inside, values = outline[box].astype(bool), uptake[box].astype(np.float32)
+    sigma = radius_mm / 2 / spacing
+    weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
+    mean = ndimage.gaussian_filter(np.where(inside, values, 0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
+    centre = np.unravel_index(int(np.argmax(np.where(inside, mean, -np.inf))), inside.shape)
+    seed = np.zeros(inside.shape, bool)
+    seed[centre] = True
+    distance = ndimage.distance_transform_edt(~seed, sampling=spacing)
+    ball, spill = inside & (distance <= radius_mm), inside & (distance > 2 * radius_mm)
+    if spill.sum() < MIN_SHELL_VOXELS:
+        return None
+    lesion, background = float(np.median(values[ball])), float(np.median(values[spill]))
+    if lesion <= 0 or lesion < contrast * max(background, 0.0):
+        return None
+    labels, n = ndimage.label(inside & (values >= 0.5 * (lesion + background)))
+    if n == 0:
+        return None
+    overlap = ndimage.sum(ball, labels, np.arange(1, n + 1))  # not the centre's piece: a necrotic centre is below
+    out = np.zeros(outline.shape, bool)
+    out[box] = labels == int(np.argmax(overlap)) + 1
+    return out
