@@ -106,3 +106,26 @@ def test_the_evaluation_counts_the_cuts_and_whether_they_kept_the_tumour():
     assert cut_summary(table) == {"cut": 2, "found": 1}
     assert "2 exams, the tumour in 1" in _cut_line(cut_summary(table))
     assert _cut_line({"cut": 0, "found": 0}) == ""
+
+
+def test_a_piece_cut_outside_the_breasts_is_refused_when_the_card_asks():
+    """The brightest piece of a spilled outline can be a vessel at its edge: with ``core_in_breast`` the piece must
+    pass the candidates' own test (its rim, the rest of the outline left out, mostly in the breast region)."""
+    from responseai.breast.segmentation.inference import select_candidates, sits_in_breast
+
+    outline, uptake, tumour = _spilled(1.0)
+    region = np.ones(uptake.shape, bool)
+    assert sits_in_breast(tumour, outline, region, SPACING)
+    region[:, :, :26] = False  # the tumour's end of the outline lies outside the breasts
+    assert not sits_in_breast(tumour, outline, region, SPACING)
+    probability = np.where(outline, 0.9, 0.0).astype(np.float32)
+    channels = np.stack([np.full(uptake.shape, 0.3, np.float32), 0.3 + uptake, 0.3 + uptake, uptake])
+    stick = yardstick({"tumour_size_mm": 20.0})
+    region[:, :, :4] = True  # ...but the outline as a whole still sits in them (its rim mostly in the region)
+    for in_breast, cut in ((False, True), (True, False)):
+        rule = ExtentChoice(2.0, core_contrast=1.25, core_in_breast=in_breast)
+        found = select_candidates(probability, 0.5, region, channels, SPACING, expected=stick, extent_choice=rule)
+        assert found.chosen.any() and (found.cut_from_ml is not None) == cut
+    assert ExtentChoice.from_card(ExtentChoice(2.0, 1.0, 1.25, True).to_card()).core_in_breast
+    with pytest.raises(ValueError, match="core_in_breast"):
+        ExtentChoice.from_card({"factor": 2, "core_in_breast": "yes"})
