@@ -103,6 +103,9 @@ RUNNER_UP_COLOR = (0.35, 0.75, 0.95)
 # on development exams about half of such choices were wrong, and the runner-up was mostly the tumour)
 CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (score margin {margin:.2f}): "
                       "compare the outlined one with the runner-up candidate before trusting the prediction")
+#: result.json's warnings about the segmentation, in the order the report headline, the viewer and the cohort table
+#: say them: the mask does not fit the clinical size, a close call or an extent choice, an outline cut to the size
+CAUTION_KEYS = ("extent_caution", "choice_caution", "outline_caution")
 #: when the clinical size overruled the ranker (the segmentation card's extent_choice)
 EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
                          "so the runner-up was outlined: compare it with the runner-up candidate offered (the model's "

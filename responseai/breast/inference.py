@@ -22,6 +22,7 @@ from pathlib import Path
 from responseai.batch import COHORT_EPILOG, CohortHook
 from responseai.breast.constants import (
     BREAST_SCHEMA,
+    CAUTION_KEYS,
     CLOSE_CALL_CAUTION,
     EXTENT_CHOICE_CAUTION,
     FORM_SCHEMA,
@@ -290,8 +291,7 @@ def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dic
     timings = {stage: round(end - begin, 3) for stage, begin, end in zip(stages, marks[1:], marks[2:])}
     # the review columns: a cohort table is read to decide which exams need a look (a suspect outline, or
     # a second candidate the reader may prefer)
-    review = {"extent_caution": record.get("extent_caution"), "choice_caution": record.get("choice_caution"),
-              "outline_caution": record.get("outline_caution"),
+    review = {**{key: record.get(key) for key in CAUTION_KEYS},
               "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml")}
     return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
                                                   "tumour_side", "tumour_volume_ml")}, **review, **timings}

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from responseai.breast.constants import BREAST_SCHEMA, FORM_SCHEMA, runner_up_note
+from responseai.breast.constants import BREAST_SCHEMA, CAUTION_KEYS, FORM_SCHEMA, runner_up_note
 from responseai.breast.segmentation.extent import EXTENT_LIMITS
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
@@ -91,7 +91,7 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
 def _caution(case: Mapping) -> dict:
     """The headline's caution: a suspect outline, a close call between candidates, an outline cut to the clinical
     size (empty when none)."""
-    said = [case[key] for key in ("extent_caution", "choice_caution", "outline_caution") if case.get(key)]
+    said = [case[key] for key in CAUTION_KEYS if case.get(key)]
     return {"caution": "; ".join(said)} if said else {}
 
 

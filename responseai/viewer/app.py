@@ -25,8 +25,8 @@ from responseai.slicer_bridge.outputs import HEATMAP_OPACITY
 from responseai.viewer.cases import CaseEntry, family_piece, form_errors, form_fields, form_values
 from responseai.viewer.jobs import (
     KINETICS_FAMILY, Job, crossmodal_available, crossmodal_command, crossmodal_summary, kinetics_available,
-    kinetics_command, prediction_command, read_result, recurrence_available, recurrence_command,
-    recurrence_summary, report_command, runner_up_offer,
+    kinetics_command, prediction_cautions, prediction_command, read_result, recurrence_available,
+    recurrence_command, recurrence_summary, report_command, runner_up_offer,
 )
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class ViewerApp:
         """Forget the runner-up offered and the segment chosen in the page (a new case starts automatic)."""
         self._mask: Path | None = None  # a tumour segment chosen in the page (the runner-up) for the case on screen
         self._runner_up: Path | None = None  # the last prediction's runner-up candidate, when it has one
-        self.state.segment_source = self.state.runner_up_text = ""
+        self.state.segment_source = self.state.runner_up_text = self.state.caution_text = ""
         self.state.runner_up_chosen = False
 
     def _clear_family_outputs(self) -> None:
@@ -245,6 +245,7 @@ class ViewerApp:
             s.predicted_class = str(result.record.get("predicted_class", ""))
             s.segment_source = self._segment_source(result.record)
             s.runner_up_text = "" if offer is None else offer[1]
+            s.caution_text = prediction_cautions(result.record)
             s.runner_up_chosen = self._mask is not None
             s.node_count = self.session.node_count()
 
@@ -466,6 +467,8 @@ class ViewerApp:
                             html.Div("predicted: {{ predicted_class }}", classes="text-caption")
                             html.Div("tumour segment: {{ segment_source }}", id="segment-source",
                                      classes="text-caption")
+                            v.VAlert(v_if="caution_text", type="warning", density="compact", text=("caution_text",),
+                                     id="caution", classes="my-1")
                             with html.Div(v_if="runner_up_text", id="runner-up", classes="mt-1"):
                                 html.Div("runner-up candidate: {{ runner_up_text }}", id="runner-up-text",
                                          classes="text-caption")

@@ -72,6 +72,13 @@ def runner_up_offer(prediction: Path, record: Mapping[str, object],
     return path, f"{float(candidate['volume_ml']):.2f} ml{where}{note}"
 
 
+def prediction_cautions(record: Mapping[str, object], family: str = FAMILY) -> str:
+    """The family's warnings in a finished prediction's ``result.json`` (``record``), as one line for the page (empty
+    when there are none): the report prints them above everything else, and the page must not say less."""
+    keys = family_piece("constants:CAUTION_KEYS", family)
+    return "; ".join(str(record[key]) for key in keys if record.get(key))
+
+
 KINETICS_FAMILY = "kinetics"
 KINETICS_PHASES = ("pre", "post1", "post2")  # the kinetics family's PHASES: all three are needed
 PREDICTION_MASK = "tumour.seg.nrrd"  # the breast prediction's tumour segment (case mask or automatic)

@@ -102,7 +102,17 @@ def test_use_runner_up_predicts_again_with_it_and_back(slicer_app, two_candidate
         assert state.runner_up_chosen
         app.select_case(0)  # the case again: it starts automatic, nothing offered before a run
         assert not state.runner_up_chosen and state.runner_up_text == "" and state.segment_source == ""
+        assert state.caution_text == ""  # the last run's warnings went with it
         app.use_runner_up()  # nothing to use: no job starts
         assert not state.running
 
     asyncio.run(clicks())
+
+
+def test_the_page_says_every_warning_the_report_prints():
+    from responseai.viewer.jobs import prediction_cautions
+
+    record = {"extent_caution": "the mask is 3 x the size", "choice_caution": None, "outline_caution": "cut to 1.1 ml",
+              "pcr_probability": 0.3}
+    assert prediction_cautions(record) == "the mask is 3 x the size; cut to 1.1 ml"
+    assert prediction_cautions({"pcr_probability": 0.3}) == ""
