@@ -108,24 +108,17 @@ def test_the_evaluation_counts_the_cuts_and_whether_they_kept_the_tumour():
     assert _cut_line({"cut": 0, "found": 0}) == ""
 
 
-def test_a_piece_cut_outside_the_breasts_is_refused_when_the_card_asks():
-    """The brightest piece of a spilled outline can be a vessel at its edge: with ``core_in_breast`` the piece must
-    pass the candidates' own test (its rim, the rest of the outline left out, mostly in the breast region)."""
-    from responseai.breast.segmentation.inference import select_candidates, sits_in_breast
+def test_the_training_command_writes_the_cut_into_the_card(tmp_path):
+    from training import breast_outline
 
-    outline, uptake, tumour = _spilled(1.0)
-    region = np.ones(uptake.shape, bool)
-    assert sits_in_breast(tumour, outline, region, SPACING)
-    region[:, :, :26] = False  # the tumour's end of the outline lies outside the breasts
-    assert not sits_in_breast(tumour, outline, region, SPACING)
-    probability = np.where(outline, 0.9, 0.0).astype(np.float32)
-    channels = np.stack([np.full(uptake.shape, 0.3, np.float32), 0.3 + uptake, 0.3 + uptake, uptake])
-    stick = yardstick({"tumour_size_mm": 20.0})
-    region[:, :, :4] = True  # ...but the outline as a whole still sits in them (its rim mostly in the region)
-    for in_breast, cut in ((False, True), (True, False)):
-        rule = ExtentChoice(2.0, core_contrast=1.25, core_in_breast=in_breast)
-        found = select_candidates(probability, 0.5, region, channels, SPACING, expected=stick, extent_choice=rule)
-        assert found.chosen.any() and (found.cut_from_ml is not None) == cut
-    assert ExtentChoice.from_card(ExtentChoice(2.0, 1.0, 1.25, True).to_card()).core_in_breast
-    with pytest.raises(ValueError, match="core_in_breast"):
-        ExtentChoice.from_card({"factor": 2, "core_in_breast": "yes"})
+    from responseai.breast.segmentation.inference import card_extent_choice
+    from responseai.resources import model_path
+    from responseai.weights import read_card
+
+    weights, out = model_path("breast_seg"), tmp_path / "breast_seg.safetensors"
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.9", "--extent-choice",
+                                "2", "--core-contrast", "1.25"]) == 0
+    assert card_extent_choice(read_card(out, expected_task="segmentation")) == ExtentChoice(2.0, None, 1.25)
+    for bad in (["--core-contrast", "1.25"], ["--extent-choice", "2", "--core-contrast", "0.5"]):
+        with pytest.raises(SystemExit):
+            breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", *bad])

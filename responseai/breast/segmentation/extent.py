@@ -115,7 +115,6 @@ class ExtentChoice:
     factor: float
     factor_above: float | None = None
     core_contrast: float | None = None  # look for the tumour inside a grossly large first choice first (None: not)
-    core_in_breast: bool = False  # the cut piece must itself sit in the breasts, as every candidate must
 
     def __post_init__(self) -> None:
         for name, value in (("factor", self.factor), ("factor_above", self.factor_above),
@@ -125,11 +124,9 @@ class ExtentChoice:
 
     @classmethod
     def from_card(cls, entry: Mapping) -> ExtentChoice:
-        above, contrast, in_breast = entry.get("factor_above"), entry.get("core_contrast"), entry.get("core_in_breast")
-        if in_breast not in (None, True, False):
-            raise ValueError(f"extent_choice core_in_breast must be true or false, got {in_breast!r}")
+        above, contrast = entry.get("factor_above"), entry.get("core_contrast")
         return cls(float(entry["factor"]), None if above is None else float(above),
-                   None if contrast is None else float(contrast), bool(in_breast))
+                   None if contrast is None else float(contrast))
 
     def to_card(self) -> dict:
         entry = {"factor": self.factor}
@@ -137,8 +134,6 @@ class ExtentChoice:
             entry["factor_above"] = self.factor_above
         if self.core_contrast is not None:
             entry["core_contrast"] = self.core_contrast
-        if self.core_in_breast:
-            entry["core_in_breast"] = True
         return entry
 
     def grossly_above(self, ratio: float, limits: tuple[float, float]) -> bool:

@@ -29,14 +29,7 @@ from scipy import ndimage
 
 from responseai.breast.constants import REFERENCE_PHASE
 from responseai.breast.preprocess import canonical_phases, check_phases, dce_channels
-from responseai.breast.segmentation.candidates import (
-    MIN_INSIDE_BREAST,
-    CandidateRanker,
-    bounding_box,
-    find_candidates,
-    inside_fraction,
-    ranked,
-)
+from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, fits, yardstick
 from responseai.breast.segmentation.model import TASK, build_model
 from responseai.breast.segmentation.outline import (
@@ -221,19 +214,7 @@ def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | No
     if piece is None:
         return None
     piece = finish_outline(piece, region, spacing_xyz, growth, fill_slices)
-    if extent_choice.core_in_breast and not sits_in_breast(piece.astype(bool), first.astype(bool), region, spacing_xyz):
-        return None
     return piece if fits(piece.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
-
-
-def sits_in_breast(piece: np.ndarray, outline: np.ndarray, region: np.ndarray | None,
-                   spacing_xyz: tuple[float, float, float]) -> bool:
-    """Whether a piece cut from ``outline`` passes the test every candidate passed (its rim, the rest of the outline
-    left out, lies mostly in the breast region): the piece that stands out most inside a spilled outline can be an
-    internal mammary vessel at its edge, which washes out like a tumour."""
-    labels = piece.astype(np.int32)
-    labels[outline & ~piece] = 2
-    return bool(inside_fraction(labels, region, spacing_xyz, np.array([True, False]))[0] >= MIN_INSIDE_BREAST)
 
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
