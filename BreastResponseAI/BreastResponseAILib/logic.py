@@ -202,8 +202,9 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
 
 def _extent_row(record: dict) -> str:
     """The mask against the clinical size: the caution when it does not fit, or when it was cut to fit it."""
-    if record.get("extent_caution") or record.get("outline_caution"):
-        return record.get("extent_caution") or record["outline_caution"]
+    caution = record.get("extent_caution") or record.get("outline_caution")
+    if caution:
+        return caution
     if "clinical_size_yardstick" in record:
         return f"fits {record['clinical_size_yardstick']}"
     return "no clinical size given"

@@ -29,10 +29,16 @@ def _spilled(tumour_uptake: float, necrotic: bool = False) -> tuple[np.ndarray, 
     return outline | tumour, uptake, tumour
 
 
+def _channels(uptake: np.ndarray) -> np.ndarray:
+    """Network input (pre, post1, post2, post1 − pre) with ``uptake`` as early enhancement and a plateau (post2 =
+    post1): the tumour-likeness is then the uptake itself."""
+    return np.stack([np.full(uptake.shape, 0.3, np.float32), 0.3 + uptake, 0.3 + uptake, uptake])
+
+
 @pytest.mark.parametrize("necrotic", [False, True])
 def test_the_tumour_sized_piece_that_stands_out_is_found(necrotic):
     outline, uptake, tumour = _spilled(1.0, necrotic)
-    piece = core_of_size(outline, uptake, np.pi / 6 * 20 ** 3 / 1000, SPACING, contrast=1.25)
+    piece = core_of_size(outline, _channels(uptake), np.pi / 6 * 20 ** 3 / 1000, SPACING, contrast=1.25)
     assert piece is not None
     # a necrotic centre falls under the cut; hole filling (finish_outline) completes it in the product
     ring = tumour & (uptake > 0.2)
@@ -41,7 +47,7 @@ def test_the_tumour_sized_piece_that_stands_out_is_found(necrotic):
 
 def test_nothing_is_cut_when_nothing_stands_out():
     outline, uptake, _ = _spilled(0.55)  # the "tumour" enhances like the parenchyma: maybe the wrong structure
-    assert core_of_size(outline, uptake, np.pi / 6 * 20 ** 3 / 1000, SPACING, contrast=1.25) is None
+    assert core_of_size(outline, _channels(uptake), np.pi / 6 * 20 ** 3 / 1000, SPACING, contrast=1.25) is None
 
 
 def test_the_selection_cuts_a_spilled_first_choice_only_with_a_size_and_the_card_option():
@@ -49,7 +55,7 @@ def test_the_selection_cuts_a_spilled_first_choice_only_with_a_size_and_the_card
 
     outline, uptake, tumour = _spilled(1.0)
     probability = np.where(outline, 0.9, 0.0).astype(np.float32)
-    channels = np.stack([np.full(uptake.shape, 0.3, np.float32), 0.3 + uptake, 0.3 + uptake, uptake])
+    channels = _channels(uptake)
     region = np.ones(uptake.shape, bool)
     stick = yardstick({"tumour_size_mm": 20.0})  # 4.2 ml; the outline (34.6 ml) is 8 x
     with_core = ExtentChoice(2.0, core_contrast=1.25)

@@ -39,7 +39,6 @@ from responseai.breast.segmentation.outline import (
     core_of_size,
     grow_on_enhancement,
     redraw_on_input_grid,
-    tumour_likeness,
 )
 from responseai.errors import AnatomyNotFoundError, EmptyMaskError, WeightsError
 from responseai.image import Image
@@ -209,7 +208,7 @@ def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | No
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
     if first.sum() * voxel_ml / expected.volume_ml <= expected.limits[1]:  # the extent caution's upper limit
         return None
-    piece = core_of_size(first.astype(bool), tumour_likeness(channels), expected.volume_ml, spacing_xyz[::-1],
+    piece = core_of_size(first.astype(bool), channels, expected.volume_ml, spacing_xyz[::-1],
                          extent_choice.core_contrast)
     if piece is None:
         return None

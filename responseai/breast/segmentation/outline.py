@@ -261,14 +261,14 @@ def tumour_likeness(channels: np.ndarray) -> np.ndarray:
     return (early * np.clip(ratio, 0.0, 2.0)).astype(np.float32)
 
 
-def core_of_size(outline: np.ndarray, uptake: np.ndarray, volume_ml: float, spacing_zyx: Sequence[float],
+def core_of_size(outline: np.ndarray, channels: np.ndarray, volume_ml: float, spacing_zyx: Sequence[float],
                  contrast: float) -> np.ndarray | None:
     """The compact piece of a spilled ``outline`` (bool) that stands out like a tumour of ``volume_ml``, or None.
 
     An outline several times the reported size either spilled from the tumour into the parenchyma around
     it, or is another structure altogether. A radiologist told "2 cm" looks inside it for a 2 cm lesion
-    that stands out. Here: the ball of the reported volume where ``uptake`` (:func:`tumour_likeness` in the
-    product) is highest inside the outline (averaged over the ball by normalised convolution, so the
+    that stands out. Here: the ball of the reported volume where the :func:`tumour_likeness` of the network
+    input ``channels`` (read on the outline's box only) is highest inside the outline (averaged over the ball by normalised convolution, so the
     outline's edge does not pull the centre inward) is the lesion; the outline further than a ball
     diameter from it is the spill. When the lesion's median is at least ``contrast`` × the spill's, the
     outline is cut half-way between the two and the connected piece overlapping the ball most is returned
@@ -280,7 +280,7 @@ def core_of_size(outline: np.ndarray, uptake: np.ndarray, volume_ml: float, spac
     box = bounding_box(outline, tuple(int(np.ceil(radius_mm / s)) + 1 for s in spacing))
     if box is None:
         return None
-    inside, values = outline[box].astype(bool), uptake[box].astype(np.float32)
+    inside, values = outline[box].astype(bool), tumour_likeness(channels[(slice(None), *box)])
     sigma = radius_mm / 2 / spacing
     weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
     mean = ndimage.gaussian_filter(np.where(inside, values, 0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
