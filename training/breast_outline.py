@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-contrast", type=float, metavar="RATIO", help="with --extent-choice: a choice above "
                         "the clinical size's upper limit is first cut to the piece of that size standing out by RATIO "
                         "in tumour-likeness over the rest of it, when the piece fits (absent: not)")
+    parser.add_argument("--grow-small", action="store_true", help="with --extent-choice: a choice below the clinical "
+                        "size's lower limit is grown over the enhancing tumour of that size it is part of, when the "
+                        "grown outline fits (absent: not)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -171,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
         entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
-    if (args.extent_choice_above, args.core_contrast) != (None, None) and args.extent_choice is None:
-        parser.error("--extent-choice-above and --core-contrast need --extent-choice")
+    if ((args.extent_choice_above, args.core_contrast) != (None, None) or args.grow_small) and args.extent_choice is None:
+        parser.error("--extent-choice-above, --core-contrast and --grow-small need --extent-choice")
     if args.extent_choice is not None:
         try:
             entries["extent_choice"] = {**ExtentChoice(args.extent_choice, args.extent_choice_above,
-                                                         args.core_contrast).to_card(),
+                                                         args.core_contrast, args.grow_small).to_card(),
                                         "chosen_on": args.chosen_on}
         except ValueError as error:
             parser.error(str(error))

@@ -82,7 +82,9 @@ POSTPROCESSING = ("breast region = 1-2 largest breast-class components, holes fi
                   "them; with its core_contrast, a choice above the size's upper limit first cut to the piece of that size "
                   "standing out in early uptake x enhancement ratio, when it fits), its outline completed (and trimmed) "
                   "by the card's outline_growth, its gaps closed when that has a close_share, holes filled as its "
-                  "outline_fill says")
+                  "outline_fill says; with the extent_choice's grow_small, an outline below the size's lower limit "
+                  "grown over the voxels within two radii of the size's typical tumour that enhance above half-way "
+                  "between its median uptake and the 90th percentile of the breast one to two radii away, when it fits")
 OUTPUT_MAPPING = ("the mask's indicator resampled linearly onto the input post1 grid and cut at 0.5; with the "
                   "card's outline_growth.input_band_mm, its edge redrawn there within that band at the growth's "
                   "edge level read from the input's own post1 - pre")

@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged; 2.10.0: the clinical size a second opinion on the choice). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged; 2.10.0: the clinical size a second opinion on the choice; 2.11.0: a spilled choice cut to the size; 2.12.0: a small choice grown over its tumour). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -128,6 +128,12 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
     --out Resources/Models/breast_seg.safetensors --version 2.11.0 --extent-choice 2 --core-contrast 1.25 \
     --chosen-on "core_contrast 1.25 (the only value tried) and the trigger (the extent caution's upper limit) explored on used development sets alt 213 and gland-seated 227; shipped by a rule written before its sets (main 231 site E, alt 233, gland-seated 237) were generated (docs/segmentation-evaluation/development-2.11-candidate/RULE.md); factor 2 as 2.10.0"
+# 2.12.0: a choice below the clinical size's lower limit grown over the enhancing tumour it is part of (extent_choice
+# grow_small), shipped by a rule written before its sets were generated
+# (docs/segmentation-evaluation/development-2.12-candidate/RULE.md)
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.12.0 --extent-choice 2 --core-contrast 1.25 --grow-small \
+    --chosen-on "grow_small (the half-way edge with the baseline one to two radii of the size's typical tumour away; the only form tried) explored on used development sets (dev 221/231/241 site E, alt 223/233/243, gland-seated 227/237/247: the exams whose 2.10.0/2.11.0 outline lay below 1.3 x the lower limit); shipped by a rule written before its sets (main 251 site E, alt 253, gland-seated 257) were generated (docs/segmentation-evaluation/development-2.12-candidate/RULE.md); factor 2 as 2.10.0, core_contrast 1.25 as 2.11.0"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \

@@ -201,7 +201,7 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
 
 
 def _extent_row(record: dict) -> str:
-    """The mask against the clinical size: the caution when it does not fit, or when it was cut to fit it."""
+    """The mask against the clinical size: the caution when it does not fit, or when it was cut or grown to fit it."""
     caution = record.get("extent_caution") or record.get("outline_caution")
     if caution:
         return caution

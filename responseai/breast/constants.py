@@ -104,7 +104,7 @@ RUNNER_UP_COLOR = (0.35, 0.75, 0.95)
 CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (score margin {margin:.2f}): "
                       "compare the outlined one with the runner-up candidate before trusting the prediction")
 #: result.json's warnings about the segmentation, in the order the report headline, the viewer and the cohort table
-#: say them: the mask does not fit the clinical size, a close call or an extent choice, an outline cut to the size
+#: say them: the mask does not fit the clinical size, a close call or an extent choice, an outline cut or grown to it
 CAUTION_KEYS = ("extent_caution", "choice_caution", "outline_caution")
 #: when the clinical size overruled the ranker (the segmentation card's extent_choice)
 EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
@@ -115,6 +115,12 @@ EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinica
 OUTLINE_CUT_CAUTION = ("the model's outline ({outline_ml:.1f} ml) was far larger than the clinical tumour size allows, "
                        "so it was cut to the {cut_ml:.1f} ml piece inside it that enhances most like a tumour: check the "
                        "outline before relying on the volume or the pCR prediction")
+#: when the chosen outline was below the clinical size and grown over the tumour of that size it is part of
+#: (extent_choice's grow_small): the growth is the program's reading of the image, which the user should check
+OUTLINE_GROWN_CAUTION = ("the model's outline ({outline_ml:.1f} ml) was far smaller than the clinical tumour size allows, "
+                         "so it was grown to the {grown_ml:.1f} ml of enhancing tissue around it that stands out from the "
+                         "breast beyond a tumour of that size: check the outline before relying on the volume or the pCR "
+                         "prediction")
 
 
 def runner_up_note(candidate: Mapping[str, object]) -> str:

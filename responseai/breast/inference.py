@@ -28,6 +28,7 @@ from responseai.breast.constants import (
     FORM_SCHEMA,
     MANIFEST_SCHEMA,
     OUTLINE_CUT_CAUTION,
+    OUTLINE_GROWN_CAUTION,
     REFERENCE_PHASE,
     RUNNER_UP_COLOR,
     RUNNER_UP_FILE,
@@ -192,6 +193,11 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
         findings["outline_cut_from_ml"] = round(found.cut_from_ml, 2)
         findings["outline_caution"] = OUTLINE_CUT_CAUTION.format(outline_ml=found.cut_from_ml,
                                                                  cut_ml=found.mask.volume_ml())
+        log.warning("%s", findings["outline_caution"])
+    if found.grown_from_ml is not None:
+        findings["outline_grown_from_ml"] = round(found.grown_from_ml, 2)
+        findings["outline_caution"] = OUTLINE_GROWN_CAUTION.format(outline_ml=found.grown_from_ml,
+                                                                   grown_ml=found.mask.volume_ml())
         log.warning("%s", findings["outline_caution"])
     return findings
 

@@ -93,10 +93,10 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
         try:
             exam = exam_from_canonical(aligned, seg, row)  # the row's tumour size, as the form's in run_case
             mask, runner_up, close_call, by_extent = exam.mask.array, exam.runner_up, exam.close_call, exam.chosen_by_extent
-            cut = exam.cut_from_ml is not None
+            cut, grown = exam.cut_from_ml is not None, exam.grown_from_ml is not None
         except EmptyMaskError:
             mask, runner_up, close_call, by_extent = np.zeros_like(truth.array, dtype=np.uint8), None, False, False
-            cut = False
+            cut = grown = False
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
@@ -113,6 +113,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          # the clinical size overruled the ranker, whose first choice is then the runner-up
                          "chosen_by_extent": by_extent, "ranker_first_found": runner_up_hit if by_extent else found,
                          "cut_to_size": cut,  # the chosen outline was cut to the clinical size's piece
+                         "grown_to_size": grown,  # the chosen outline was grown over the clinical size's tumour
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -138,6 +139,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "close_calls": close_call_summary(table),
               "chosen_by_extent": extent_choice_summary(table),
               "cut_to_size": cut_summary(table),
+              "grown_to_size": cut_summary(table, "grown_to_size", "grown"),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -268,11 +270,12 @@ def extent_choice_summary(table: pd.DataFrame) -> dict:
             "tumours_lost": int((swapped & ~found & first).sum())}
 
 
-def cut_summary(table: pd.DataFrame) -> dict:
-    """Exams whose chosen outline was cut to the clinical size's piece: how many, and in how many the cut outline
-    still holds the tumour (a cut of the wrong structure, or one that left the tumour out, shows as not found)."""
-    cut = table["cut_to_size"].astype(bool)
-    return {"cut": int(cut.sum()), "found": int((cut & table["found"].astype(bool)).sum())}
+def cut_summary(table: pd.DataFrame, column: str = "cut_to_size", key: str = "cut") -> dict:
+    """Exams whose chosen outline was cut to the clinical size's piece (``column`` ``grown_to_size``, ``key``
+    ``grown``: grown over the clinical size's tumour): how many, and in how many the outline holds the tumour (a
+    cut or growth of the wrong structure, or a cut that left the tumour out, shows as not found)."""
+    changed = table[column].astype(bool)
+    return {key: int(changed.sum()), "found": int((changed & table["found"].astype(bool)).sum())}
 
 
 def volume_errors(table: pd.DataFrame) -> dict:
@@ -360,6 +363,7 @@ def markdown(result: dict) -> str:
             + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
             + _extent_choice_line(result.get("chosen_by_extent"))
             + _cut_line(result.get("cut_to_size"))
+            + _grown_line(result.get("grown_to_size"))
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
@@ -424,6 +428,14 @@ def _cut_line(cuts: dict | None) -> str:
         return ""
     return (f"\nOutlines above the clinical size cut to the piece of that size: {cuts['cut']} exams, the tumour in "
             f"{cuts['found']} of them.\n")
+
+
+def _grown_line(grown: dict | None) -> str:
+    """One sentence on the outlines grown over the clinical size's tumour (empty when none was)."""
+    if not grown or not grown["grown"]:
+        return ""
+    return (f"\nOutlines below the clinical size grown over the tumour of that size: {grown['grown']} exams, the "
+            f"tumour in {grown['found']} of them.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,11 @@ of the reported size that stands out in early uptake and washout (:func:`.outlin
 whose outline spilled into the parenchyma it touches is cut back to it rather than swapped away. The size
 says where to look and whether the cut is plausible; the cut itself is read from the image (half-way
 between the piece and the spill), never drawn as a sphere: a size is a reader's measurement, not a contour.
+
+An ``extent_choice`` with ``grow_small`` does the opposite for a choice below the lower limit: a large
+heterogeneous tumour whose network outline covers only its brightest part is grown over the enhancing tissue
+connected to it that stands out from the breast beyond a tumour of the reported size
+(:func:`.outline.grown_to_size`), when the grown outline fits the size.
 """
 
 from __future__ import annotations
@@ -65,6 +70,13 @@ class Yardstick:
     volume_ml: float
     description: str  # "a 25 mm sphere" / "the 25 × 18 × 20 mm ellipsoid"
     limits: tuple[float, float]
+
+    @property
+    def typical_ml(self) -> float:
+        """The volume a true tumour of these measurements typically has: the yardstick's volume times the
+        geometric middle of its limits (a sphere over-states a tumour's volume, the moment ellipsoid barely):
+        the tumour a choice far below the size is grown over (:func:`.outline.grown_to_size`)."""
+        return self.volume_ml * math.sqrt(self.limits[0] * self.limits[1])
 
 
 def sphere_volume_ml(diameter_mm: float) -> float:
@@ -115,6 +127,7 @@ class ExtentChoice:
     factor: float
     factor_above: float | None = None
     core_contrast: float | None = None  # look for the tumour inside a grossly large first choice first (None: not)
+    grow_small: bool = False  # grow a choice below the lower limit over the tumour it is part of (2.12.0's card)
 
     def __post_init__(self) -> None:
         for name, value in (("factor", self.factor), ("factor_above", self.factor_above),
@@ -124,9 +137,11 @@ class ExtentChoice:
 
     @classmethod
     def from_card(cls, entry: Mapping) -> ExtentChoice:
-        above, contrast = entry.get("factor_above"), entry.get("core_contrast")
+        above, contrast, grow = entry.get("factor_above"), entry.get("core_contrast"), entry.get("grow_small", False)
+        if not isinstance(grow, bool):
+            raise ValueError(f"extent_choice grow_small must be true or false, got {grow!r}")
         return cls(float(entry["factor"]), None if above is None else float(above),
-                   None if contrast is None else float(contrast))
+                   None if contrast is None else float(contrast), grow)
 
     def to_card(self) -> dict:
         entry = {"factor": self.factor}
@@ -134,6 +149,8 @@ class ExtentChoice:
             entry["factor_above"] = self.factor_above
         if self.core_contrast is not None:
             entry["core_contrast"] = self.core_contrast
+        if self.grow_small:
+            entry["grow_small"] = True
         return entry
 
     def grossly_above(self, ratio: float, limits: tuple[float, float]) -> bool:

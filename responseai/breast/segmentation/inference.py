@@ -37,6 +37,7 @@ from responseai.breast.segmentation.outline import (
     OutlineGrowth,
     close_gaps,
     core_of_size,
+    grown_to_size,
     grow_on_enhancement,
     redraw_on_input_grid,
 )
@@ -72,6 +73,7 @@ class ExamSegmentation:
     close_call: bool = False  # the margin is under the card ranker's close_margin: compare the runner-up
     chosen_by_extent: bool = False  # the ranker's first choice missed the clinical size grossly; the runner-up was taken
     cut_from_ml: float | None = None  # the chosen outline was above the clinical size: its volume before the cut
+    grown_from_ml: float | None = None  # the chosen outline was below the clinical size: its volume before the growth
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -145,6 +147,7 @@ class Selection:
     confidence: float  # mean tumour probability of the chosen component
     by_extent: bool = False  # the ranker's first two swapped by the card's extent_choice (the runner-up is then its first)
     cut_from_ml: float | None = None  # the first choice's volume before it was cut to the clinical size's piece
+    grown_from_ml: float | None = None  # the choice's volume before it was grown over the tumour of the clinical size
 
 
 def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -164,7 +167,8 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     enhancement (:mod:`.outline`); ``fill_slices`` fills it slice by slice (:func:`fill_holes`). With a card's
     ``extent_choice`` and the clinical size's yardstick ``expected``, a first choice grossly off the size gives
     way to a runner-up that fits it (:class:`.extent.ExtentChoice`); with its ``core_contrast``, a first choice
-    above the size is first cut to the tumour-sized piece that stands out inside it (:func:`core_within`).
+    above the size is first cut to the tumour-sized piece that stands out inside it (:func:`core_within`); with its
+    ``grow_small``, a choice below the size is grown over the tumour it is part of (:func:`grown_within`).
 
     The runner-up is outlined the same way because when the choice is wrong the tumour is most often
     the second candidate (development sets, main seeds 151 / 161 site E and alt seeds 153 / 163: the
@@ -193,8 +197,13 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
         first.sum() * voxel_ml, second.sum() * voxel_ml, expected))
     if swap:
         first, second, labels, margin = second, first, labels[[1, 0]], -margin  # the ranker's first is now behind
+    grown = None if channels is None else grown_within(first, channels, region, spacing_xyz, growth, fill_slices,
+                                                       expected, extent_choice)
+    grown_from_ml = None
+    if grown is not None:
+        grown_from_ml, first = float(first.sum()) * voxel_ml, grown
     return Selection(first, second, margin, candidates.n, discarded,
-                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml)
+                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml, grown_from_ml)
 
 
 def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
@@ -214,6 +223,25 @@ def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | No
         return None
     piece = finish_outline(piece, region, spacing_xyz, growth, fill_slices)
     return piece if fits(piece.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
+
+
+def grown_within(chosen: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
+                 spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None, fill_slices: bool,
+                 expected: Yardstick | None, extent_choice: ExtentChoice | None) -> np.ndarray | None:
+    """The outline of the tumour a choice below the yardstick's lower limit is part of (:func:`.outline.grown_to_size`),
+    when the card's ``extent_choice`` has ``grow_small`` and the grown outline fits the yardstick; None otherwise."""
+    if extent_choice is None or not extent_choice.grow_small or expected is None or not chosen.any():
+        return None
+    voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    if chosen.sum() * voxel_ml / expected.volume_ml >= expected.limits[0]:  # the extent caution's lower limit
+        return None
+    percentile = 90.0 if growth is None or growth.background_percentile is None else growth.background_percentile
+    grown = grown_to_size(chosen.astype(bool), channels[SUBTRACTION], region, expected.typical_ml, spacing_xyz[::-1],
+                          percentile)
+    if grown is None:
+        return None
+    grown = finish_outline(grown, region, spacing_xyz, growth, fill_slices)
+    return grown if fits(grown.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
 
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -454,7 +482,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
                             seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
-                            found.by_extent, found.cut_from_ml)
+                            found.by_extent, found.cut_from_ml, found.grown_from_ml)
 
 
 def segment_tumour(
