@@ -103,8 +103,10 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
             text += " - " + (_("the clinical size set the model's first choice aside: compare it with the runner-up")
                              if (record.get("runner_up_candidate") or {}).get("model_first_choice")
                              else _("close call: compare the outlined candidate with the runner-up"))
-        if record.get("outline_caution"):  # the outline was above the clinical size and cut to the piece that fits it
-            text += " - " + _("the outline was cut to the clinical tumour size: check it")
+        if record.get("outline_caution"):  # the outline was cut down, or grown, to fit the clinical size
+            text += " - " + (_("the outline was grown to the clinical tumour size: check it")
+                             if "outline_grown_from_ml" in record
+                             else _("the outline was cut to the clinical tumour size: check it"))
         return text
 
     def exportReport(self, results, folder: str, post1Node) -> dict:

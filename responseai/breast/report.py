@@ -89,8 +89,8 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
 
 
 def _caution(case: Mapping) -> dict:
-    """The headline's caution: a suspect outline, a close call between candidates, an outline cut to the clinical
-    size (empty when none)."""
+    """The headline's caution: a suspect outline, a close call between candidates, an outline cut or grown to the
+    clinical size (empty when none)."""
     said = [case[key] for key in CAUTION_KEYS if case.get(key)]
     return {"caution": "; ".join(said)} if said else {}
 

@@ -106,12 +106,13 @@ def test_slicer_results_table_says_the_outline_was_cut(slicer_app):
 def test_the_evaluation_counts_the_cuts_and_whether_they_kept_the_tumour():
     import pandas as pd
 
-    from responseai.breast.segmentation.evaluation import _cut_line, cut_summary
+    from responseai.breast.segmentation.evaluation import _outline_change_line, cut_summary
 
     table = pd.DataFrame({"cut_to_size": [True, True, False], "found": [True, False, True]})
     assert cut_summary(table) == {"cut": 2, "found": 1}
-    assert "2 exams, the tumour in 1" in _cut_line(cut_summary(table))
-    assert _cut_line({"cut": 0, "found": 0}) == ""
+    line = _outline_change_line({"cut_to_size": cut_summary(table)}, "cut_to_size")
+    assert "cut to the piece of that size: 2 exams, the tumour in 1" in line
+    assert _outline_change_line({"cut_to_size": {"cut": 0, "found": 0}}, "cut_to_size") == ""
 
 
 def test_the_training_command_writes_the_cut_into_the_card(tmp_path):

@@ -85,7 +85,7 @@ def test_the_user_is_told_the_outline_was_grown_and_the_evaluation_counts_it():
 
     from responseai.breast.inference import segmentation_findings
     from responseai.breast.report import build_report
-    from responseai.breast.segmentation.evaluation import _grown_line, cut_summary
+    from responseai.breast.segmentation.evaluation import _outline_change_line, cut_summary
     from responseai.breast.segmentation.inference import ExamSegmentation
     from responseai.image import Image
 
@@ -101,8 +101,9 @@ def test_the_user_is_told_the_outline_was_grown_and_the_evaluation_counts_it():
     assert "grown to the 0.4 ml" in build_report(record)["headline"]["caution"]
     table = pd.DataFrame({"grown_to_size": [True, True, False], "found": [True, True, False]})
     summary = cut_summary(table, "grown_to_size", "grown")
-    assert summary == {"grown": 2, "found": 2} and "2 exams, the tumour in 2" in _grown_line(summary)
-    assert _grown_line({"grown": 0, "found": 0}) == ""
+    line = _outline_change_line({"grown_to_size": summary}, "grown_to_size")
+    assert summary == {"grown": 2, "found": 2} and "grown over the tumour of that size: 2 exams, the tumour in 2" in line
+    assert _outline_change_line({"grown_to_size": {"grown": 0, "found": 0}}, "grown_to_size") == ""
 
 
 def test_the_training_command_writes_the_growth_into_the_card(tmp_path):

@@ -139,7 +139,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "close_calls": close_call_summary(table),
               "chosen_by_extent": extent_choice_summary(table),
               "cut_to_size": cut_summary(table),
-              "grown_to_size": cut_summary(table, "grown_to_size", "grown"),
+              "grown_to_size": cut_summary(table, "grown_to_size", OUTLINE_CHANGES["grown_to_size"][0]),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -362,8 +362,7 @@ def markdown(result: dict) -> str:
             f"| {cell('hd95_mm', '.2f')} | {cell('found_rate', '.0%')} | {cell('distractor_fp_rate', '.0%')} |\n"
             + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
             + _extent_choice_line(result.get("chosen_by_extent"))
-            + _cut_line(result.get("cut_to_size"))
-            + _grown_line(result.get("grown_to_size"))
+            + _outline_change_line(result, "cut_to_size") + _outline_change_line(result, "grown_to_size")
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
@@ -422,20 +421,19 @@ def _extent_choice_line(swaps: dict | None) -> str:
             f"gained, {swaps['tumours_lost']} lost.\n")
 
 
-def _cut_line(cuts: dict | None) -> str:
-    """One sentence on the outlines cut to the clinical size (empty when none was)."""
-    if not cuts or not cuts["cut"]:
-        return ""
-    return (f"\nOutlines above the clinical size cut to the piece of that size: {cuts['cut']} exams, the tumour in "
-            f"{cuts['found']} of them.\n")
+#: the result's summaries of outlines reshaped to fit the clinical size: the count's key, and what was done
+OUTLINE_CHANGES = {"cut_to_size": ("cut", "above the clinical size cut to the piece of that size"),
+                   "grown_to_size": ("grown", "below the clinical size grown over the tumour of that size")}
 
 
-def _grown_line(grown: dict | None) -> str:
-    """One sentence on the outlines grown over the clinical size's tumour (empty when none was)."""
-    if not grown or not grown["grown"]:
+def _outline_change_line(result: dict, column: str) -> str:
+    """One sentence on the outlines reshaped as ``column`` (a key of OUTLINE_CHANGES) says, from the result's
+    :func:`cut_summary` of it; empty when none was."""
+    key, what = OUTLINE_CHANGES[column]
+    summary = result.get(column)
+    if not summary or not summary[key]:
         return ""
-    return (f"\nOutlines below the clinical size grown over the tumour of that size: {grown['grown']} exams, the "
-            f"tumour in {grown['found']} of them.\n")
+    return f"\nOutlines {what}: {summary[key]} exams, the tumour in {summary['found']} of them.\n"
 
 
 def main(argv: list[str] | None = None) -> int:

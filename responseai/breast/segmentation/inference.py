@@ -221,8 +221,7 @@ def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | No
                          extent_choice.core_contrast)
     if piece is None:
         return None
-    piece = finish_outline(piece, region, spacing_xyz, growth, fill_slices)
-    return piece if fits(piece.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
+    return _fitting_outline(piece, region, spacing_xyz, growth, fill_slices, expected)
 
 
 def grown_within(chosen: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
@@ -238,10 +237,16 @@ def grown_within(chosen: np.ndarray, channels: np.ndarray, region: np.ndarray | 
     percentile = 90.0 if growth is None or growth.background_percentile is None else growth.background_percentile
     grown = grown_to_size(chosen.astype(bool), channels[SUBTRACTION], region, expected.typical_ml, spacing_xyz[::-1],
                           percentile)
-    if grown is None:
-        return None
-    grown = finish_outline(grown, region, spacing_xyz, growth, fill_slices)
-    return grown if fits(grown.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
+    return None if grown is None else _fitting_outline(grown, region, spacing_xyz, growth, fill_slices, expected)
+
+
+def _fitting_outline(piece: np.ndarray, region: np.ndarray | None, spacing_xyz: tuple[float, float, float],
+                     growth: OutlineGrowth | None, fill_slices: bool, expected: Yardstick) -> np.ndarray | None:
+    """A cut or grown ``piece`` finished as every outline (:func:`finish_outline`), or None when it then does not fit
+    the yardstick: the size only makes a reshaped outline plausible, never a mask that misses it anyway."""
+    piece = finish_outline(piece, region, spacing_xyz, growth, fill_slices)
+    voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    return piece if fits(piece.sum() * voxel_ml / expected.volume_ml, expected.limits) else None
 
 
 def select_tumour(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
