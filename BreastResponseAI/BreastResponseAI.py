@@ -29,7 +29,7 @@ from ResponseAICommonLib.widget import (
 CLINICAL_FIELDS = (
     "age", "menopausal_status", "er", "pr", "her2", "ki67", "molecular_subtype",
     "histological_type", "histological_grade", "ct_stage", "cn_stage", "tumour_size_mm",
-    "tumour_size_2_mm", "tumour_size_3_mm",
+    "tumour_size_2_mm", "tumour_size_3_mm", "laterality",
 )
 NUMERIC_FIELDS = ("age", "ki67", "tumour_size_mm", "tumour_size_2_mm", "tumour_size_3_mm")  # empty means unknown
 
@@ -71,6 +71,7 @@ class BreastResponseAIParameterNode:
     tumour_size_mm: str = ""  # mm, 1–200; empty = unknown
     tumour_size_2_mm: str = ""  # mm, ≤ tumour size; empty = unknown (checks the mask's extent, not a model input)
     tumour_size_3_mm: str = ""  # mm, ≤ tumour size; empty = unknown
+    laterality: Annotated[str, Choice(["unknown", "left", "right"])] = "unknown"  # keeps the tumour search to that breast
     heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
     showGradcam: bool = False
 
@@ -95,6 +96,9 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         record = results.record
         text = _("pCR probability {probability:.2f} ({label})").format(
             probability=record["pcr_probability"], label=record["predicted_class"])
+        if record.get("side_caution"):  # the mask is not in the breast the form names
+            text += " - " + _("the tumour mask is in the {side} breast, not the one on the form: check it").format(
+                side=record["tumour_side"])
         if record.get("extent_caution"):  # the status line is read first: the outline check belongs there too
             text += " - " + _("check the tumour outline: its volume is {ratio:g} x {yardstick}").format(
                 ratio=record["mask_to_clinical_size_ratio"],

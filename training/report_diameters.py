@@ -8,11 +8,16 @@ about ± 10 %, seeded by the patient id), and writes ``manifest-diameters.csv`` 
 with the three in ``tumour_size_mm``, ``tumour_size_2_mm`` and ``tumour_size_3_mm`` (largest first).
 The segmentation evaluation run on it scores the mask-extent caution against their ellipsoid.
 
+``--write-side`` adds the side a biopsy report gives (``laterality``: the patient's side of the true mask's
+centre, as the segmentation reads sides) and writes ``manifest-side.csv`` (the form's one size and the side) and
+``manifest-diameters-side.csv`` (three diameters and the side): the evaluation run on them scores the
+tumour search kept to the named breast.
+
 ``--limits`` prints, over the given (training) manifests, how much of its reported ellipsoid a true
 tumour fills, and the limits the rule gives: 0.75 × the 5th percentile to 1.25 × the maximum.
 
 Usage:
-    python -m training.report_diameters --manifest M [M ...] [--limits] [--write]
+    python -m training.report_diameters --manifest M [M ...] [--limits] [--write] [--write-side]
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from responseai.breast.segmentation.extent import ellipsoid_volume_ml, principal_diameters_mm
+from responseai.breast.segmentation.side import side_of
 from responseai.io import read_image
 
 log = logging.getLogger(__name__)
 OUTPUT_NAME = "manifest-diameters.csv"
+SIDE_NAMES = ("manifest-side.csv", "manifest-diameters-side.csv")  # one size and the side; three diameters and the side
 
 
 MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
@@ -56,6 +63,12 @@ def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.Data
                         tumour_size_3_mm=diameters[:, 2], _fill=[r[1] for r in rows])
 
 
+def with_side(manifest: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (rows of ``manifest``) with the side of each true mask in ``laterality``."""
+    sides = [side_of(read_image(manifest.parent / path, "mask")) for path in frame["mask"]]
+    return frame.assign(laterality=sides)
+
+
 def limits(fills: np.ndarray) -> tuple[float, float]:
     """0.75 × the 5th percentile, 1.25 × the maximum of the true tumours' fills."""
     return round(0.75 * float(np.percentile(fills, 5)), 2), round(1.25 * float(np.max(fills)), 2)
@@ -66,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, nargs="+", required=True, help="phantom manifests with true masks")
     parser.add_argument("--limits", action="store_true", help="print the fill distribution and the limits it gives")
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT_NAME} beside each manifest")
+    parser.add_argument("--write-side", action="store_true",
+                        help=f"write {' and '.join(SIDE_NAMES)} (the true tumour's side in laterality) beside each manifest")
     parser.add_argument("--measuring-error", type=float, default=MEASURING_ERROR,
                         help="σ of each diameter's log (a reader's error); another value writes "
                              "manifest-diameters-error<σ>.csv, to see how the check fares with a rougher reader")
@@ -76,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         for manifest, frame in measured.items():
             frame.drop(columns=["_fill"]).to_csv(manifest.parent / name, index=False)
             log.info("wrote %s", manifest.parent / name)
+    if args.write_side:
+        for manifest, frame in measured.items():
+            for name_side, rows in zip(SIDE_NAMES, (pd.read_csv(manifest), frame.drop(columns=["_fill"]))):
+                with_side(manifest, rows).to_csv(manifest.parent / name_side, index=False)
+                log.info("wrote %s", manifest.parent / name_side)
     if args.limits:
         fills = np.concatenate([f["_fill"].to_numpy() for f in measured.values()])
         log.info("true tumours fill their reported ellipsoid %.2f (5th pct) / %.2f (median) / %.2f (max) over %d "

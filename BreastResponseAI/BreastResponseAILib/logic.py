@@ -186,7 +186,7 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
         "Attention in tumour (fraction)": record["attention_in_mask"],
         "Pointing game hit": "yes" if record["pointing_game_hit"] else "no",
         "Tumour mask": record["mask_source"],
-        "Tumour side": record.get("tumour_side", "not recorded"),
+        "Tumour side": record.get("side_caution") or record.get("tumour_side", "not recorded"),
         "Tumour volume (ml)": record.get("tumour_volume_ml", "not recorded"),
         "Mask diameters (mm)": " x ".join(f"{d:g}" for d in record["mask_diameters_mm"]) if "mask_diameters_mm" in record
         else "not recorded",

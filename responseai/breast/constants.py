@@ -44,7 +44,11 @@ MEASUREMENT_VARIABLES: tuple[Variable, ...] = (
     Variable("tumour_size_2_mm", "Tumour size, 2nd diameter", "mm", 1, 200),
     Variable("tumour_size_3_mm", "Tumour size, 3rd diameter", "mm", 1, 200),
 )
-FORM_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES + MEASUREMENT_VARIABLES}
+# The breast the biopsy-proven cancer is in (every neoadjuvant referral names it). On the form and in manifests
+# to restrict the tumour search to that breast (responseai.breast.segmentation.side); never a model input.
+LATERALITY = Variable("laterality", "Tumour side (biopsy)", categories=("left", "right"))
+GUIDE_VARIABLES: tuple[Variable, ...] = MEASUREMENT_VARIABLES + (LATERALITY,)  # the form's non-model fields
+FORM_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES + GUIDE_VARIABLES}
 CLINICAL_SCHEMA = FORM_SCHEMA  # the name every family's form schema has (the Slicer form reads it)
 
 
@@ -76,6 +80,7 @@ CATEGORY_LABELS = {
     "luminal_a": "Luminal A", "luminal_b": "Luminal B", "her2_enriched": "HER2-enriched",
     "triple_negative": "Triple negative", "ductal": "Invasive ductal (NST)", "lobular": "Invasive lobular",
     "other": "Other", "1": "Grade 1", "2": "Grade 2", "3": "Grade 3", "unknown": "Unknown",
+    "left": "Left breast", "right": "Right breast",
 }
 
 # One row per patient; paths relative to the manifest's folder (what `responseai synth breast`
@@ -90,7 +95,7 @@ MANIFEST_SCHEMA = ManifestSchema("breast", (
     Column("post2", "path", "later post-contrast phase (optional)"),
     Column("mask", "path", "tumour mask on the post1 grid (prediction: replaces automatic segmentation)"),
     Column("anatomy", "path", "anatomy label map (phantoms; segmentation training and evaluation)"),
-    *clinical_columns(BREAST_VARIABLES + MEASUREMENT_VARIABLES),
+    *clinical_columns(BREAST_VARIABLES + GUIDE_VARIABLES),
     Column("pcr", "category", "pathological complete response: 1 yes, 0 no", values=("0", "1")),
 ))
 
@@ -104,8 +109,14 @@ RUNNER_UP_COLOR = (0.35, 0.75, 0.95)
 CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (score margin {margin:.2f}): "
                       "compare the outlined one with the runner-up candidate before trusting the prediction")
 #: result.json's warnings about the segmentation, in the order the report headline, the viewer and the cohort table
-#: say them: the mask does not fit the clinical size, a close call or an extent choice, an outline cut or grown to it
-CAUTION_KEYS = ("extent_caution", "choice_caution", "outline_caution")
+#: say them: the mask is not in the breast the form names, it does not fit the clinical size, a close call or an
+#: extent choice, an outline cut or grown to it
+CAUTION_KEYS = ("side_caution", "extent_caution", "choice_caution", "outline_caution")
+#: when the tumour mask (the model's or the user's) lies in the other breast than the form's laterality: the model
+#: outlines the other breast only when it found no candidate in the named one
+SIDE_CAUTION = ("the tumour mask lies in the {side} breast but the form names the {named} breast{why}: check the form's "
+                "side and the mask before trusting the prediction")
+SIDE_NOT_FOUND = " (the model found no tumour candidate there)"
 #: when the clinical size overruled the ranker (the segmentation card's extent_choice)
 EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
                          "so the runner-up was outlined: compare it with the runner-up candidate offered (the model's "

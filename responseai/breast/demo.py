@@ -16,6 +16,7 @@ import numpy as np
 from responseai.breast.inference import load_case, result_record, run_case, write_outputs
 from responseai.breast.phantom import SITES, Case, generate_case
 from responseai.breast.report import report_from_prediction
+from responseai.breast.segmentation.side import side_of
 from responseai.io import write_image
 from responseai.metrics import dice
 from responseai.outputs import staged_output_dir
@@ -27,8 +28,10 @@ DEMO_SITE = next(s for s in SITES if s.external)
 
 
 def demo_case() -> Case:
-    """The deterministic demo patient."""
-    return generate_case(DEMO_SEED, 0, site=DEMO_SITE)
+    """The deterministic demo patient, its form naming the tumour's breast as a referral does (``laterality``)."""
+    case = generate_case(DEMO_SEED, 0, site=DEMO_SITE)
+    case.clinical["laterality"] = side_of(case.mask)
+    return case
 
 
 def write_case(case: Case, folder: Path) -> dict[str, str]:

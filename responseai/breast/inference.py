@@ -74,12 +74,8 @@ with _monai_without_transformers():  # the first MONAI import of a breast predic
     from responseai.breast.pcr.inference import DEFAULT as PCR_DEFAULT
     from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
     from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
-    from responseai.breast.segmentation.inference import (
-        ExamSegmentation,
-        load_segmentation_model,
-        segment_exam,
-        side_of,
-    )
+    from responseai.breast.segmentation.inference import ExamSegmentation, load_segmentation_model, segment_exam
+    from responseai.breast.segmentation.side import named_side, side_caution, side_of
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +155,10 @@ def run_case(
     else:
         mask, source = case.mask, "user"
         findings = {"tumour_side": side_of(mask)}
+    caution = side_caution(findings["tumour_side"], named_side(case.clinical), model_mask=source == "model")
+    if caution:
+        findings["side_caution"] = caution
+        log.warning("%s", caution)
     progress(55, "predicting pCR")
     model_inputs = {name: case.clinical.get(name) for name in BREAST_SCHEMA}  # the measurements are no model input
     result = predict_pcr(case.phases, mask, model_inputs, pcr_weights or PCR_DEFAULT)
@@ -176,6 +176,8 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
     findings = {"tumour_side": found.side, "tumour_candidates": found.candidates,
                 "candidates_outside_breasts": found.discarded_outside_breast,
                 "segmentation_probability": round(found.probability, 4)}
+    if found.named_side is not None:  # the form's side kept the search to one breast
+        findings["candidates_in_other_breast_set_aside"] = found.set_aside_other_side
     if found.bpe_percent is not None:
         findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
         findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)

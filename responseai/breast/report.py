@@ -57,8 +57,11 @@ def _clinical_label(name: str) -> str:
 
 def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
     """Where the tumour is and how the mask was found (older records lack these: 'not recorded')."""
-    side = case.get("tumour_side")
-    rows: list[tuple[str, object]] = [("Tumour side", f"patient's {side} breast" if side else "not recorded"),
+    side, named = case.get("tumour_side"), (case.get("clinical_used") or {}).get("laterality")
+    where = f"patient's {side} breast" if side else "not recorded"
+    if named:  # the form's side kept the search to that breast (responseai.breast.segmentation.side)
+        where += " (the form names it)" if named == side else f" (the form names the {named}: see the caution)"
+    rows: list[tuple[str, object]] = [("Tumour side", where),
                                       ("Tumour volume (mask)", f"{case['tumour_volume_ml']:.1f} ml" if "tumour_volume_ml" in case
                                        else "not recorded")]
     if "mask_diameters_mm" in case:
@@ -89,8 +92,8 @@ def _finding_rows(case: Mapping) -> list[tuple[str, object]]:
 
 
 def _caution(case: Mapping) -> dict:
-    """The headline's caution: a suspect outline, a close call between candidates, an outline cut or grown to the
-    clinical size (empty when none)."""
+    """The headline's caution: a mask outside the breast the form names, a suspect outline, a close call between
+    candidates, an outline cut or grown to the clinical size (empty when none)."""
     said = [case[key] for key in CAUTION_KEYS if case.get(key)]
     return {"caution": "; ".join(said)} if said else {}
 

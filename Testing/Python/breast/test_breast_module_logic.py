@@ -152,14 +152,19 @@ def test_user_segment_is_never_an_output_and_nodes_follow_the_case(demo, tmp_pat
     from BreastResponseAILib.logic import import_results, run_job
     from responseai.slicer_bridge.nodes import add_segmentation_node
 
+    from responseai.breast.segmentation.side import side_of
+    from responseai.slicer_bridge.outputs import table_rows
+
     app, logic, jobs, nodes, case = demo
     scene = app.scene
     user = add_segmentation_node(scene, case.mask, nodes.phases["post1"], "my tumour")
     drawn = logic.read_mask(user, nodes.phases["post1"]).array.copy()
-    job = jobs.prepare("case A", nodes.phases, case.clinical, user, folder=tmp_path / "a")
+    other = "left" if side_of(case.mask) == "right" else "right"  # the form names the breast the segment is not in
+    job = jobs.prepare("case A", nodes.phases, {**case.clinical, "laterality": other}, user, folder=tmp_path / "a")
     run_job(job)
     first = import_results(scene, job, nodes.phases["post1"])
     assert first.segmentation is user and not first.automatic
+    assert f"the form names the {other} breast" in table_rows(first.table)["Tumour side"]
 
     job = jobs.prepare("case B", nodes.phases, case.clinical, folder=tmp_path / "b")
     run_job(job)

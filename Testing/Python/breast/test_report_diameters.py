@@ -30,3 +30,19 @@ def test_the_diameters_manifest_and_the_limits(tmp_path, caplog):
     true_ml = 4 / 3 * np.pi * 20 * 10 * 6 / 1000
     assert fill[0] == pytest.approx(true_ml / ellipsoid_volume_ml(*sizes[0]), rel=0.05)
     assert "limits" in caplog.text
+
+
+def test_the_side_manifests_name_the_true_tumour_breast(tmp_path):
+    """World x > 0 is the patient's left: a mask at index x 40–50 of a grid starting at x = -30 mm is on the left;
+    mirrored (RAS-like direction), the same voxels are on the right."""
+    mask = np.zeros((10, 20, 60), np.uint8)
+    mask[3:7, 5:15, 40:50] = 1
+    write_image(Image(mask, (1.0, 1.0, 1.0), (-30.0, 0.0, 0.0), np.eye(3)), tmp_path / "l.nrrd")
+    write_image(Image(mask, (1.0, 1.0, 1.0), (30.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0])), tmp_path / "r.nrrd")
+    pd.DataFrame({"patient_id": ["L", "R"], "mask": ["l.nrrd", "r.nrrd"], "tumour_size_mm": [10.0, 10.0]}).to_csv(
+        tmp_path / "manifest.csv", index=False)
+    assert report_diameters.main(["--manifest", str(tmp_path / "manifest.csv"), "--write-side"]) == 0
+    one_size, diameters = (pd.read_csv(tmp_path / name) for name in report_diameters.SIDE_NAMES)
+    assert list(one_size["laterality"]) == ["left", "right"] == list(diameters["laterality"])
+    assert list(one_size["tumour_size_mm"]) == [10.0, 10.0] and "tumour_size_3_mm" in diameters
+    assert not (tmp_path / report_diameters.OUTPUT_NAME).exists()  # --write-side writes only its own two

@@ -94,9 +94,11 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
             exam = exam_from_canonical(aligned, seg, row)  # the row's tumour size, as the form's in run_case
             mask, runner_up, close_call, by_extent = exam.mask.array, exam.runner_up, exam.close_call, exam.chosen_by_extent
             cut, grown = exam.cut_from_ml is not None, exam.grown_from_ml is not None
+            side_named, set_aside = exam.named_side is not None, exam.set_aside_other_side
         except EmptyMaskError:
             mask, runner_up, close_call, by_extent = np.zeros_like(truth.array, dtype=np.uint8), None, False, False
-            cut = grown = False
+            cut = grown = side_named = False
+            set_aside = 0
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
             predicted[row["patient_id"]] = truth.with_array(mask)
@@ -114,6 +116,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "chosen_by_extent": by_extent, "ranker_first_found": runner_up_hit if by_extent else found,
                          "cut_to_size": cut,  # the chosen outline was cut to the clinical size's piece
                          "grown_to_size": grown,  # the chosen outline was grown over the clinical size's tumour
+                         "side_named": side_named,  # the manifest's laterality kept the search to one breast
+                         "set_aside_other_side": set_aside,  # candidates in the other breast left out of the choice
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -140,6 +144,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
               "chosen_by_extent": extent_choice_summary(table),
               "cut_to_size": cut_summary(table),
               "grown_to_size": cut_summary(table, "grown_to_size", OUTLINE_CHANGES["grown_to_size"][0]),
+              "side": side_summary(table),
               "per_case": per_case}
     if save_masks:
         result["segmented_manifest"] = str(write_segmented_manifest(manifest, split, predicted, save_masks))
@@ -278,6 +283,15 @@ def cut_summary(table: pd.DataFrame, column: str = "cut_to_size", key: str = "cu
     return {key: int(changed.sum()), "found": int((changed & table["found"].astype(bool)).sum())}
 
 
+def side_summary(table: pd.DataFrame) -> dict:
+    """Exams whose manifest named the tumour's breast, and those where candidates in the other breast were set
+    aside (the choice could only differ from a search of both breasts there), with how many of those hold the
+    tumour."""
+    aside = table["set_aside_other_side"] > 0
+    return {"named": int(table["side_named"].sum()), "set_aside": int(aside.sum()),
+            "set_aside_found": int((aside & table["found"].astype(bool)).sum())}
+
+
 def volume_errors(table: pd.DataFrame) -> dict:
     """Found tumours whose mask is over twice, or under half, the reference volume.
 
@@ -363,9 +377,19 @@ def markdown(result: dict) -> str:
             + _misses_line(result.get("misses")) + _close_call_line(result.get("close_calls"))
             + _extent_choice_line(result.get("chosen_by_extent"))
             + _outline_change_line(result, "cut_to_size") + _outline_change_line(result, "grown_to_size")
+            + _side_line(result.get("side"))
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
             + _region_line(result.get("breast_region_on_heart_ml_mean")))
+
+
+def _side_line(side: dict | None) -> str:
+    """One sentence on the search kept to the breast the manifest names (empty when none was named)."""
+    if not side or not side["named"]:
+        return ""
+    return (f"\nThe manifest named the tumour's breast in {side['named']} exams; candidates in the other breast were "
+            f"set aside in {side['set_aside']} of them, and the outline held the tumour in {side['set_aside_found']} "
+            "of those.\n")
 
 
 def _volume_line(errors: dict | None) -> str:

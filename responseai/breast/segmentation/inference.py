@@ -32,6 +32,7 @@ from responseai.breast.preprocess import canonical_phases, check_phases, dce_cha
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, fits, yardstick
 from responseai.breast.segmentation.model import TASK, build_model
+from responseai.breast.segmentation.side import half_of, kept_to_side, named_side, side_of
 from responseai.breast.segmentation.outline import (
     SUBTRACTION,
     OutlineGrowth,
@@ -74,6 +75,8 @@ class ExamSegmentation:
     chosen_by_extent: bool = False  # the ranker's first choice missed the clinical size grossly; the runner-up was taken
     cut_from_ml: float | None = None  # the chosen outline was above the clinical size: its volume before the cut
     grown_from_ml: float | None = None  # the chosen outline was below the clinical size: its volume before the growth
+    named_side: str | None = None  # the breast the form names ("left" / "right"; None: both searched)
+    set_aside_other_side: int = 0  # candidates in the other breast left out of the choice
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -148,13 +151,15 @@ class Selection:
     by_extent: bool = False  # the ranker's first two swapped by the card's extent_choice (the runner-up is then its first)
     cut_from_ml: float | None = None  # the first choice's volume before it was cut to the clinical size's piece
     grown_from_ml: float | None = None  # the choice's volume before it was grown over the tumour of the clinical size
+    set_aside_other_side: int = 0  # allowed candidates outside the breast the form names, left out of the choice
 
 
 def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
                       channels: np.ndarray | None = None, spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0),
                       ranker: CandidateRanker | None = None, breast_probability: np.ndarray | None = None,
                       growth: OutlineGrowth | None = None, fill_slices: bool = False,
-                      expected: Yardstick | None = None, extent_choice: ExtentChoice | None = None) -> Selection:
+                      expected: Yardstick | None = None, extent_choice: ExtentChoice | None = None,
+                      named_half: np.ndarray | None = None) -> Selection:
     """The tumour among the candidate components inside the breast region (see :mod:`.candidates`), and
     the runner-up.
 
@@ -168,7 +173,9 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     ``extent_choice`` and the clinical size's yardstick ``expected``, a first choice grossly off the size gives
     way to a runner-up that fits it (:class:`.extent.ExtentChoice`); with its ``core_contrast``, a first choice
     above the size is first cut to the tumour-sized piece that stands out inside it (:func:`core_within`); with its
-    ``grow_small``, a choice below the size is grown over the tumour it is part of (:func:`grown_within`).
+    ``grow_small``, a choice below the size is grown over the tumour it is part of (:func:`grown_within`). With
+    ``named_half`` (the half of the grid in the breast the form names, :func:`.side.half_of`) candidates outside it
+    are left out of the choice, unless that leaves none (:func:`.side.kept_to_side`).
 
     The runner-up is outlined the same way because when the choice is wrong the tumour is most often
     the second candidate (development sets, main seeds 151 / 161 site E and alt seeds 153 / 163: the
@@ -176,6 +183,9 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
                                  breast_probability)
+    set_aside = 0
+    if named_half is not None:
+        candidates, set_aside = kept_to_side(candidates, named_half)
     labels, scores = ranked(candidates, ranker)
     discarded = int(candidates.outside.sum())
     if not len(labels):
@@ -203,7 +213,7 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     if grown is not None:
         grown_from_ml, first = float(first.sum()) * voxel_ml, grown
     return Selection(first, second, margin, candidates.n, discarded,
-                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml, grown_from_ml)
+                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml, grown_from_ml, set_aside)
 
 
 def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
@@ -336,13 +346,6 @@ def bpe_index(channels: np.ndarray, region: np.ndarray | None, tumour: np.ndarra
     return float(np.percentile(enhancement, 90) * 100) if enhancement.size else None
 
 
-def side_of(mask: Image) -> str:
-    """The patient's side of a mask's centre: LPS world x > 0 is the patient's left."""
-    k, j, i = np.argwhere(mask.array > 0).mean(0)
-    world = mask.direction @ (np.array([i, j, k]) * np.asarray(mask.spacing)) + np.asarray(mask.origin)
-    return "left" if world[0] > 0 else "right"
-
-
 @dataclass
 class CanonicalSegmentation:
     """The network's view of one exam on its canonical grid (what :func:`segment_exam` maps back)."""
@@ -462,9 +465,11 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
+    named = named_side(clinical)
     found = select_candidates(seg.probabilities[-1], seg.threshold, region, seg.channels, grid.spacing, seg.ranker,
                               breast_probability, seg.growth, seg.fill_slices,
-                              None if clinical is None else yardstick(clinical), seg.extent_choice)
+                              None if clinical is None else yardstick(clinical), seg.extent_choice,
+                              None if named is None else half_of(grid, named))
     chosen, n, discarded = found.chosen, found.n, found.discarded
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
@@ -487,7 +492,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
     return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
                             seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
-                            found.by_extent, found.cut_from_ml, found.grown_from_ml)
+                            found.by_extent, found.cut_from_ml, found.grown_from_ml, named, found.set_aside_other_side)
 
 
 def segment_tumour(
