@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,12 @@ MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
 
 def report_diameters(mask_path: Path, patient_id: str,
                      measuring_error: float = MEASURING_ERROR) -> tuple[tuple[float, float, float], float]:
-    """(the three reported diameters, largest first; the true tumour's fill of their ellipsoid)."""
+    """(the three reported diameters, largest first; the true tumour's fill of their ellipsoid); NaN for an empty
+    mask (a phantom tumour the field of view missed: there is nothing to measure)."""
     mask = read_image(mask_path, "mask")
+    if not mask.array.any():
+        log.warning("%s: the true mask is empty; its diameters are left unknown", patient_id)
+        return (math.nan, math.nan, math.nan), math.nan
     seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
     error = np.exp(np.random.default_rng(seed).normal(0.0, measuring_error, 3))
     diameters = sorted((round(d * e, 1) for d, e in zip(principal_diameters_mm(mask), error)), reverse=True)
@@ -64,9 +69,9 @@ def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.Data
 
 
 def with_side(manifest: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (rows of ``manifest``) with the side of each true mask in ``laterality``."""
-    sides = [side_of(read_image(manifest.parent / path, "mask")) for path in frame["mask"]]
-    return frame.assign(laterality=sides)
+    """``frame`` (rows of ``manifest``) with the side of each true mask in ``laterality`` (unknown for an empty one)."""
+    masks = (read_image(manifest.parent / path, "mask") for path in frame["mask"])
+    return frame.assign(laterality=[side_of(mask) if mask.array.any() else None for mask in masks])
 
 
 def limits(fills: np.ndarray) -> tuple[float, float]:
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("wrote %s", manifest.parent / name_side)
     if args.limits:
         fills = np.concatenate([f["_fill"].to_numpy() for f in measured.values()])
+        fills = fills[np.isfinite(fills)]  # empty true masks have nothing to fill
         log.info("true tumours fill their reported ellipsoid %.2f (5th pct) / %.2f (median) / %.2f (max) over %d "
                  "exams; limits %s", np.percentile(fills, 5), np.median(fills), fills.max(), len(fills), limits(fills))
     return 0

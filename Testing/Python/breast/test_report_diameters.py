@@ -39,10 +39,13 @@ def test_the_side_manifests_name_the_true_tumour_breast(tmp_path):
     mask[3:7, 5:15, 40:50] = 1
     write_image(Image(mask, (1.0, 1.0, 1.0), (-30.0, 0.0, 0.0), np.eye(3)), tmp_path / "l.nrrd")
     write_image(Image(mask, (1.0, 1.0, 1.0), (30.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0])), tmp_path / "r.nrrd")
-    pd.DataFrame({"patient_id": ["L", "R"], "mask": ["l.nrrd", "r.nrrd"], "tumour_size_mm": [10.0, 10.0]}).to_csv(
-        tmp_path / "manifest.csv", index=False)
-    assert report_diameters.main(["--manifest", str(tmp_path / "manifest.csv"), "--write-side"]) == 0
+    # a phantom tumour the field of view missed: nothing to measure, no side (the run goes on)
+    write_image(Image(np.zeros_like(mask), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3)), tmp_path / "e.nrrd")
+    pd.DataFrame({"patient_id": ["L", "R", "E"], "mask": ["l.nrrd", "r.nrrd", "e.nrrd"],
+                  "tumour_size_mm": [10.0, 10.0, 10.0]}).to_csv(tmp_path / "manifest.csv", index=False)
+    assert report_diameters.main(["--manifest", str(tmp_path / "manifest.csv"), "--write-side", "--limits"]) == 0
     one_size, diameters = (pd.read_csv(tmp_path / name) for name in report_diameters.SIDE_NAMES)
-    assert list(one_size["laterality"]) == ["left", "right"] == list(diameters["laterality"])
-    assert list(one_size["tumour_size_mm"]) == [10.0, 10.0] and "tumour_size_3_mm" in diameters
+    assert list(one_size["laterality"][:2]) == ["left", "right"] == list(diameters["laterality"][:2])
+    assert pd.isna(one_size["laterality"][2]) and diameters.iloc[2][["tumour_size_mm", "tumour_size_3_mm"]].isna().all()
+    assert list(one_size["tumour_size_mm"]) == [10.0, 10.0, 10.0] and "tumour_size_3_mm" in diameters
     assert not (tmp_path / report_diameters.OUTPUT_NAME).exists()  # --write-side writes only its own two
