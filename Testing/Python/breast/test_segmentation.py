@@ -250,6 +250,7 @@ def test_empty_prediction_is_an_error_not_an_empty_mask(trained, monkeypatch):
 
 def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp_path: Path):
     from responseai.breast.segmentation.evaluation import evaluate_segmentation
+    from responseai.io import read_image, write_image
 
     root, weights = trained
     manifest = root / "cohort" / "manifest.csv"
@@ -273,6 +274,17 @@ def test_evaluation_reports_dice_with_ci_and_writes_only_when_asked(trained, tmp
         assert case["reference_volume_ml"] > 0 and case["volume_ml"] >= 0
         assert case["volume_ml"] > 0 or not case["found"]
     assert saved["volume_errors"]["n_found"] == sum(case["found"] for case in saved["per_case"])
+    assert saved["left_out_empty_reference"] == []
+    # a reference mask that is empty (a tumour the field of view missed) has nothing to score: left out, by name
+    rows = pd.read_csv(manifest)
+    first = rows.index[rows["split"] == "val"][0]
+    truth = read_image(manifest.parent / rows.loc[first, "mask"], "mask")
+    write_image(truth.with_array(np.zeros_like(truth.array)), tmp_path / "empty.nrrd")
+    rows.loc[first, "mask"] = str(tmp_path / "empty.nrrd")
+    rows.to_csv(manifest.parent / "manifest-empty.csv", index=False)
+    emptied = evaluate_segmentation(manifest.parent / "manifest-empty.csv", weights, split="val", n_boot=10)
+    assert emptied["left_out_empty_reference"] == [rows.loc[first, "patient_id"]] and emptied["n_cases"] == 1
+    assert np.isfinite(emptied["metrics"]["dice"]["value"])
     segmented = evaluate_segmentation(manifest, weights, split="val", n_boot=10, save_masks="auto")
     rows = pd.read_csv(segmented["segmented_manifest"])
     val = rows[rows["split"] == "val"]

@@ -72,7 +72,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     """Per-case Dice / HD95 on ``split`` rows, their means with 95 % bootstrap CIs.
 
     A case where the model finds no tumour scores Dice 0 (and no HD95) instead of being dropped:
-    dropping failures would flatter the mean. With ``out``, writes ``segmentation.md`` and
+    dropping failures would flatter the mean. An exam whose *reference* mask is empty has nothing to score
+    (Dice is undefined) and is left out, by name (``left_out_empty_reference``). With ``out``, writes ``segmentation.md`` and
     ``segmentation.json`` there; otherwise nothing is written. With ``save_masks`` (a name), the
     model's masks go beside the cohort (:func:`write_segmented_manifest`) so that the pCR evaluation
     can be run end to end, on the masks a user would get instead of the reference ones.
@@ -81,10 +82,14 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     weights = Path(weights_path)
     rows = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=(split,)).rows(split)
     _warn_if_training_seed(manifest, weights)
-    per_case, seconds, predicted = [], [], {}
+    per_case, seconds, predicted, no_reference = [], [], {}, []
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
-        phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
         truth = read_image(manifest.parent / row["mask"], "mask")
+        if not truth.array.any():  # no tumour to score against (a phantom's field of view missed it): no Dice
+            log.warning("%s: the reference mask is empty; the exam is left out of the evaluation", row["patient_id"])
+            no_reference.append(str(row["patient_id"]))
+            continue
+        phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
         anatomy_image = read_image(manifest.parent / row["anatomy"], "anatomy") if isinstance(row.get("anatomy"), str) else None
         anatomy = anatomy_image.array if anatomy_image is not None else None
         start = time.perf_counter()
@@ -133,6 +138,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                       (table["dice"].to_numpy(), table["hd95_mm"].to_numpy(), table["found"].to_numpy(float),
                        table["false_positive_on_distractor"].to_numpy(float)), n_boot)
     result = {"split": split, "n_cases": len(table), "n_not_found": int((~table["found"]).sum()),
+              "left_out_empty_reference": no_reference,
               "breast_region_on_heart_ml_mean": _mean_finite(table["breast_region_on_heart_ml"].to_numpy(float)),
               "manifest": str(manifest), "weights": str(weights), "metrics": stats,
               "dice_min": float(table["dice"].min()), "dice_median": float(table["dice"].median()),
@@ -380,7 +386,8 @@ def markdown(result: dict) -> str:
             + _side_line(result.get("side"))
             + _volume_line(result.get("volume_errors"))
             + _extent_line(result.get("extent_caution"))
-            + _region_line(result.get("breast_region_on_heart_ml_mean")))
+            + _region_line(result.get("breast_region_on_heart_ml_mean"))
+            + _left_out_line(result.get("left_out_empty_reference")))
 
 
 def _side_line(side: dict | None) -> str:
@@ -410,6 +417,13 @@ def _extent_line(summary: dict | None) -> str:
             f"flagged {summary['flagged_of_needs_checking']} of the {summary['needs_checking']} masks that "
             f"needed checking (missed, on a distractor, over 2× or under ½ the tumour), {summary['flagged_of_fine']} of "
             f"the {fine} others.\n")
+
+
+def _left_out_line(patients: list[str] | None) -> str:
+    """The exams left out for an empty reference mask (empty when none was)."""
+    if not patients:
+        return ""
+    return f"\nLeft out (empty reference mask, nothing to score): {', '.join(patients)}.\n"
 
 
 def _region_line(heart_ml: float | None) -> str:
