@@ -148,6 +148,16 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest-diameters.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/three-diameters/variant"
+# the form's tumour side (laterality, the biopsy's breast): the reported sets with the true mask's side named, with one
+# size and with three diameters (the search kept to that breast; docs/segmentation-evaluation/development-side/RULE-2.md)
+"$PY" -m training.report_diameters --manifest "$WORK/test/manifest.csv" "$WORK/variant/manifest.csv" --write-side
+for SET in test:external variant:variant; do
+    "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/${SET%%:*}/manifest-side.csv" \
+        --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/side/${SET##*:}"
+    "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/${SET%%:*}/manifest-diameters-side.csv" \
+        --weights Resources/Models/breast_seg.safetensors --split external --threads 2 \
+        --out "$EVAL_OUT/side/three-diameters/${SET##*:}"
+done
 # the same masks against a rougher reader's diameters (± 20 %), without running the network again
 "$PY" -m training.report_diameters --manifest "$WORK/test/manifest.csv" "$WORK/variant/manifest.csv" --write --measuring-error 0.2
 "$PY" Testing/Scripts/extent_flags.py "$EVAL_OUT/three-diameters/external/segmentation.json" "$WORK/test/manifest-diameters-error0.2.csv"
