@@ -183,7 +183,7 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
         findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)
     if found.runner_up is not None:
         findings["runner_up_candidate"] = {"volume_ml": round(found.runner_up.volume_ml(), 2),
-                                           "side": side_of(found.runner_up),
+                                           "side": side_of(found.runner_up, found.midline_mm),
                                            "score_margin": round(found.choice_margin, 3),
                                            "close_call": found.close_call,
                                            "model_first_choice": found.chosen_by_extent}

@@ -104,3 +104,34 @@ def test_a_user_mask_in_the_other_breast_is_flagged_in_the_result_and_report(tmp
     assert f"patient's {side} breast (the form names the {other}" in json.dumps(report)
     right = result_record(run_case(make_case("side-2", case.phases, {**case.clinical, "laterality": side}, case.mask)))
     assert "side_caution" not in right
+
+
+def test_the_midline_is_read_between_the_breasts_not_at_the_scanner_origin():
+    """A table offset of +100 mm puts both breasts at world x > 0; the gap between them still parts the sides."""
+    from responseai.breast.segmentation.side import midline_mm
+
+    grid = _grid(origin=(100.0, 0.0, 0.0))  # world x = index x + 100
+    region = np.zeros(SHAPE, bool)
+    region[5:15, 5:25, 2:12] = True  # the patient's right breast: world x 102–111
+    region[5:15, 5:25, 28:38] = True  # left: 128–137
+    midline = midline_mm(grid, region)
+    assert 111 < midline < 128 and midline_mm(grid, region[:, :, :20]) == 0.0 and midline_mm(grid, None) == 0.0
+    blob = np.zeros(SHAPE, np.uint8)
+    blob[8:11, 10:14, 5:9] = 1
+    assert side_of(grid.with_array(blob)) == "left" and side_of(grid.with_array(blob), midline) == "right"
+    assert not half_of(grid, "left", midline)[..., 5:9].any() and half_of(grid, "left", midline)[..., 30:].all()
+
+
+def test_an_exam_shifted_off_the_scanner_origin_keeps_its_tumour_side():
+    from responseai.breast.demo import demo_case
+    from responseai.breast.segmentation.inference import segment_exam
+
+    case = demo_case()
+    shift = lambda image: Image(image.array, image.spacing, (image.origin[0] + 160.0, *image.origin[1:]),  # noqa: E731
+                                image.direction)
+    true_side = side_of(case.mask)
+    shifted = segment_exam({name: shift(image) for name, image in case.phases.items()},
+                           clinical={"laterality": true_side})
+    assert side_of(shift(case.mask)) == "left" != true_side  # the scanner's x = 0 alone would name the wrong breast
+    assert shifted.side == true_side and shifted.midline_mm > 100
+    assert (shifted.mask.array.astype(bool) & (case.mask.array > 0)).sum() > 0.8 * (case.mask.array > 0).sum()

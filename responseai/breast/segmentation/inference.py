@@ -32,7 +32,7 @@ from responseai.breast.preprocess import canonical_phases, check_phases, dce_cha
 from responseai.breast.segmentation.candidates import CandidateRanker, bounding_box, find_candidates, ranked
 from responseai.breast.segmentation.extent import ExtentChoice, Yardstick, fits, yardstick
 from responseai.breast.segmentation.model import TASK, build_model
-from responseai.breast.segmentation.side import half_of, kept_to_side, named_side, side_of
+from responseai.breast.segmentation.side import half_of, kept_to_side, midline_mm, named_side, side_of
 from responseai.breast.segmentation.outline import (
     SUBTRACTION,
     OutlineGrowth,
@@ -63,7 +63,7 @@ class ExamSegmentation:
 
     mask: Image
     breast: Image | None  # breast region (None for a two-class card)
-    side: str  # "left" / "right" (patient's), from the tumour's centre in LPS world coordinates
+    side: str  # "left" / "right" (patient's), from the tumour's centre in LPS world x against the midline
     candidates: int  # tumour components above the threshold
     discarded_outside_breast: int
     probability: float  # mean tumour probability over the chosen component
@@ -77,6 +77,7 @@ class ExamSegmentation:
     grown_from_ml: float | None = None  # the chosen outline was below the clinical size: its volume before the growth
     named_side: str | None = None  # the breast the form names ("left" / "right"; None: both searched)
     set_aside_other_side: int = 0  # candidates in the other breast left out of the choice
+    midline_mm: float = 0.0  # world x of the patient's midline the sides were read from (.side.midline_mm)
 
 
 def _load(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -465,11 +466,11 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
         raise AnatomyNotFoundError("no breast tissue was found in the exam: check that the phases are breast "
                                    "DCE-MRI covering both breasts (a breast-only field of view is fine)")
     breast_probability = seg.probabilities[BREAST] if len(seg.probabilities) > 2 else None
-    named = named_side(clinical)
+    named, midline = named_side(clinical), midline_mm(grid, region)
     found = select_candidates(seg.probabilities[-1], seg.threshold, region, seg.channels, grid.spacing, seg.ranker,
                               breast_probability, seg.growth, seg.fill_slices,
                               None if clinical is None else yardstick(clinical), seg.extent_choice,
-                              None if named is None else half_of(grid, named))
+                              None if named is None else half_of(grid, named, midline))
     chosen, n, discarded = found.chosen, found.n, found.discarded
     if not chosen.any():
         where = f" ({discarded} enhancing candidate(s) outside the breasts were ignored)" if discarded else ""
@@ -489,10 +490,11 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
         runner_up = None
     log.debug("segmented %d voxels; %d candidate(s), %d outside the breasts", int(mask.array.sum()), n, discarded)
     margin = found.margin if runner_up is not None else None
-    return ExamSegmentation(mask, breast, side_of(mask), n, discarded, found.confidence,
+    return ExamSegmentation(mask, breast, side_of(mask, midline), n, discarded, found.confidence,
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
                             seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
-                            found.by_extent, found.cut_from_ml, found.grown_from_ml, named, found.set_aside_other_side)
+                            found.by_extent, found.cut_from_ml, found.grown_from_ml, named, found.set_aside_other_side,
+                            midline)
 
 
 def segment_tumour(

@@ -8,9 +8,11 @@ gives the side (``laterality``), candidates in the other breast are set aside; w
 the named breast, the search falls back to both and the user is told (``SIDE_CAUTION``): a side typed
 wrong on the form must not hide the tumour.
 
-Side is read in world coordinates, as a radiologist reads it: LPS x > 0 is the patient's left. That
-trusts the scanner's left-right origin to lie near the patient's midline (the patient lies centred in
-the bore; breasts sit 40 mm or more either side of it).
+Side is read in world coordinates, as a radiologist reads it: larger LPS x is the patient's left, of
+the patient's midline. The midline is read off the anatomy when the breast region has both breasts —
+half-way across the gap between them (:func:`midline_mm`) — because an exam's origin need not put
+x = 0 on the patient (a table offset, another site's convention); with one breast in view (or a user's
+mask, read without the region) it is the scanner's x = 0, where the patient lies centred in the bore.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from responseai.image import Image
 
 #: the share of a candidate's voxels that must lie on the named side for it to stay in the search
 MIN_ON_SIDE = 0.5
+#: the percentile of a breast's world x taken as its medial edge (a robust minimum / maximum)
+MEDIAL_EDGE_PERCENTILE = 2.0
 
 
 def named_side(clinical: Mapping[str, object] | None) -> str | None:
@@ -47,16 +51,35 @@ def world_x(image: Image) -> np.ndarray:
             + row[2] * k[:, None, None])
 
 
-def side_of(mask: Image) -> str:
-    """The patient's side of a mask's centre: LPS world x > 0 is the patient's left."""
-    k, j, i = np.argwhere(mask.array > 0).mean(0)
-    world = np.asarray(mask.direction, float).reshape(3, 3) @ (np.array([i, j, k]) * np.asarray(mask.spacing))
-    return "left" if world[0] + float(mask.origin[0]) > 0 else "right"
+def _voxel_world_x(image: Image, voxels: np.ndarray) -> np.ndarray:
+    """LPS world x (mm) of ``voxels`` (N × (z, y, x) indices of ``image``)."""
+    return float(image.origin[0]) + voxels[:, ::-1] @ (image.direction[0] * np.asarray(image.spacing))
 
 
-def half_of(grid: Image, side: str) -> np.ndarray:
-    """The voxels of ``grid`` on the patient's ``side`` ("left": LPS world x > 0), Z×Y×X bool."""
-    left = world_x(grid) > 0
+def midline_mm(grid: Image, region: np.ndarray | None) -> float:
+    """World x (mm) of the patient's midline: half-way between the medial edges of the two largest components of
+    the breast ``region`` on ``grid``, when it has two; else 0 (the scanner's left-right origin)."""
+    if region is None:
+        return 0.0
+    labels, n = ndimage.label(region)
+    if n < 2:
+        return 0.0
+    largest = np.argsort(np.bincount(labels.ravel())[1:])[::-1][:2] + 1
+    xs = sorted((_voxel_world_x(grid, np.argwhere(labels == label)) for label in largest), key=np.mean)
+    right_edge = np.percentile(xs[0], 100 - MEDIAL_EDGE_PERCENTILE)  # the patient's right breast: smaller x
+    left_edge = np.percentile(xs[1], MEDIAL_EDGE_PERCENTILE)
+    return float((right_edge + left_edge) / 2)
+
+
+def side_of(mask: Image, midline: float = 0.0) -> str:
+    """The patient's side of a mask's centre: LPS world x beyond ``midline`` (mm) is the patient's left."""
+    centre = np.argwhere(mask.array > 0).mean(0, keepdims=True)
+    return "left" if _voxel_world_x(mask, centre)[0] > midline else "right"
+
+
+def half_of(grid: Image, side: str, midline: float = 0.0) -> np.ndarray:
+    """The voxels of ``grid`` on the patient's ``side`` ("left": LPS world x beyond ``midline``), Z×Y×X bool."""
+    left = world_x(grid) > midline
     return left if side == "left" else ~left
 
 
