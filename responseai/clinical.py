@@ -31,6 +31,8 @@ class Variable:
     low: float | None = None
     high: float | None = None
     categories: tuple[str, ...] = ()
+    # other spellings files use for a category (lower case → category; "" → unknown), e.g. DICOM's "L" / "R" / "B"
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_categorical(self) -> bool:
@@ -43,6 +45,9 @@ class Variable:
         if self.is_categorical:
             # pandas reads an integer-coded column with gaps as float: 2.0 means "2"
             text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+            text = dict(self.aliases).get(text.lower(), text)
+            if not text:
+                return None
             if text not in self.categories:
                 raise ClinicalValueError(
                     f"{self.label}: unknown category '{text}'; allowed: {', '.join(self.categories)} or unknown"

@@ -46,7 +46,10 @@ MEASUREMENT_VARIABLES: tuple[Variable, ...] = (
 )
 # The breast the biopsy-proven cancer is in (every neoadjuvant referral names it). On the form and in manifests
 # to restrict the tumour search to that breast (responseai.breast.segmentation.side); never a model input.
-LATERALITY = Variable("laterality", "Tumour side (biopsy)", categories=("left", "right"))
+# DICOM's Laterality codes and their words are read too; "both" (a bilateral cancer) searches both breasts.
+LATERALITY = Variable("laterality", "Tumour side (biopsy)", categories=("left", "right"),
+                      aliases=(("l", "left"), ("left", "left"), ("r", "right"), ("right", "right"), ("b", ""),
+                               ("both", ""), ("bilateral", "")))
 GUIDE_VARIABLES: tuple[Variable, ...] = MEASUREMENT_VARIABLES + (LATERALITY,)  # the form's non-model fields
 FORM_SCHEMA: dict[str, Variable] = {v.name: v for v in BREAST_VARIABLES + GUIDE_VARIABLES}
 CLINICAL_SCHEMA = FORM_SCHEMA  # the name every family's form schema has (the Slicer form reads it)

@@ -34,6 +34,13 @@ def _two_lesions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_the_form_side_is_read_and_checked():
     assert named_side({"laterality": "left"}) == "left" and named_side({"laterality": "unknown"}) is None
     assert named_side({}) is None and named_side(None) is None and named_side({"laterality": float("nan")}) is None
+    # files written elsewhere: DICOM's Laterality codes, capitals; a bilateral cancer searches both breasts
+    assert named_side({"laterality": "L"}) == "left" and named_side({"laterality": "Right"}) == "right"
+    assert named_side({"laterality": "B"}) is None and named_side({"laterality": "bilateral"}) is None
+    from responseai.breast.constants import MANIFEST_SCHEMA
+
+    column = MANIFEST_SCHEMA.by_name["laterality"]  # a manifest cell reads the same way
+    assert column.check("L") == ("left", None) and column.check("B") == (None, None) and column.check("x")[1]
     with pytest.raises(ClinicalValueError, match="Tumour side"):
         named_side({"laterality": "middle"})
 
