@@ -44,34 +44,29 @@ SIDE_NAMES = ("manifest-side.csv", "manifest-diameters-side.csv")  # one size an
 MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
 
 
-def report_diameters(mask_path: Path, patient_id: str,
-                     measuring_error: float = MEASURING_ERROR) -> tuple[tuple[float, float, float], float]:
-    """(the three reported diameters, largest first; the true tumour's fill of their ellipsoid); NaN for an empty
-    mask (a phantom tumour the field of view missed: there is nothing to measure)."""
+def report_diameters(mask_path: Path, patient_id: str, measuring_error: float = MEASURING_ERROR
+                     ) -> tuple[tuple[float, float, float], float, str | None]:
+    """(the three reported diameters, largest first; the true tumour's fill of their ellipsoid; its side); NaN and
+    no side for an empty mask (a phantom tumour the field of view missed: there is nothing to measure)."""
     mask = read_image(mask_path, "mask")
     if not mask.array.any():
-        log.warning("%s: the true mask is empty; its diameters are left unknown", patient_id)
-        return (math.nan, math.nan, math.nan), math.nan
+        log.warning("%s: the true mask is empty; its diameters and side are left unknown", patient_id)
+        return (math.nan, math.nan, math.nan), math.nan, None
     seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
     error = np.exp(np.random.default_rng(seed).normal(0.0, measuring_error, 3))
     diameters = sorted((round(d * e, 1) for d, e in zip(principal_diameters_mm(mask), error)), reverse=True)
-    return (diameters[0], diameters[1], diameters[2]), mask.volume_ml() / ellipsoid_volume_ml(*diameters)
+    return (diameters[0], diameters[1], diameters[2]), mask.volume_ml() / ellipsoid_volume_ml(*diameters), side_of(mask)
 
 
 def measure(manifest: Path, measuring_error: float = MEASURING_ERROR) -> pd.DataFrame:
-    """The manifest with the reported diameters in place of the form's size and the true tumour's fill."""
+    """The manifest with the reported diameters in place of the form's size, the true tumour's fill (``_fill``) and
+    its side (``_side``)."""
     frame = pd.read_csv(manifest)
     rows = [report_diameters(manifest.parent / row["mask"], str(row["patient_id"]), measuring_error)
             for _, row in tqdm(frame.iterrows(), total=len(frame), desc=f"measuring {manifest.parent.name}")]
     diameters = np.asarray([r[0] for r in rows]).reshape(-1, 3)
     return frame.assign(tumour_size_mm=diameters[:, 0], tumour_size_2_mm=diameters[:, 1],
-                        tumour_size_3_mm=diameters[:, 2], _fill=[r[1] for r in rows])
-
-
-def with_side(manifest: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (rows of ``manifest``) with the side of each true mask in ``laterality`` (unknown for an empty one)."""
-    masks = (read_image(manifest.parent / path, "mask") for path in frame["mask"])
-    return frame.assign(laterality=[side_of(mask) if mask.array.any() else None for mask in masks])
+                        tumour_size_3_mm=diameters[:, 2], _fill=[r[1] for r in rows], _side=[r[2] for r in rows])
 
 
 def limits(fills: np.ndarray) -> tuple[float, float]:
@@ -92,15 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     measured = {m: measure(m, args.measuring_error) for m in args.manifest}
     name = OUTPUT_NAME if args.measuring_error == MEASURING_ERROR else f"manifest-diameters-error{args.measuring_error:g}.csv"
-    if args.write:
-        for manifest, frame in measured.items():
-            frame.drop(columns=["_fill"]).to_csv(manifest.parent / name, index=False)
-            log.info("wrote %s", manifest.parent / name)
-    if args.write_side:
-        for manifest, frame in measured.items():
-            for name_side, rows in zip(SIDE_NAMES, (pd.read_csv(manifest), frame.drop(columns=["_fill"]))):
-                with_side(manifest, rows).to_csv(manifest.parent / name_side, index=False)
-                log.info("wrote %s", manifest.parent / name_side)
+    for manifest, frame in measured.items():
+        reported = frame.drop(columns=["_fill", "_side"])
+        written = {name: reported} if args.write else {}
+        if args.write_side:  # the form's one size (the manifest as it is) and the three diameters, each with the side
+            written.update(zip(SIDE_NAMES, (pd.read_csv(manifest).assign(laterality=frame["_side"]),
+                                            reported.assign(laterality=frame["_side"]))))
+        for output, rows in written.items():
+            rows.to_csv(manifest.parent / output, index=False)
+            log.info("wrote %s", manifest.parent / output)
     if args.limits:
         fills = np.concatenate([f["_fill"].to_numpy() for f in measured.values()])
         fills = fills[np.isfinite(fills)]  # empty true masks have nothing to fill

@@ -41,19 +41,23 @@ def named_side(clinical: Mapping[str, object] | None) -> str | None:
     return None if side is None else str(side)
 
 
+def _lps_x(image: Image) -> np.ndarray:
+    """LPS world x as a linear function of the voxel index (i, j, k, 1): the negated first row of the image's
+    IJK→RAS matrix (RAS x = −LPS x)."""
+    return -image.ijk_to_ras()[0]
+
+
 def world_x(image: Image) -> np.ndarray:
     """LPS world x (mm) of every voxel of ``image``, Z×Y×X (broadcast from the three index axes)."""
-    direction, spacing = np.asarray(image.direction, float).reshape(3, 3), np.asarray(image.spacing, float)
-    shape = image.array.shape  # z, y, x
-    i, j, k = (np.arange(n, dtype=float) for n in shape[::-1])
-    row = direction[0] * spacing
-    return (float(image.origin[0]) + row[0] * i[None, None, :] + row[1] * j[None, :, None]
-            + row[2] * k[:, None, None])
+    row = _lps_x(image)
+    i, j, k = (np.arange(n, dtype=float) for n in image.array.shape[:3][::-1])
+    return row[3] + row[0] * i[None, None, :] + row[1] * j[None, :, None] + row[2] * k[:, None, None]
 
 
 def _voxel_world_x(image: Image, voxels: np.ndarray) -> np.ndarray:
     """LPS world x (mm) of ``voxels`` (N × (z, y, x) indices of ``image``)."""
-    return float(image.origin[0]) + voxels[:, ::-1] @ (image.direction[0] * np.asarray(image.spacing))
+    row = _lps_x(image)
+    return row[3] + voxels[:, ::-1] @ row[:3]
 
 
 def midline_mm(grid: Image, region: np.ndarray | None) -> float:
