@@ -465,6 +465,12 @@ class _Grid:
             return None
         return tuple(slice(int(first[a]), int(last[a])) for a in (2, 1, 0))
 
+    def holds(self, point: np.ndarray, margin_mm: float = 0.0) -> bool:
+        """Whether a body-frame point lies in the field of view, ``margin_mm`` inside its edges."""
+        ijk = np.linalg.solve(self.affine, np.asarray(point, float) - self.body_origin)
+        margin = margin_mm / np.array(self.site.spacing)
+        return bool(np.all(ijk >= margin) and np.all(ijk <= np.array(self.site.size) - 1 - margin))
+
     def image(self, array: np.ndarray) -> Image:
         return Image(array, self.site.spacing, tuple(self.origin), self.site.direction)
 
@@ -833,7 +839,9 @@ def _render_tumour(rng, grid: _Grid, body: dict, clinical: dict, latent: dict, s
     """Place the tumour in one breast and compute its per-voxel kinetics, texture and halo.
 
     With ``seat`` (a gland-seated case's own stream) more positions are drawn from it and the one
-    with the most fibroglandular tissue around it is kept.
+    with the most fibroglandular tissue around it is kept, among those whose tumour lies in the
+    field of view. Why the second condition: a draw just outside an oblique field of view can
+    still have gland inside it, and was once chosen (BR287-0173: an exam with no tumour in it).
     """
     side = int(rng.choice([1, -1]))
     radius = clinical["tumour_size_mm"] / 2
@@ -841,7 +849,8 @@ def _render_tumour(rng, grid: _Grid, body: dict, clinical: dict, latent: dict, s
     if seat is not None:
         draws = [(centre, quadrant)] + [_sample_in_breast(seat, body, side, 0.6 * radius + 4)
                                         for _ in range(GLAND_SEATED_DRAWS - 1)]
-        centre, quadrant = max(draws, key=lambda d: _gland_share(grid, scene, d[0], radius + 5))
+        centre, quadrant = max(draws, key=lambda d: _gland_share(grid, scene, d[0], radius + 5)
+                               if grid.holds(d[0]) else -1.0)
     shape = _tumour_shape(rng, grid, centre, radius, latent, halo=16.0)
     breast_label = 1 if side > 0 else 2
     info = {"side": side, "centre": centre, "quadrant": quadrant, "box": None}

@@ -204,6 +204,13 @@ def test_gland_seated_keeps_the_patient_and_puts_enhancing_parenchyma_beside_the
     assert json.loads((tmp_path / "cohort.json").read_text())["gland_seated"] is True
 
 
+def test_gland_seated_tumour_stays_in_the_field_of_view():
+    """A gland-seated seat is chosen only among draws inside the field of view: seed 287's case 173
+    (site E, oblique) once got its seat just outside it, and an exam without a tumour."""
+    case = generate_case(287, 173, gland_seated=True)
+    assert case.site.name == "E" and case.mask.array.sum() > 100
+
+
 # --- image features of the label rule ----------------------------------------------------------
 def _site_a_cases(cohort: tuple[Path, pd.DataFrame]):
     """The acceptance cohort's site-A patients as read from disk: truth row, phases, mask, anatomy, zyx spacing.
