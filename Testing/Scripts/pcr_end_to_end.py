@@ -9,7 +9,15 @@ the attention map inside the **reference** tumour for both (attention that follo
 lands outside the tumour). An exam the segmentation finds no tumour in gets no pCR number from the
 product; it is counted and left out of the automatic column's AUC.
 
+The summary also says how far the automatic mask moves each patient's probability from the reference
+mask's (mean absolute and mean signed change): what a user's number owes to the outline.
+
+``--automatic-masks manifest-NAME.csv`` reads the segmentation's masks saved by ``responseai evaluate
+breast segmentation … --save-masks NAME`` instead of segmenting again (same masks, a fraction of the
+time), so that two pCR models (``--pcr-weights``) are compared on identical outlines.
+
 Usage: python Testing/Scripts/pcr_end_to_end.py MANIFEST.csv [--split external] [--out FILE.json]
+           [--automatic-masks MANIFEST-NAME.csv] [--pcr-weights W.safetensors]
 """
 
 from __future__ import annotations
@@ -38,17 +46,22 @@ def _cell(value: object) -> object:
     return None if isinstance(value, float) and np.isnan(value) else value
 
 
-def score_exam(manifest: Path, row: pd.Series) -> dict:
-    """pCR probability and attention in the reference tumour, with the reference mask and with the model's."""
+def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pcr_weights: Path | None = None) -> dict:
+    """pCR probability and attention in the reference tumour, with the reference mask and with the model's.
+
+    ``automatic``: the model's mask for this exam, saved by the segmentation evaluation (None: segment now).
+    """
     phases = {p: str(manifest.parent / row[p]) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}
     clinical = {name: _cell(row.get(name)) for name in FORM_SCHEMA}
     reference = manifest.parent / row["mask"]
     truth = read_image(reference, "mask").array
     record = {"patient_id": row["patient_id"], "pcr": int(row["pcr"])}
-    for source, mask in (("reference", reference), ("automatic", None)):
+    for source, mask in (("reference", reference), ("automatic", automatic)):
         try:
+            if mask is not None and not read_image(mask, "mask").array.any():
+                raise EmptyMaskError("the segmentation found no tumour")  # the product gives no pCR number either
             outputs = run_case(load_case(str(row["patient_id"]), phases, clinical, mask),
-                               progress=lambda *_: None)
+                               pcr_weights=pcr_weights, progress=lambda *_: None)
         except EmptyMaskError:
             record |= {f"{source}_probability": float("nan"), f"{source}_attention_in_tumour": float("nan")}
             continue
@@ -65,8 +78,11 @@ def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
                                        "auc_automatic_mask": roc_auc_score(t, a),
                                        "auc_automatic_minus_reference": roc_auc_score(t, a) - roc_auc_score(t, r)},
                       (y, both["reference_probability"].to_numpy(), both["automatic_probability"].to_numpy()), n_boot)
+    change = both["automatic_probability"] - both["reference_probability"]
     return {"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
             "n_without_automatic_mask": int(table["automatic_probability"].isna().sum()), **stats,
+            "probability_change_mean_abs": float(change.abs().mean()),
+            "probability_change_mean": float(change.mean()),
             "attention_in_tumour_median": {s: float(table[f"{s}_attention_in_tumour"].median())
                                            for s in ("reference", "automatic")}}
 
@@ -76,13 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--split", default="external")
     parser.add_argument("--out", type=Path, help="write the per-exam table and the summary here (JSON)")
+    parser.add_argument("--automatic-masks", type=Path, help="the segmentation's saved masks (manifest-NAME.csv)")
+    parser.add_argument("--pcr-weights", type=Path, help="pCR weights (default: shipped)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     frame = pd.read_csv(args.manifest)
     frame = frame[frame["split"] == args.split]
-    table = pd.DataFrame([score_exam(args.manifest, row)
+    saved = {}
+    if args.automatic_masks is not None:
+        masks = pd.read_csv(args.automatic_masks).set_index("patient_id")["mask"]
+        saved = {pid: args.automatic_masks.parent / path for pid, path in masks.items()}
+    table = pd.DataFrame([score_exam(args.manifest, row, saved.get(row["patient_id"]), args.pcr_weights)
                           for _, row in tqdm(frame.iterrows(), total=len(frame), desc="pCR end to end")])
-    result = {"manifest": str(args.manifest), "split": args.split, **summary(table)}
+    result = {"manifest": str(args.manifest), "split": args.split, "pcr_weights": str(args.pcr_weights or "shipped"),
+              "automatic_masks": str(args.automatic_masks or "segmented now"), **summary(table)}
     log.info("%s", json.dumps(result, indent=1))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ FAMILY = Family(
     synth="responseai.breast.phantom",
     evaluate={"pcr": "responseai.breast.pcr.evaluation", "segmentation": "responseai.breast.segmentation.evaluation"},
     train={"pcr": "training.breast_pcr", "segmentation": "training.breast_seg", "candidates": "training.breast_candidates",
-           "outline": "training.breast_outline"},
+           "outline": "training.breast_outline", "pcr-outline": "training.pcr_outline"},
     bench="responseai.breast.bench",
     demo="responseai.breast.demo",
 )
