@@ -20,7 +20,7 @@ a random direction (one side grown, the other cut: a partial or shifted outline)
 component kept. The spread was matched to the segmentation's own Dice on development exams (``--calibrate``).
 
 Usage:
-    python -m training.train breast pcr-outline --weights W --manifest TRAIN.csv --calibrate DEV.csv AUTO.csv
+    python -m training.train breast pcr-outline --weights W --manifest TRAIN.csv --calibrate DEV.csv SEGMENTATION.json
     python -m training.train breast pcr-outline --weights W --manifest TRAIN.csv --out W2 --version 1.5.0
 """
 

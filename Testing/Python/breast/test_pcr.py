@@ -514,3 +514,88 @@ def test_dev_scoring_reports_auc_pooled_and_attention_on_the_tumour(stepwise_run
     assert len(attention) == 1 and weights[1] in attention[0]  # step 1 has no attention to score
     medians = [float(x) for x in attention[0].split()[-3::2]]
     assert all(0 <= m <= 1 for m in medians)
+
+
+# --- the kinetic-feature term refitted on perturbed outlines (training/pcr_outline.py) ------------
+
+
+def _ball(shape=(24, 32, 32), radius=7.0) -> np.ndarray:
+    grid = np.indices(shape)
+    centre = (np.array(shape) - 1) / 2
+    return (sum((grid[a] - centre[a]) ** 2 for a in range(3)) <= radius ** 2).astype(np.uint8)
+
+
+def test_a_perturbed_outline_is_one_component_near_the_tumour_and_reproducible():
+    from training.pcr_outline import OutlineNoise, perturb_outline
+    from responseai.metrics import dice
+
+    ball = _ball()
+    still = OutlineNoise(offset_mean_mm=0.0, offset_sd_mm=0.0, edge_mm=0.0, tilt_max=0.0)
+    np.testing.assert_array_equal(perturb_outline(ball, 1.25, still, np.random.default_rng(0)), ball)
+    draws = [perturb_outline(ball, 1.25, OutlineNoise(), np.random.default_rng(seed)) for seed in range(6)]
+    scores = [dice(d, ball) for d in draws]
+    assert all(0.5 < s < 0.99 for s in scores), scores  # a segmentation's kind of error, not another lesion
+    from scipy import ndimage
+    assert all(ndimage.label(d)[1] == 1 for d in draws)
+    np.testing.assert_array_equal(draws[0], perturb_outline(ball, 1.25, OutlineNoise(), np.random.default_rng(0)))
+
+
+def test_outline_refit_changes_only_the_kinetic_term_and_writes_a_loadable_card(tiny_cohort, tmp_path, phantom_inputs):
+    """Only the seven kinetic-term parameters move; the card records the base, the noise, before / after
+    and a threshold from val rows; the product loads and runs the result."""
+    from training import pcr_outline
+
+    base = _train(tiny_cohort, tmp_path / "radiomics", "--epochs", "1", "0", "0", "--radiomics") / "breast_pcr.safetensors"
+    out = tmp_path / "refit" / "breast_pcr.safetensors"
+    assert pcr_outline.main(["--weights", str(base), "--manifest", str(tiny_cohort), "--out", str(out),
+                             "--version", "9.9.9", "--draws", "2"]) == 0
+    before, after = load_file(str(base)), load_file(str(out))
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and moved <= {"radiomics_head.weight", "radiomics_head.bias"}
+    card = json.loads(out.with_suffix(".json").read_text())
+    refit = card["training"]["outline_refit"]
+    assert card["version"] == "9.9.9" and refit["base"]["sha256"] == json.loads(base.with_suffix(".json").read_text())["sha256"]
+    assert refit["draws_per_exam"] == 2 and set(refit["after"]) == {"train", "val"} and 0 <= card["threshold"] <= 1
+    phases, mask, clinical = phantom_inputs
+    assert 0 <= predict_pcr(phases, mask, clinical, out).probability <= 1
+    with pytest.raises(SystemExit):  # a model without a kinetic term has nothing to refit
+        pcr_outline.refit(Path(_train(tiny_cohort, tmp_path / "plain", "--epochs", "1", "0", "0")) / "breast_pcr.safetensors",
+                          tiny_cohort, tmp_path / "x.safetensors", "0", pcr_outline.OutlineNoise(), 1, 0)
+
+
+def test_outline_noise_calibration_reads_the_segmentation_evaluation(tiny_cohort, tmp_path, caplog):
+    from training import pcr_outline
+
+    frame = pd.read_csv(tiny_cohort)
+    evaluation = tmp_path / "segmentation.json"
+    evaluation.write_text(json.dumps({"per_case": [{"patient_id": p, "found": True, "dice": 0.8}
+                                                   for p in frame["patient_id"][:3]]}))
+    base = _train(tiny_cohort, tmp_path / "radiomics", "--epochs", "1", "0", "0", "--radiomics") / "breast_pcr.safetensors"
+    table = pcr_outline.calibrate(tiny_cohort, evaluation, pcr_outline.OutlineNoise(),
+                                  json.loads(base.with_suffix(".json").read_text())["architecture"])
+    assert list(table["segmentation"]) == [0.8] * 3 and table["perturbed"].between(0, 1).all()
+
+
+def test_end_to_end_script_reads_saved_masks_and_reports_the_probability_change(tiny_cohort, tmp_path):
+    """Testing/Scripts/pcr_end_to_end.py: a saved automatic mask is used as is (the reference mask saved as
+    the automatic one gives the same number), an empty one means no pCR number, and the summary says how
+    far the automatic mask moved each probability."""
+    from responseai.io import read_image, write_image
+
+    sys.path.insert(0, str(ROOT / "Testing" / "Scripts"))
+    import pcr_end_to_end
+
+    frame = pd.read_csv(tiny_cohort)
+    row = frame[frame["split"] == "external"].iloc[0]
+    reference = tiny_cohort.parent / row["mask"]
+    same = pcr_end_to_end.score_exam(tiny_cohort, row, reference)
+    assert same["automatic_probability"] == pytest.approx(same["reference_probability"])
+    empty = write_image(read_image(reference).with_array(np.zeros_like(read_image(reference).array)), tmp_path / "e.nrrd")
+    assert np.isnan(pcr_end_to_end.score_exam(tiny_cohort, row, empty)["automatic_probability"])
+    table = pd.DataFrame({"pcr": [1, 0, 1, 0], "reference_probability": [0.9, 0.2, 0.6, 0.3],
+                          "automatic_probability": [0.7, 0.2, 0.8, float("nan")],
+                          "reference_attention_in_tumour": [0.5] * 4, "automatic_attention_in_tumour": [0.5] * 4})
+    summary = pcr_end_to_end.summary(table, n_boot=20)
+    assert summary["n_without_automatic_mask"] == 1
+    assert summary["probability_change_mean_abs"] == pytest.approx(0.4 / 3)
+    assert summary["probability_change_mean"] == pytest.approx(0.0)
