@@ -120,6 +120,10 @@ CAUTION_KEYS = ("side_caution", "extent_caution", "choice_caution", "outline_cau
 SIDE_CAUTION = ("the tumour mask lies in the {side} breast but the form names the {named} breast{why}: check the form's "
                 "side and the mask before trusting the prediction")
 SIDE_NOT_FOUND = " (the model found no tumour candidate there)"
+#: when the form's side set aside the candidate the model ranks first (the mask then lies in the named breast)
+SIDE_FIRST_CAUTION = ("without the form's side the model's first choice was a lesion in the {other} breast; the search "
+                      "followed the form to the {named} breast: if the form's side is right this outline is the "
+                      "tumour's, if not correct the side and run again")
 #: when the clinical size overruled the ranker (the segmentation card's extent_choice)
 EXTENT_CHOICE_CAUTION = ("the most tumour-like candidate did not fit the clinical tumour size and the runner-up did, "
                          "so the runner-up was outlined: compare it with the runner-up candidate offered (the model's "

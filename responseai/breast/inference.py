@@ -33,6 +33,7 @@ from responseai.breast.constants import (
     RUNNER_UP_COLOR,
     RUNNER_UP_FILE,
     RUNNER_UP_SEGMENT,
+    SIDE_FIRST_CAUTION,
 )
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
@@ -178,6 +179,11 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
                 "segmentation_probability": round(found.probability, 4)}
     if found.named_side is not None:  # the form's side kept the search to one breast
         findings["candidates_in_other_breast_set_aside"] = found.set_aside_other_side
+    if found.other_side_first and found.side == found.named_side:
+        # a side typed wrong on the form would otherwise pass in silence whenever that breast holds a candidate
+        findings["side_caution"] = SIDE_FIRST_CAUTION.format(other={"left": "right", "right": "left"}[found.named_side],
+                                                             named=found.named_side)
+        log.warning("%s", findings["side_caution"])
     if found.bpe_percent is not None:
         findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)
         findings["breast_volume_ml"] = round(found.breast_volume_ml, 1)

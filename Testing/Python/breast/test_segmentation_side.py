@@ -67,8 +67,25 @@ def test_candidates_in_the_other_breast_are_set_aside():
     left = select_candidates(probability, 0.5, None, named_half=half_of(grid, "left"))
     assert left.chosen.astype(bool)[second].all() and not left.chosen.astype(bool)[first].any()
     assert left.set_aside_other_side == 1 and left.runner_up is None  # the other breast's lesion is not offered
+    assert left.other_side_first and not both.other_side_first  # the model's own first choice was the other breast's
     right = select_candidates(probability, 0.5, None, named_half=half_of(grid, "right"))
-    assert right.chosen.astype(bool)[first].all() and right.set_aside_other_side == 1
+    assert right.chosen.astype(bool)[first].all() and right.set_aside_other_side == 1 and not right.other_side_first
+
+
+def test_a_form_side_that_overrules_the_model_first_choice_is_cautioned():
+    """A side typed wrong on the form, in an exam whose named breast holds some candidate, would otherwise pass in
+    silence: the result says the model's first choice lay in the other breast."""
+    from responseai.breast.inference import segmentation_findings
+    from responseai.breast.segmentation.inference import ExamSegmentation
+
+    def findings(first_elsewhere: bool, side: str = "left") -> dict:
+        return segmentation_findings(ExamSegmentation(_grid(), None, side, 2, 0, 0.9, None, None, named_side="left",
+                                                      set_aside_other_side=1, other_side_first=first_elsewhere))
+
+    caution = findings(True)["side_caution"]
+    assert "first choice was a lesion in the right breast" in caution and "followed the form to the left" in caution
+    assert "side_caution" not in findings(False)
+    assert "side_caution" not in findings(True, side="right")  # a mask outside the named breast has its own caution
 
 
 def test_no_candidate_in_the_named_breast_searches_both_and_the_user_is_told():
@@ -86,10 +103,12 @@ def test_no_candidate_in_the_named_breast_searches_both_and_the_user_is_told():
 
 def test_the_evaluation_counts_the_exams_the_side_changed():
     table = pd.DataFrame({"side_named": [True, True, True, False], "set_aside_other_side": [2, 0, 1, 0],
-                          "found": [True, True, False, True]})
+                          "other_side_first": [True, False, True, False], "found": [True, True, False, True]})
     summary = side_summary(table)
-    assert summary == {"named": 3, "set_aside": 2, "set_aside_found": 1}
+    assert summary == {"named": 3, "set_aside": 2, "set_aside_found": 1, "other_side_first": 2,
+                       "other_side_first_found": 1}
     assert "named the tumour's breast in 3 exams" in _side_line(summary) and "in 1 of those" in _side_line(summary)
+    assert "lay in the other breast (the user is cautioned to check the form's side) in 2" in _side_line(summary)
     assert _side_line({"named": 0, "set_aside": 0, "set_aside_found": 0}) == ""
 
 

@@ -100,9 +100,10 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
             mask, runner_up, close_call, by_extent = exam.mask.array, exam.runner_up, exam.close_call, exam.chosen_by_extent
             cut, grown = exam.cut_from_ml is not None, exam.grown_from_ml is not None
             side_named, set_aside = exam.named_side is not None, exam.set_aside_other_side
+            other_first = exam.other_side_first
         except EmptyMaskError:
             mask, runner_up, close_call, by_extent = np.zeros_like(truth.array, dtype=np.uint8), None, False, False
-            cut = grown = side_named = False
+            cut = grown = side_named = other_first = False
             set_aside = 0
         seconds.append(time.perf_counter() - start)
         if save_masks and mask.any():
@@ -123,6 +124,8 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
                          "grown_to_size": grown,  # the chosen outline was grown over the clinical size's tumour
                          "side_named": side_named,  # the manifest's laterality kept the search to one breast
                          "set_aside_other_side": set_aside,  # candidates in the other breast left out of the choice
+                         # the ranker's first choice of both breasts lay in the other one: the user was cautioned
+                         "other_side_first": other_first,
                          "breast_region_on_heart_ml": region_on_heart_ml(seg, anatomy_image),
                          "dice": dice(mask, truth.array) if mask.any() else 0.0,
                          "hd95_mm": _hd95_mm(mask, truth.array, truth.spacing[::-1]) if found else float("nan"),
@@ -294,8 +297,10 @@ def side_summary(table: pd.DataFrame) -> dict:
     aside (the choice could only differ from a search of both breasts there), with how many of those hold the
     tumour."""
     aside = table["set_aside_other_side"] > 0
+    first = table["other_side_first"].astype(bool)
     return {"named": int(table["side_named"].sum()), "set_aside": int(aside.sum()),
-            "set_aside_found": int((aside & table["found"].astype(bool)).sum())}
+            "set_aside_found": int((aside & table["found"].astype(bool)).sum()),
+            "other_side_first": int(first.sum()), "other_side_first_found": int((first & table["found"].astype(bool)).sum())}
 
 
 def volume_errors(table: pd.DataFrame) -> dict:
@@ -396,7 +401,9 @@ def _side_line(side: dict | None) -> str:
         return ""
     return (f"\nThe manifest named the tumour's breast in {side['named']} exams; candidates in the other breast were "
             f"set aside in {side['set_aside']} of them, and the outline held the tumour in {side['set_aside_found']} "
-            "of those.\n")
+            f"of those. The model's first choice of both breasts lay in the other breast (the user is cautioned to "
+            f"check the form's side) in {side.get('other_side_first', 0)}, of which the outline held the tumour in "
+            f"{side.get('other_side_first_found', 0)}.\n")
 
 
 def _volume_line(errors: dict | None) -> str:

@@ -77,6 +77,7 @@ class ExamSegmentation:
     grown_from_ml: float | None = None  # the chosen outline was below the clinical size: its volume before the growth
     named_side: str | None = None  # the breast the form names ("left" / "right"; None: both searched)
     set_aside_other_side: int = 0  # candidates in the other breast left out of the choice
+    other_side_first: bool = False  # without the form's side the model would have chosen one in the other breast
     midline_mm: float = 0.0  # world x of the patient's midline the sides were read from (.side.midline_mm)
 
 
@@ -153,6 +154,7 @@ class Selection:
     cut_from_ml: float | None = None  # the first choice's volume before it was cut to the clinical size's piece
     grown_from_ml: float | None = None  # the choice's volume before it was grown over the tumour of the clinical size
     set_aside_other_side: int = 0  # allowed candidates outside the breast the form names, left out of the choice
+    other_side_first: bool = False  # without the form's side the ranker's first choice lay in the other breast
 
 
 def select_candidates(tumour_probability: np.ndarray, threshold: float, region: np.ndarray | None,
@@ -184,9 +186,11 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
                                  breast_probability)
-    set_aside = 0
+    set_aside, other_side_first = 0, False
     if named_half is not None:
+        first_of_both = ranked(candidates, ranker)[0][:1]
         candidates, set_aside = kept_to_side(candidates, named_half)
+        other_side_first = bool(set_aside and len(first_of_both) and not candidates.allowed[first_of_both[0] - 1])
     labels, scores = ranked(candidates, ranker)
     discarded = int(candidates.outside.sum())
     if not len(labels):
@@ -214,7 +218,8 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     if grown is not None:
         grown_from_ml, first = float(first.sum()) * voxel_ml, grown
     return Selection(first, second, margin, candidates.n, discarded,
-                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml, grown_from_ml, set_aside)
+                     float(candidates.mean_probability[labels[0] - 1]), swap, cut_from_ml, grown_from_ml, set_aside,
+                     other_side_first)
 
 
 def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
@@ -494,7 +499,7 @@ def exam_from_canonical(aligned: Mapping[str, Image], seg: CanonicalSegmentation
                             bpe_index(seg.channels, region, chosen), volume, runner_up, margin,
                             seg.ranker is not None and seg.ranker.close_call(margin) and not found.by_extent,
                             found.by_extent, found.cut_from_ml, found.grown_from_ml, named, found.set_aside_other_side,
-                            midline)
+                            found.other_side_first, midline)
 
 
 def segment_tumour(
