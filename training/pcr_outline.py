@@ -47,7 +47,7 @@ from responseai.breast.pcr.model import TASK, build_model
 from responseai.clinical import ClinicalEncoder
 from responseai.breast.pcr.preprocess import prepare_case
 from responseai.io import read_image
-from responseai.metrics import dice
+from responseai.metrics import binary_report, dice
 from responseai.weights import load_model, read_card, save_model
 from training.breast_pcr import choose_threshold
 
@@ -209,7 +209,10 @@ def refit(weights: Path, manifest: Path, out: Path, version: str, noise: Outline
     card["version"] = version
     card["threshold"] = threshold
     card["threshold_rule"] = record["threshold_rule"]
-    card["metrics"] = {**card["metrics"], "val_perturbed_outlines": after["val"]}
+    val_labels = cohort.labels[cohort.rows("val")]
+    val_exact = draw_probabilities(model, offsets["val"], cohort.radiomics[cohort.rows("val")][:, None], logit_offset)
+    card["metrics"] = {"val": binary_report(val_labels, val_exact[:, 0], threshold),
+                       "val_perturbed_outlines": binary_report(val_labels, val_probs, threshold)}
     card["training"] = {**card["training"], "outline_refit": record}
     save_model(model, card, out)
     log.info("kinetic term refitted: before %s after %s; threshold %.3f -> %s", before["val"], after["val"],
