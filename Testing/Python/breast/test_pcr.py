@@ -599,3 +599,23 @@ def test_end_to_end_script_reads_saved_masks_and_reports_the_probability_change(
     assert summary["n_without_automatic_mask"] == 1
     assert summary["probability_change_mean_abs"] == pytest.approx(0.4 / 3)
     assert summary["probability_change_mean"] == pytest.approx(0.0)
+
+
+def test_the_outline_rule_pools_sets_on_the_exams_every_model_has(tmp_path):
+    sys.path.insert(0, str(ROOT / "Testing" / "Scripts"))
+    import pcr_outline_rule
+
+    def run(name: str, automatic: list[float]) -> Path:
+        rows = [{"patient_id": f"P{i}", "pcr": i % 2, "reference_probability": 0.2 + 0.6 * (i % 2),
+                 "automatic_probability": a} for i, a in enumerate(automatic)]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"per_exam": rows}))
+        return path
+
+    base = pcr_outline_rule.pooled([run("a1", [0.1, 0.9, float("nan"), 0.7])])
+    other = pcr_outline_rule.pooled([run("b1", [0.2, 0.8, 0.3, 0.8])])
+    result = pcr_outline_rule.judge({"base": base, "other": other}, n_boot=20)
+    assert result["base"]["n_exams"] == result["other"]["n_exams"] == 3  # P2 has no automatic mask under base
+    assert result["base"]["probability_change_mean_abs"] == pytest.approx(0.1)
+    assert result["other"]["probability_change_mean_abs"] == pytest.approx(0.0)
+    assert result["other"]["auc_automatic_mask"]["value"] == pytest.approx(1.0)
