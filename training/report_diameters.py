@@ -11,7 +11,8 @@ The segmentation evaluation run on it scores the mask-extent caution against the
 ``--write-side`` adds the side a biopsy report gives (``laterality``: the patient's side of the true mask's
 centre, as the segmentation reads sides) and writes ``manifest-side.csv`` (the form's one size and the side) and
 ``manifest-diameters-side.csv`` (three diameters and the side): the evaluation run on them scores the
-tumour search kept to the named breast.
+tumour search kept to the named breast. It also writes ``manifest-wrongside.csv`` (one size and the *other*
+breast: a form typed wrong), on which the evaluation counts how often the user is told.
 
 ``--limits`` prints, over the given (training) manifests, how much of its reported ellipsoid a true
 tumour fills, and the limits the rule gives: 0.75 × the 5th percentile to 1.25 × the maximum.
@@ -39,6 +40,8 @@ from responseai.io import read_image
 log = logging.getLogger(__name__)
 OUTPUT_NAME = "manifest-diameters.csv"
 SIDE_NAMES = ("manifest-side.csv", "manifest-diameters-side.csv")  # one size and the side; three diameters and the side
+WRONG_SIDE_NAME = "manifest-wrongside.csv"  # one size and the other breast: a form typed wrong
+OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limits", action="store_true", help="print the fill distribution and the limits it gives")
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT_NAME} beside each manifest")
     parser.add_argument("--write-side", action="store_true",
-                        help=f"write {' and '.join(SIDE_NAMES)} (the true tumour's side in laterality) beside each manifest")
+                        help=f"write {' and '.join(SIDE_NAMES)} (the true tumour's side in laterality) and "
+                             f"{WRONG_SIDE_NAME} (the other side) beside each manifest")
     parser.add_argument("--measuring-error", type=float, default=MEASURING_ERROR,
                         help="σ of each diameter's log (a reader's error); another value writes "
                              "manifest-diameters-error<σ>.csv, to see how the check fares with a rougher reader")
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write_side:  # the form's one size (the manifest as it is) and the three diameters, each with the side
             written.update(zip(SIDE_NAMES, (pd.read_csv(manifest).assign(laterality=frame["_side"]),
                                             reported.assign(laterality=frame["_side"]))))
+            written[WRONG_SIDE_NAME] = pd.read_csv(manifest).assign(laterality=frame["_side"].map(OTHER_SIDE))
         for output, rows in written.items():
             rows.to_csv(manifest.parent / output, index=False)
             log.info("wrote %s", manifest.parent / output)

@@ -48,4 +48,6 @@ def test_the_side_manifests_name_the_true_tumour_breast(tmp_path):
     assert list(one_size["laterality"][:2]) == ["left", "right"] == list(diameters["laterality"][:2])
     assert pd.isna(one_size["laterality"][2]) and diameters.iloc[2][["tumour_size_mm", "tumour_size_3_mm"]].isna().all()
     assert list(one_size["tumour_size_mm"]) == [10.0, 10.0, 10.0] and "tumour_size_3_mm" in diameters
-    assert not (tmp_path / report_diameters.OUTPUT_NAME).exists()  # --write-side writes only its own two
+    wrong = pd.read_csv(tmp_path / report_diameters.WRONG_SIDE_NAME)  # a form typed wrong: the other breast
+    assert list(wrong["laterality"][:2]) == ["right", "left"] and pd.isna(wrong["laterality"][2])
+    assert not (tmp_path / report_diameters.OUTPUT_NAME).exists()  # --write-side writes only its own three
