@@ -91,27 +91,11 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
 
         return BreastJobs(core)
 
-    @staticmethod
-    def summaryText(results) -> str:
-        record = results.record
-        text = _("pCR probability {probability:.2f} ({label})").format(
-            probability=record["pcr_probability"], label=record["predicted_class"])
-        if record.get("side_caution"):  # the mask is not in the breast the form names
-            text += " - " + _("the tumour mask is in the {side} breast, not the one on the form: check it").format(
-                side=record["tumour_side"])
-        if record.get("extent_caution"):  # the status line is read first: the outline check belongs there too
-            text += " - " + _("check the tumour outline: its volume is {ratio:g} x {yardstick}").format(
-                ratio=record["mask_to_clinical_size_ratio"],
-                yardstick=record.get("clinical_size_yardstick", "a sphere of the clinical size"))
-        if record.get("choice_caution"):  # a close call, or the clinical size set the model's first choice aside
-            text += " - " + (_("the clinical size set the model's first choice aside: compare it with the runner-up")
-                             if (record.get("runner_up_candidate") or {}).get("model_first_choice")
-                             else _("close call: compare the outlined candidate with the runner-up"))
-        if record.get("outline_caution"):  # the outline was cut down, or grown, to fit the clinical size
-            text += " - " + (_("the outline was grown to the clinical tumour size: check it")
-                             if "outline_grown_from_ml" in record
-                             else _("the outline was cut to the clinical tumour size: check it"))
-        return text
+    def summaryText(self, results) -> str:
+        self.core  # the models' code is installed by now (a result exists); touched before the Lib import
+        from BreastResponseAILib.logic import summary_text
+
+        return summary_text(results.record, _)
 
     def exportReport(self, results, folder: str, post1Node) -> dict:
         """Snapshots from Slicer's own slice views through the tumour, then the core's report."""

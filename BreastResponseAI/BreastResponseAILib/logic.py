@@ -200,6 +200,36 @@ def import_results(scene, job: Job, reference_node, previous: ResultNodes | None
                        automatic=job.user_segmentation is None)
 
 
+def summary_text(record: dict, _=lambda text: text) -> str:
+    """The module's status line for one result: the probability, then every caution in a few words.
+
+    Why here and not in the widget: the line is read first, so what it says about each caution is tested on
+    real results; ``_`` is Slicer's translation function in the module (named so that Slicer's string
+    extraction finds these texts).
+    """
+    text = _("pCR probability {probability:.2f} ({label})").format(
+        probability=record["pcr_probability"], label=record["predicted_class"])
+    if record.get("side_caution"):
+        named = (record.get("clinical_used") or {}).get("laterality")
+        text += " - " + (_("the model's first choice was in the other breast: check the form's side")
+                         if named == record.get("tumour_side")  # the mask follows the form; the model preferred the other breast
+                         else _("the tumour mask is in the {side} breast, not the one on the form: check it").format(
+                             side=record["tumour_side"]))
+    if record.get("extent_caution"):  # the status line is read first: the outline check belongs there too
+        text += " - " + _("check the tumour outline: its volume is {ratio:g} x {yardstick}").format(
+            ratio=record["mask_to_clinical_size_ratio"],
+            yardstick=record.get("clinical_size_yardstick", "a sphere of the clinical size"))
+    if record.get("choice_caution"):  # a close call, or the clinical size set the model's first choice aside
+        text += " - " + (_("the clinical size set the model's first choice aside: compare it with the runner-up")
+                         if (record.get("runner_up_candidate") or {}).get("model_first_choice")
+                         else _("close call: compare the outlined candidate with the runner-up"))
+    if record.get("outline_caution"):  # the outline was cut down, or grown, to fit the clinical size
+        text += " - " + (_("the outline was grown to the clinical tumour size: check it")
+                         if "outline_grown_from_ml" in record
+                         else _("the outline was cut to the clinical tumour size: check it"))
+    return text
+
+
 def _extent_row(record: dict) -> str:
     """The mask against the clinical size: the caution when it does not fit, or when it was cut or grown to fit it."""
     caution = record.get("extent_caution") or record.get("outline_caution")

@@ -189,3 +189,21 @@ def test_results_arriving_after_the_scene_was_closed_are_refused(demo, tmp_path:
     with pytest.raises(ResponseAIError, match="no longer in the scene"):
         import_results(app.scene, job, nodes.phases["post1"])
     assert app.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 0
+
+
+def test_the_status_line_names_each_caution_in_a_few_words(slicer_app):
+    """The module's status line (read first) says which side caution it is: a mask outside the breast the form
+    names, or a form that set aside the model's own first choice (the mask then lies in the named breast)."""
+    from BreastResponseAILib.logic import summary_text
+
+    base = {"pcr_probability": 0.4, "predicted_class": "no pCR", "tumour_side": "right",
+            "clinical_used": {"laterality": "left"}}
+    assert summary_text(base) == "pCR probability 0.40 (no pCR)"
+    elsewhere = summary_text({**base, "side_caution": "the tumour mask lies in the right breast but the form names the left"})
+    assert "the tumour mask is in the right breast, not the one on the form" in elsewhere
+    followed = summary_text({**base, "clinical_used": {"laterality": "right"}, "side_caution": "without the form's side …"})
+    assert "first choice was in the other breast: check the form's side" in followed and "not the one" not in followed
+    grown = summary_text({**base, "outline_caution": "…", "outline_grown_from_ml": 1.0, "extent_caution": "…",
+                          "mask_to_clinical_size_ratio": 0.2, "clinical_size_yardstick": "a sphere of 20 mm"})
+    assert "its volume is 0.2 x a sphere of 20 mm" in grown and "grown to the clinical tumour size" in grown
+    assert summary_text(base, lambda t: "[fr] " + t).startswith("[fr] pCR probability 0.40")  # Slicer's translation
