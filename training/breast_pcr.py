@@ -370,20 +370,25 @@ def fit_clinical_term(model: PCRNet, cohort: Cohort, device: torch.device) -> No
     offset = torch.from_numpy(predict_logits(model, cohort, rows, device)[0]).to(device)
     x = torch.from_numpy(cohort.clinical[rows]).to(device)
     y = torch.from_numpy(cohort.labels[rows].astype(np.float32)).to(device)
-    weight = torch.where(y > 0, 0.5 / y.sum().clamp_min(1), 0.5 / (1 - y).sum().clamp_min(1))
     layer = model.clinical_linear
+    fit_linear_term(layer, lambda: offset + layer(x).squeeze(1), y, len(rows))
+    log.info("clinical term fitted on %d train rows (|w| = %.2f)", len(rows), float(layer.weight.detach().norm()))
+
+
+def fit_linear_term(layer: torch.nn.Linear, logit, y: torch.Tensor, n_patients: int) -> None:
+    """Fit ``layer`` by L-BFGS to the class-balanced BCE of ``logit()`` (a closure reading it) against ``y``,
+    with L2 on its weight as scikit-learn's C = 1 over ``n_patients`` (one row per patient, or several draws)."""
+    weight = torch.where(y > 0, 0.5 / y.sum().clamp_min(1), 0.5 / (1 - y).sum().clamp_min(1))
     optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        logit = offset + layer(x).squeeze(1)
-        loss = (weight * F.binary_cross_entropy_with_logits(logit, y, reduction="none")).sum()
-        loss = loss + 0.5 * layer.weight.pow(2).sum() / len(rows)
+        loss = (weight * F.binary_cross_entropy_with_logits(logit(), y, reduction="none")).sum()
+        loss = loss + 0.5 * layer.weight.pow(2).sum() / n_patients
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    log.info("clinical term fitted on %d train rows (|w| = %.2f)", len(rows), float(layer.weight.detach().norm()))
 
 
 def manifest_digest(path: Path) -> str:

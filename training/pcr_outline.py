@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
@@ -49,7 +48,7 @@ from responseai.breast.pcr.preprocess import prepare_case
 from responseai.io import read_image
 from responseai.metrics import binary_report, dice
 from responseai.weights import load_model, read_card, save_model
-from training.breast_pcr import choose_threshold
+from training.breast_pcr import choose_threshold, fit_linear_term
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +112,7 @@ def refit_kinetic_term(model, offset: np.ndarray, features: np.ndarray, labels: 
     x = torch.from_numpy(features.reshape(-1, features.shape[2]))
     base = torch.from_numpy(np.repeat(offset, draws).astype(np.float32))
     y = torch.from_numpy(np.repeat(labels, draws).astype(np.float32))
-    weight = torch.where(y > 0, 0.5 / y.sum().clamp_min(1), 0.5 / (1 - y).sum().clamp_min(1))
-    head = model.radiomics_head
-    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        logit = base + model.radiomics_logit(x)
-        loss = (weight * F.binary_cross_entropy_with_logits(logit, y, reduction="none")).sum()
-        loss = loss + 0.5 * head.weight.pow(2).sum() / len(labels)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    fit_linear_term(model.radiomics_head, lambda: base + model.radiomics_logit(x), y, len(labels))
 
 
 def draw_probabilities(model, offset: np.ndarray, features: np.ndarray, logit_offset: float) -> np.ndarray:
