@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grow-small", action="store_true", help="with --extent-choice: a choice below the clinical "
                         "size's lower limit is grown over the enhancing tumour of that size it is part of, when the "
                         "grown outline fits (absent: not)")
+    parser.add_argument("--grow-below", type=float, metavar="RATIO", help="with --grow-small: try the growth on a "
+                        "choice below RATIO x the clinical size's volume too (absent: below the lower limit only)")
     parser.add_argument("--chosen-on", default="", help="recorded in the card: where the values were chosen")
     args = parser.parse_args(argv)
     if args.grid:
@@ -176,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         entries["candidate_ranker"] = {**card["candidate_ranker"], "clip_z": args.ranker_clip_z}
     if ((args.extent_choice_above, args.core_contrast) != (None, None) or args.grow_small) and args.extent_choice is None:
         parser.error("--extent-choice-above, --core-contrast and --grow-small need --extent-choice")
+    if args.grow_below is not None and not args.grow_small:
+        parser.error("--grow-below needs --grow-small")
     if args.extent_choice is not None:
         try:
             entries["extent_choice"] = {**ExtentChoice(args.extent_choice, args.extent_choice_above,
-                                                         args.core_contrast, args.grow_small).to_card(),
+                                                         args.core_contrast, args.grow_small, args.grow_below).to_card(),
                                         "chosen_on": args.chosen_on}
         except ValueError as error:
             parser.error(str(error))

@@ -72,12 +72,35 @@ def test_a_growth_that_would_not_fit_the_size_is_not_taken():
     assert kept.grown_from_ml is None and kept.chosen.sum() == core.sum()
 
 
+def test_a_partial_outline_is_grown_only_under_the_card_grow_below():
+    """2.13.0: a choice at about half the clinical size (above 2.12.0's trigger, the lower limit 0.25) is grown
+    with ``grow_below`` 0.6, and left as it was without it."""
+    _, uptake, tumour = _large_tumour()
+    part = _ball((30, 40, 36), 14) & tumour  # 11.5 ml of the 24.4 ml tumour: 0.47 x its sphere
+    uptake[part] = 0.6
+    probability = np.where(part, 0.9, 0.0).astype(np.float32)
+    stick, region, channels = yardstick({"tumour_size_mm": 36.0}), np.ones(SHAPE, bool), _channels(uptake)
+    below = ExtentChoice(2.0, grow_small=True, grow_below=0.6)
+    grown = select_candidates(probability, 0.5, region, channels, SPACING, expected=stick, extent_choice=below)
+    assert grown.grown_from_ml == pytest.approx(part.sum() / 1000)
+    assert 2 * (grown.chosen.astype(bool) & tumour).sum() / (grown.chosen.sum() + tumour.sum()) > 0.95
+    kept = select_candidates(probability, 0.5, region, channels, SPACING, expected=stick,
+                             extent_choice=ExtentChoice(2.0, grow_small=True))
+    assert kept.grown_from_ml is None and kept.chosen.sum() == part.sum()
+    assert below.grow_trigger((0.25, 2.5)) == 0.6 and below.grow_trigger((0.7, 2.0)) == 0.7
+
+
 def test_the_card_entry_round_trips_and_is_checked():
     rule = ExtentChoice(2.0, core_contrast=1.25, grow_small=True)
     assert ExtentChoice.from_card(rule.to_card()) == rule and rule.to_card()["grow_small"] is True
     assert not ExtentChoice.from_card({"factor": 2}).grow_small and "grow_small" not in ExtentChoice(2.0).to_card()
     with pytest.raises(ValueError, match="grow_small"):
         ExtentChoice.from_card({"factor": 2, "grow_small": "yes"})
+    below = ExtentChoice(2.0, grow_small=True, grow_below=0.6)
+    assert ExtentChoice.from_card(below.to_card()) == below and "grow_below" not in rule.to_card()
+    for bad in ({"factor": 2, "grow_small": True, "grow_below": 1.5}, {"factor": 2, "grow_below": 0.6}):
+        with pytest.raises(ValueError, match="grow_below"):
+            ExtentChoice.from_card(bad)
 
 
 def test_the_user_is_told_the_outline_was_grown_and_the_evaluation_counts_it():
@@ -119,3 +142,9 @@ def test_the_training_command_writes_the_growth_into_the_card(tmp_path):
     assert card_extent_choice(read_card(out, expected_task="segmentation")) == ExtentChoice(2.0, None, 1.25, True)
     with pytest.raises(SystemExit):
         breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--grow-small"])
+    assert breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "9.9.9", "--extent-choice",
+                                "2", "--grow-small", "--grow-below", "0.6"]) == 0
+    assert card_extent_choice(read_card(out, expected_task="segmentation")).grow_below == 0.6
+    with pytest.raises(SystemExit):  # the second trigger is 2.12.0's growth's: it needs it
+        breast_outline.main(["--weights", str(weights), "--out", str(out), "--version", "1", "--extent-choice", "2",
+                             "--grow-below", "0.6"])

@@ -128,20 +128,24 @@ class ExtentChoice:
     factor_above: float | None = None
     core_contrast: float | None = None  # look for the tumour inside a grossly large first choice first (None: not)
     grow_small: bool = False  # grow a choice below the lower limit over the tumour it is part of (2.12.0's card)
+    grow_below: float | None = None  # with grow_small: try the growth below this × the yardstick's volume too
 
     def __post_init__(self) -> None:
         for name, value in (("factor", self.factor), ("factor_above", self.factor_above),
                             ("core_contrast", self.core_contrast)):
             if value is not None and not 1 <= value <= 10:
                 raise ValueError(f"extent_choice {name} must lie in [1, 10], got {value:g}")
+        if self.grow_below is not None and not (0 < self.grow_below <= 1 and self.grow_small):
+            raise ValueError(f"extent_choice grow_below must lie in (0, 1] and needs grow_small, got {self.grow_below:g}")
 
     @classmethod
     def from_card(cls, entry: Mapping) -> ExtentChoice:
         above, contrast, grow = entry.get("factor_above"), entry.get("core_contrast"), entry.get("grow_small", False)
+        below = entry.get("grow_below")
         if not isinstance(grow, bool):
             raise ValueError(f"extent_choice grow_small must be true or false, got {grow!r}")
         return cls(float(entry["factor"]), None if above is None else float(above),
-                   None if contrast is None else float(contrast), grow)
+                   None if contrast is None else float(contrast), grow, None if below is None else float(below))
 
     def to_card(self) -> dict:
         entry = {"factor": self.factor}
@@ -151,7 +155,18 @@ class ExtentChoice:
             entry["core_contrast"] = self.core_contrast
         if self.grow_small:
             entry["grow_small"] = True
+        if self.grow_below is not None:
+            entry["grow_below"] = self.grow_below
         return entry
+
+    def grow_trigger(self, limits: tuple[float, float]) -> float:
+        """The mask / yardstick ratio under which a choice is grown: the lower limit, or ``grow_below`` when higher.
+
+        Why a second, higher trigger (2.13.0): partial outlines — a small tumour outlined at half its volume, a
+        large one at a third — lie between the lower limit and the size, and the growth takes an outline only
+        when the grown one fits the size anyway.
+        """
+        return limits[0] if self.grow_below is None else max(self.grow_below, limits[0])
 
     def grossly_above(self, ratio: float, limits: tuple[float, float]) -> bool:
         """Whether a mask / yardstick ``ratio`` lies above the upper limit by more than the factor."""

@@ -243,12 +243,13 @@ def core_within(first: np.ndarray, channels: np.ndarray, region: np.ndarray | No
 def grown_within(chosen: np.ndarray, channels: np.ndarray, region: np.ndarray | None,
                  spacing_xyz: tuple[float, float, float], growth: OutlineGrowth | None, fill_slices: bool,
                  expected: Yardstick | None, extent_choice: ExtentChoice | None) -> np.ndarray | None:
-    """The outline of the tumour a choice below the yardstick's lower limit is part of (:func:`.outline.grown_to_size`),
-    when the card's ``extent_choice`` has ``grow_small`` and the grown outline fits the yardstick; None otherwise."""
+    """The outline of the tumour a choice below the yardstick's lower limit (or the card's ``grow_below``) is part of
+    (:func:`.outline.grown_to_size`), when the card's ``extent_choice`` has ``grow_small`` and the grown outline fits
+    the yardstick; None otherwise."""
     if extent_choice is None or not extent_choice.grow_small or expected is None or not chosen.any():
         return None
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
-    if chosen.sum() * voxel_ml / expected.volume_ml >= expected.limits[0]:  # the extent caution's lower limit
+    if chosen.sum() * voxel_ml / expected.volume_ml >= extent_choice.grow_trigger(expected.limits):
         return None
     percentile = 90.0 if growth is None or growth.background_percentile is None else growth.background_percentile
     grown = grown_to_size(chosen.astype(bool), channels[SUBTRACTION], region, expected.typical_ml, spacing_xyz[::-1],
