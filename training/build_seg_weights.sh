@@ -11,7 +11,7 @@
 # 1 + 3 plus the alt phantom's seed 21 (two generators, 20 epochs), then (2.5.0) a fine-tune of that with the
 # cross-entropy weighted on the breast around the tumour and exams drawn by BPE rank, then the candidate ranker written into
 # its card (training/breast_candidates.py, seed 13's training sites), then the outline growth
-# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged; 2.10.0: the clinical size a second opinion on the choice; 2.11.0: a spilled choice cut to the size; 2.12.0: a small choice grown over its tumour). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
+# and fill (training/breast_outline.py; 2.5.1: holes filled slice by slice; 2.7.0: the half-way edge; 2.8.0: the edge redrawn on the input grid; 2.8.1: the ranker clipped to its training range; 2.9.0: gaps closed; 2.9.1: close calls flagged; 2.10.0: the clinical size a second opinion on the choice; 2.11.0: a spilled choice cut to the size; 2.12.0: a small choice grown over its tumour; 2.13.0: a partial one too). ~80 min on 2 cores. Since 2.4.0 the alt phantom is a training generator:
 # its development sets (alt22 …) are other seeds of a generator the network has seen.
 #
 # Usage: training/build_seg_weights.sh            (WORK=/tmp/breast-v2, PY=.venv/bin/python)
@@ -134,6 +134,12 @@ score_on_fresh_sets 191 193 "$EVAL_OUT/development-2.9-candidate" 290
 "$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
     --out Resources/Models/breast_seg.safetensors --version 2.12.0 --extent-choice 2 --core-contrast 1.25 --grow-small \
     --chosen-on "grow_small (the half-way edge with the baseline one to two radii of the size's typical tumour away; the only form tried) explored on used development sets (dev 221/231/241 site E, alt 223/233/243, gland-seated 227/237/247: the exams whose 2.10.0/2.11.0 outline lay below 1.3 x the lower limit); shipped by a rule written before its sets (main 251 site E, alt 253, gland-seated 257) were generated (docs/segmentation-evaluation/development-2.12-candidate/RULE.md); factor 2 as 2.10.0, core_contrast 1.25 as 2.11.0"
+# 2.13.0: the same growth tried on a choice below 0.6 x the clinical size's volume too (extent_choice grow_below), shipped
+# by a rule written before its sets were generated (docs/segmentation-evaluation/development-2.13-candidate/RULE.md)
+"$PY" -m training.train breast outline --weights Resources/Models/breast_seg.safetensors \
+    --out Resources/Models/breast_seg.safetensors --version 2.13.0 --extent-choice 2 --core-contrast 1.25 --grow-small \
+    --grow-below 0.6 \
+    --chosen-on "grow_below 0.6 (the only value tried) explored on used development sets main 281 / 291 site E and gland-seated 297 site E; shipped by a rule written before its sets (main 301 site E, alt 303, gland-seated 307) were generated (docs/segmentation-evaluation/development-2.13-candidate/RULE.md); factor 2 as 2.10.0, core_contrast 1.25 as 2.11.0, grow_small as 2.12.0"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/test/manifest.csv" \
     --weights Resources/Models/breast_seg.safetensors --split external --threads 2 --out "$EVAL_OUT/external"
 "$PY" -m responseai.cli evaluate breast segmentation --manifest "$WORK/variant/manifest.csv" \
