@@ -34,14 +34,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from responseai.breast.segmentation.extent import ellipsoid_volume_ml, principal_diameters_mm
-from responseai.breast.segmentation.side import side_of
+from responseai.breast.segmentation.side import OTHER_SIDE, side_of
 from responseai.io import read_image
 
 log = logging.getLogger(__name__)
 OUTPUT_NAME = "manifest-diameters.csv"
 SIDE_NAMES = ("manifest-side.csv", "manifest-diameters-side.csv")  # one size and the side; three diameters and the side
 WRONG_SIDE_NAME = "manifest-wrongside.csv"  # one size and the other breast: a form typed wrong
-OTHER_SIDE = {"left": "right", "right": "left"}
 
 
 MEASURING_ERROR = 0.1  # σ of the log of each diameter: a reader's ± 10 %

@@ -57,9 +57,7 @@ def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pc
     truth = read_image(reference, "mask").array
     record = {"patient_id": row["patient_id"], "pcr": int(row["pcr"])}
     for source, mask in (("reference", reference), ("automatic", automatic)):
-        try:
-            if mask is not None and not read_image(mask, "mask").array.any():
-                raise EmptyMaskError("the segmentation found no tumour")  # the product gives no pCR number either
+        try:  # an empty saved mask (nothing found) is refused by load_case, as the product refuses it
             outputs = run_case(load_case(str(row["patient_id"]), phases, clinical, mask),
                                pcr_weights=pcr_weights, progress=lambda *_: None)
         except EmptyMaskError:

@@ -76,7 +76,7 @@ with _monai_without_transformers():  # the first MONAI import of a breast predic
     from responseai.breast.pcr.inference import PCRResult, load_pcr_model, predict_pcr
     from responseai.breast.segmentation.inference import DEFAULT as SEG_DEFAULT
     from responseai.breast.segmentation.inference import ExamSegmentation, load_segmentation_model, segment_exam
-    from responseai.breast.segmentation.side import named_side, side_caution, side_of
+    from responseai.breast.segmentation.side import OTHER_SIDE, named_side, side_caution, side_of
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,7 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
         findings["candidates_in_other_breast_set_aside"] = found.set_aside_other_side
     if found.other_side_first and found.side == found.named_side:
         # a side typed wrong on the form would otherwise pass in silence whenever that breast holds a candidate
-        findings["side_caution"] = SIDE_FIRST_CAUTION.format(other={"left": "right", "right": "left"}[found.named_side],
-                                                             named=found.named_side)
+        findings["side_caution"] = SIDE_FIRST_CAUTION.format(other=OTHER_SIDE[found.named_side], named=found.named_side)
         log.warning("%s", findings["side_caution"])
     if found.bpe_percent is not None:
         findings["background_enhancement_index_percent"] = round(found.bpe_percent, 1)

@@ -186,12 +186,13 @@ def select_candidates(tumour_probability: np.ndarray, threshold: float, region: 
     """
     candidates = find_candidates(tumour_probability, threshold, region, channels if ranker else None, spacing_xyz,
                                  breast_probability)
-    set_aside, other_side_first = 0, False
-    if named_half is not None:
-        first_of_both = ranked(candidates, ranker)[0][:1]
-        candidates, set_aside = kept_to_side(candidates, named_half)
-        other_side_first = bool(set_aside and len(first_of_both) and not candidates.allowed[first_of_both[0] - 1])
     labels, scores = ranked(candidates, ranker)
+    set_aside, other_side_first = 0, False
+    if named_half is not None:  # the ranking of both breasts, less the candidates the form's side sets aside
+        candidates, set_aside = kept_to_side(candidates, named_half)
+        keep = candidates.allowed[labels - 1]
+        other_side_first = bool(len(labels) and not keep[0])
+        labels, scores = labels[keep], scores[keep]
     discarded = int(candidates.outside.sum())
     if not len(labels):
         return Selection(np.zeros(tumour_probability.shape, np.uint8), None, None, candidates.n, discarded, 0.0)

@@ -29,6 +29,8 @@ from responseai.image import Image
 
 #: the share of a candidate's voxels that must lie on the named side for it to stay in the search
 MIN_ON_SIDE = 0.5
+#: the patient's other breast
+OTHER_SIDE = {"left": "right", "right": "left"}
 #: the percentile of a breast's world x taken as its medial edge (a robust minimum / maximum)
 MEDIAL_EDGE_PERCENTILE = 2.0
 
