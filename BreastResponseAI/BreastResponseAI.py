@@ -10,7 +10,7 @@ import shutil
 from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -57,6 +57,8 @@ class BreastResponseAIParameterNode:
     post1Phase: vtkMRMLScalarVolumeNode
     post2Phase: vtkMRMLScalarVolumeNode
     tumourSegmentation: vtkMRMLSegmentationNode
+    dceSeries: vtkMRMLSequenceNode  # a dynamic series as Slicer loads it; "Use frames" fills the three phases from it
+    dceFrames: str = ""  # "pre,post1[,post2]" frame numbers; empty: chosen by time (responseai.dynamic)
     age: str = ""  # years, 18–100; empty = unknown
     menopausal_status: Annotated[str, Choice(["unknown", "pre", "post"])] = "unknown"
     er: Annotated[str, Choice(["unknown", "negative", "positive"])] = "unknown"
@@ -117,6 +119,10 @@ class BreastResponseAILogic(ResponseAILogicMixin, ScriptedLoadableModuleLogic):
         return import_results(scene, job, parameterNode.post1Phase, previous,
                               with_gradcam=parameterNode.showGradcam)
 
+    def phasesFromSeries(self, sequenceNode, frames: str) -> tuple:
+        """The series' chosen frames as volume nodes, and why those frames (see ``BreastLogic.phases_from_sequence``)."""
+        return self.core.phases_from_sequence(sequenceNode, frames)
+
     def loadDemoCase(self):
         """Generate the embedded demo case; load its phases (the model will segment it)."""
         core = self.core  # the demo generator needs the core's dependencies: install them first
@@ -142,6 +148,7 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
     def setupModule(self) -> None:
         self.ui.loadDemoButton.connect("clicked(bool)", self.onLoadDemo)
         self.ui.useRunnerUpButton.connect("clicked(bool)", self.onUseRunnerUp)
+        self.ui.useSeriesButton.connect("clicked(bool)", self.onUseSeries)
 
     def readiness(self) -> tuple:
         p = self._parameterNode
@@ -161,6 +168,19 @@ class BreastResponseAIWidget(ResponseAIWidgetMixin, ScriptedLoadableModuleWidget
                     setattr(self._parameterNode, name, "" if value is None and name in NUMERIC_FIELDS
                             else "unknown" if value is None else str(value))
             slicer.util.setSliceViewerLayers(background=nodes.phases["post1"], fit=True)
+
+    def onUseSeries(self) -> None:
+        """The DCE series' frames become the form's three phases; the status line says which frames and why."""
+        p = self._parameterNode
+        if p.dceSeries is None:
+            self.ui.statusLabel.text = _("Select a DCE series (a sequence) first.")
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not take the phases from the DCE series."), waitCursor=True):
+            nodes, reason = self.logic.phasesFromSeries(p.dceSeries, p.dceFrames)
+            with slicer.util.NodeModify(p.parameterNode):
+                p.prePhase, p.post1Phase, p.post2Phase = nodes["pre"], nodes["post1"], nodes.get("post2")
+            slicer.util.setSliceViewerLayers(background=nodes["post1"], fit=True)
+            self.ui.statusLabel.text = reason
 
     def prepareJob(self):
         p = self._parameterNode

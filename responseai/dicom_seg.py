@@ -39,8 +39,11 @@ def _highdicom():
     return highdicom
 
 
-def source_slices(folder: str | Path) -> list[pydicom.Dataset]:
-    """The series' datasets in SimpleITK's reading order (one series per folder)."""
+def source_slices(folder: str | Path | list[str]) -> list[pydicom.Dataset]:
+    """The series' datasets in SimpleITK's reading order (one series per folder), or the given files in order
+    (one frame of a dynamic series)."""
+    if isinstance(folder, list):
+        return [pydicom.dcmread(f) for f in folder]
     folder = Path(folder)
     uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if len(uids) != 1:
@@ -49,7 +52,7 @@ def source_slices(folder: str | Path) -> list[pydicom.Dataset]:
     return [pydicom.dcmread(f) for f in files]
 
 
-def write_dicom_seg(mask: Image, source_folder: str | Path, out_path: str | Path,
+def write_dicom_seg(mask: Image, source_folder: str | Path | list[str], out_path: str | Path,
                     segment_label: str = "Tumour") -> Path:
     """Write ``mask`` (on the source series' grid) as a binary DICOM SEG next to its source."""
     hd = _highdicom()

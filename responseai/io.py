@@ -59,6 +59,11 @@ def read_image(path: str | Path, name: str | None = None, series_uid: str | None
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise InputFileError(f"{label}: cannot be read as an image ({reason})") from exc
+    frames = raw.GetSize()[3] if raw.GetDimension() == 4 else raw.GetNumberOfComponentsPerPixel()
+    if raw.GetDimension() in (3, 4) and frames > 1:
+        raise InvalidImageError(
+            f"{label}: holds {frames} frames (or components) per voxel, not one volume; a dynamic (DCE) series is "
+            "given as the DCE series (--dce, or the manifest's dce column), which splits and names its frames")
     if raw.GetDimension() != 3:
         raise InvalidImageError(
             f"{label}: a 3D volume is needed, got a {raw.GetDimension()}D image of size {raw.GetSize()}"
@@ -69,6 +74,20 @@ def read_image(path: str | Path, name: str | None = None, series_uid: str | None
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk.Image:
+    files = dicom_series_files(folder, series_uid, label)
+    positions = slice_positions(dicom_headers(files))
+    if len(set(positions)) < len(positions):
+        raise InputFileError(
+            f"{label}: this DICOM series repeats its slice positions ({len(positions)} files at {len(set(positions))} "
+            "positions): it is a dynamic (DCE) series with several frames; give it as the DCE series (--dce, or the "
+            "manifest's dce column) so its frames are split and named")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def dicom_series_files(folder: Path, series_uid: str | None, label: str) -> list[str]:
+    """The files of the folder's one DICOM series (or of ``series_uid``), in GDCM's order."""
     reader = sitk.ImageSeriesReader()
     uids = reader.GetGDCMSeriesIDs(str(folder))
     if not uids:
@@ -79,8 +98,19 @@ def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk
         series_uid = uids[0]
     elif series_uid not in uids:
         raise InputFileError(f"{label}: series {series_uid} not found; present: {', '.join(uids)}")
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
-    return reader.Execute()
+    return list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def dicom_headers(files: list[str]) -> list:
+    """The files' DICOM headers (pydicom datasets without pixel data)."""
+    import pydicom
+
+    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+
+
+def slice_positions(headers: list) -> list[tuple[float, ...]]:
+    """ImagePositionPatient of each header, to 1 µm (repeats mark the frames of a dynamic series)."""
+    return [tuple(round(float(v), 3) for v in h.get("ImagePositionPatient", (0, 0, 0))) for h in headers]
 
 
 def validate_volume(image: Image, label: str) -> None:

@@ -104,6 +104,8 @@ class ManifestSchema:
     columns: tuple[Column, ...]
     id_column: str = "patient_id"
     split_column: str = "split"
+    # groups of columns of which every row must fill at least one whole group (the phases, or one dynamic series)
+    one_of: tuple[tuple[str, ...], ...] = ()
 
     @property
     def by_name(self) -> dict[str, Column]:
@@ -226,6 +228,41 @@ def _check_ids(frame: pd.DataFrame, schema: ManifestSchema, problems: list[str])
             problems.append(f"{where}: duplicate patient id (first on line {earlier + 2})")
 
 
+def _check_one_of(frame: pd.DataFrame, schema: ManifestSchema, needed: list[str], mapping: Mapping[str, str],
+                  problems: list[str]) -> None:
+    """Each row fills one whole group of ``schema.one_of`` (unless the command needs a group's columns anyway).
+
+    What is missing is named on the group the row (or the CSV) comes closest to, with the other groups as the
+    alternative: a manifest of phases missing its ``post1`` is told about ``post1``, not only about ``dce``.
+    """
+    if not schema.one_of or any(set(group) <= set(needed) for group in schema.one_of):
+        return
+
+    def named(group: tuple[str, ...]) -> str:
+        return " and ".join(f"'{mapping.get(c, c)}'" for c in group)
+
+    def closest(has) -> tuple[tuple[str, ...], str]:
+        group = max(schema.one_of, key=lambda g: sum(map(has, g)))
+        return group, " or ".join(named(g) for g in schema.one_of if g != group)
+
+    if not any(all(c in frame.columns for c in g) for g in schema.one_of):
+        group, others = closest(lambda c: c in frame.columns)
+        for name in [c for c in group if c not in frame.columns]:
+            problems.append(f"column '{name}' is missing ({schema.by_name[name].help}; or give {others}); the CSV has: "
+                            f"{', '.join(frame.columns) or 'no columns'} (map another name with --columns {name}=NAME)")
+        return
+    for index, row in frame.iterrows():
+        def filled(name: str) -> bool:
+            raw = str(row.get(name, "")).strip()
+            return bool(raw) and raw.lower() not in ("nan", "na")
+
+        if not any(all(map(filled, g)) for g in schema.one_of):
+            group, others = closest(filled)
+            for name in [c for c in group if not filled(c)]:
+                problems.append(f"line {index + 2}, column '{mapping.get(name, name)}', value '': empty, but required "
+                                f"(or fill {others})")
+
+
 def read_manifest(
     path: str | Path,
     schema: ManifestSchema,
@@ -272,6 +309,7 @@ def read_manifest(
             if problem:
                 problems.append(f"line {line}, column '{mapping.get(column.name, column.name)}', value '{raw}': {problem}")
             values[column.name].append(value)
+    _check_one_of(frame, schema, [name for name in needed if name in schema.by_name], mapping, problems)
     split = schema.split_column
     for wanted in need_splits:
         if split in frame.columns and not (frame[split].str.strip() == wanted).any():

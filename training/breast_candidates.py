@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from tqdm import tqdm
 
-from responseai.breast.constants import MANIFEST_SCHEMA
+from responseai.breast.constants import MANIFEST_SCHEMA, REQUIRED_PHASES
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import FEATURES, CandidateRanker, find_candidates
 from responseai.breast.segmentation.inference import BREAST, card_ranker, segment_canonical
@@ -48,7 +48,7 @@ def describe_exams(manifest: Path, weights: Path, splits: tuple[str, ...] = ("tr
     vessels and nodes the ranker must learn to put last (on an exam where the breast region runs
     into the heart, the region rule alone does not discard it).
     """
-    table = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=splits[:1]).frame
+    table = read_manifest(manifest, MANIFEST_SCHEMA, require=(*REQUIRED_PHASES, "split", "mask"), need_splits=splits[:1]).frame
     rows = []
     for _, row in tqdm(table[table["split"].isin(splits)].iterrows(), desc=f"describing {manifest.parent.name}"):
         phases = {p: read_image(manifest.parent / row[p], p) for p in ("pre", "post1", "post2") if isinstance(row.get(p), str)}

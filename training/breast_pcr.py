@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA
+from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REQUIRED_PHASES
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, prior_offset, probabilities
 from responseai.breast.pcr.features import FEATURES
 from responseai.breast.pcr.model import TASK, PCRNet, build_model, guidance_loss, inherit_weights, make_config, mask_target
@@ -67,7 +67,7 @@ MODEL_VERSION = "1.4.0"  # 1.1: batch-normalised encoder, optional kinetic-featu
 # keeps step 2's image branch frozen (--encoder-lr-factor 0)
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
-MANIFEST_NEEDS = {"require": ("split", "site", "mask", "pcr"), "need_splits": ("train", "val")}
+MANIFEST_NEEDS = {"require": (*REQUIRED_PHASES, "split", "site", "mask", "pcr"), "need_splits": ("train", "val")}
 
 
 @dataclass(frozen=True)

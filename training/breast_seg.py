@@ -41,7 +41,7 @@ from monai.transforms import (
     RandSimulateLowResolutiond,
 )
 
-from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REFERENCE_PHASE
+from responseai.breast.constants import DCE_CHANNELS, MANIFEST_SCHEMA, REFERENCE_PHASE, REQUIRED_PHASES
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.inference import (
     breast_region,
@@ -91,7 +91,7 @@ OUTPUT_MAPPING = ("the mask's indicator resampled linearly onto the input post1 
 CLASSES = {2: ["background", "tumour"], 3: ["background", "breast", "tumour"]}
 BREAST_LABELS = (1, 2)  # the phantom's anatomy map: left and right breast (docs/phantom-cohorts.md)
 DISTRACTOR_LABELS = (3, 4, 5, 6, 7)  # heart, great vessels, internal mammary vessels, axillary nodes, benign lesion
-MANIFEST_NEEDS = {"require": ("split", "site", "mask"), "need_splits": ("train", "val")}
+MANIFEST_NEEDS = {"require": (*REQUIRED_PHASES, "split", "site", "mask"), "need_splits": ("train", "val")}
 
 
 @dataclass(frozen=True)

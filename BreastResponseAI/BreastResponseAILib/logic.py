@@ -22,6 +22,7 @@ from responseai.breast.constants import (
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
+from responseai.dynamic import dynamic_phases, parse_frames
 from responseai.errors import MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
@@ -30,6 +31,7 @@ from responseai.slicer_bridge.nodes import (
     add_volume_node,
     read_tumour_segment,
     segment_to_mask,
+    sequence_to_series,
     set_segment_mask,
     tumour_segment_id,
     volume_node_to_image,
@@ -72,6 +74,19 @@ class BreastLogic:
                 self.scene, mask, nodes.phases[REFERENCE_PHASE], f"{case_id} segmentation", TUMOUR_SEGMENT
             )
         return nodes
+
+    def phases_from_sequence(self, sequence_node, frames: str | None = None) -> tuple[dict, str]:
+        """A dynamic series loaded as a sequence → one volume node per chosen phase, and the sentence saying which
+        frames and why (:func:`responseai.dynamic.choose_frames`; ``frames`` such as ``"0,2,5"`` overrides).
+
+        The phases are checked (enhancement after contrast, one grid) before the first node is added.
+        """
+        series = sequence_to_series(sequence_node)
+        phases, choice = dynamic_phases(series, parse_frames(frames))
+        check_phases(phases)
+        where = choice.sources(series)
+        nodes = {name: add_volume_node(self.scene, image, f"{name}: {where[name]}") for name, image in phases.items()}
+        return nodes, choice.reason
 
     def read_phases(self, phase_nodes: dict, resample: bool = False) -> dict[str, Image]:
         """Volume nodes → images on the reference (post1) grid; a missing required phase is an error."""

@@ -100,7 +100,8 @@ def _child(argv: list[str], threads: int, launcher: list[str] | None = None) -> 
 
 def _single_case_argv(row: dict, out: Path) -> list[str]:
     argv = ["predict", "breast", "--case-id", str(row["patient_id"]), "--out", str(out / str(row["patient_id"]))]
-    argv += [item for phase in ("pre", "post1", "post2") if row.get(phase) for item in (f"--{phase}", row[phase])]
+    argv += [item for column in ("pre", "post1", "post2", "dce", "dce_frames") if row.get(column)
+             for item in (f"--{column.replace('_', '-')}", row[column])]
     clinical = {k: v for k, v in row.items() if k in BREAST_SCHEMA and v is not None}
     return [*argv, "--clinical", json.dumps(clinical)]
 

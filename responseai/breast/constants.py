@@ -93,14 +93,16 @@ MANIFEST_SCHEMA = ManifestSchema("breast", (
     Column("site", "text", "acquisition site (training records it in the model card)"),
     Column("external", "category", "1 for an external-site case", values=("0", "1")),
     split_column(),
-    Column("pre", "path", "pre-contrast phase (file or DICOM folder)", required=True),
-    Column("post1", "path", "first post-contrast phase (the reference grid)", required=True),
+    Column("pre", "path", "pre-contrast phase (file or DICOM folder)"),
+    Column("post1", "path", "first post-contrast phase (the reference grid)"),
     Column("post2", "path", "later post-contrast phase (optional)"),
+    Column("dce", "path", "instead of pre / post1 / post2: one dynamic series (4D NIfTI / NRRD, or a DICOM folder)"),
+    Column("dce_frames", "text", "frames of dce to use as pre, post1[, post2], e.g. 0,2,5 (empty: chosen by time)"),
     Column("mask", "path", "tumour mask on the post1 grid (prediction: replaces automatic segmentation)"),
     Column("anatomy", "path", "anatomy label map (phantoms; segmentation training and evaluation)"),
     *clinical_columns(BREAST_VARIABLES + GUIDE_VARIABLES),
     Column("pcr", "category", "pathological complete response: 1 yes, 0 no", values=("0", "1")),
-))
+), one_of=(REQUIRED_PHASES, ("dce",)))
 
 # the segmentation's second candidate, written beside the tumour (``predict breast`` output) and loaded as a
 # hidden segment in Slicer: the mask to use when the outlined candidate is not the tumour

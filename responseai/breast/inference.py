@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from responseai.batch import COHORT_EPILOG, CohortHook
@@ -38,7 +38,8 @@ from responseai.breast.constants import (
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
 from responseai.clinical import read_clinical_record, validate_clinical
-from responseai.errors import ResponseAIError
+from responseai.dynamic import choice_record, dynamic_phases, parse_frames, read_dynamic
+from responseai.errors import MissingPhaseError, ResponseAIError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image, write_segmentation
 from responseai.outputs import staged_output_dir
@@ -92,6 +93,7 @@ class BreastCase:
     clinical: dict[str, object]
     mask: Image | None = None  # a user-drawn/edited tumour mask overrides segmentation
     sources: dict[str, str] = field(default_factory=dict)
+    dynamic: dict = field(default_factory=dict)  # the frames taken from one dynamic series (dynamic.choice_record)
 
 
 @dataclass
@@ -130,14 +132,28 @@ def load_case(
     clinical: Mapping[str, object],
     mask_path: str | Path | None = None,
     resample: bool = False,
+    dce: str | Path | None = None,
+    dce_frames: str | None = None,
 ) -> BreastCase:
-    """Read phase files / DICOM folders and an optional mask (.nrrd, .nii.gz or .seg.nrrd)."""
-    phases = {name: read_image(path, name) for name, path in phase_paths.items() if path}
-    mask = None
-    if mask_path:
-        mask = read_mask(mask_path)
-    sources = {name: str(path) for name, path in phase_paths.items() if path}
-    return make_case(case_id, phases, clinical, mask, resample, sources)
+    """Read phase files / DICOM folders, or one dynamic series (``dce``: a 4D file or a DICOM folder, its frames
+    chosen by :func:`responseai.dynamic.choose_frames` unless ``dce_frames`` names them), and an optional mask."""
+    given = [name for name, path in phase_paths.items() if path]
+    if dce and given:
+        raise MissingPhaseError(f"both a DCE series and single phases ({', '.join(given)}) were given: give one or the "
+                                "other (the series' frames are the phases)")
+    dynamic = {}
+    if dce:
+        series = read_dynamic(dce, "DCE series")
+        phases, choice = dynamic_phases(series, parse_frames(dce_frames))
+        sources, dynamic = choice.sources(series), choice_record(series, choice)
+    else:
+        if dce_frames:
+            raise MissingPhaseError(f"frames '{dce_frames}' were given without a DCE series to take them from")
+        phases = {name: read_image(path, name) for name, path in phase_paths.items() if path}
+        sources = {name: str(path) for name, path in phase_paths.items() if path}
+    mask = read_mask(mask_path) if mask_path else None
+    case = make_case(case_id, phases, clinical, mask, resample, sources)
+    return replace(case, dynamic=dynamic) if dynamic else case
 
 
 def run_case(
@@ -242,6 +258,7 @@ def result_record(outputs: BreastOutputs) -> dict:
         # what the image branch read off the tumour (a radiologist can check it against the curves)
         **({"pcr_image_features": {k: round(v, 4) for k, v in r.image_features.items()}} if r.image_features else {}),
         "inputs": outputs.case.sources,
+        **({"dce_series": outputs.case.dynamic} if outputs.case.dynamic else {}),
         "research_use_only": True,
     }
 
@@ -286,7 +303,7 @@ def _read_row(row: Mapping[str, object], args: argparse.Namespace) -> BreastCase
     clinical = {name: row.get(name) for name in FORM_SCHEMA}
     phases = {name: row.get(name) for name in ("pre", "post1", "post2")}
     mask = None if args.segment else row.get("mask")
-    return load_case(str(row["patient_id"]), phases, clinical, mask, args.resample)
+    return load_case(str(row["patient_id"]), phases, clinical, mask, args.resample, row.get("dce"), row.get("dce_frames"))
 
 
 def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dict:
@@ -317,9 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="responseai predict breast",
                                      description="tumour mask + pCR probability + attention for one breast DCE-MRI case",
                                      epilog=COHORT_EPILOG.format(family=FAMILY))
-    parser.add_argument("--pre", required=True, help="pre-contrast phase (NRRD/NIfTI file or DICOM folder)")
-    parser.add_argument("--post1", required=True, help="first post-contrast phase (the reference grid)")
+    parser.add_argument("--pre", help="pre-contrast phase (NRRD/NIfTI file or DICOM folder)")
+    parser.add_argument("--post1", help="first post-contrast phase (the reference grid)")
     parser.add_argument("--post2", help="later post-contrast phase (optional)")
+    parser.add_argument("--dce", help="instead of the phases: one dynamic series (4D NIfTI/NRRD file, or a DICOM folder "
+                                      "whose series repeats its slices per time point); frame 0 is read as pre-contrast, "
+                                      "the frame nearest 120 s (frame 1 without times) as post1, the last as post2")
+    parser.add_argument("--dce-frames", help="the frames to use from --dce: 'PRE,POST1[,POST2]' (0-based), e.g. '0,2,5'")
     parser.add_argument("--mask", help="tumour mask (.nrrd/.nii.gz/.seg.nrrd); skips automatic segmentation")
     parser.add_argument("--clinical", help="JSON file or object of clinical variables (missing ones are unknown)")
     parser.add_argument("--case-id", default="case", help="identifier written to the outputs")
@@ -330,10 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``responseai predict breast``: 0 on success, 2 on an input error (logged as ERROR)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.dce and not (args.pre and args.post1):
+        parser.error("give the DCE phases (--pre and --post1, optionally --post2) or one dynamic series (--dce)")
     phases = {"pre": args.pre, "post1": args.post1, "post2": args.post2}
     try:
-        case = load_case(args.case_id, phases, read_clinical_record(args.clinical), args.mask, args.resample)
+        case = load_case(args.case_id, phases, read_clinical_record(args.clinical), args.mask, args.resample,
+                         args.dce, args.dce_frames)
         outputs = run_case(case, args.seg_weights, args.pcr_weights)
         files = write_outputs(outputs, args.out)
     except ResponseAIError as exc:

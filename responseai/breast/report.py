@@ -16,6 +16,7 @@ from pathlib import Path
 
 from responseai.breast.constants import BREAST_SCHEMA, CAUTION_KEYS, FORM_SCHEMA, runner_up_note
 from responseai.breast.segmentation.extent import EXTENT_LIMITS
+from responseai.dynamic import recorded_frame
 from responseai.image import Image
 from responseai.io import read_image, read_segmentation, write_segmentation
 from responseai.outputs import staged_output_dir
@@ -114,6 +115,7 @@ def build_report(case: Mapping) -> dict:
             if v is not None and k not in missing and k in BREAST_SCHEMA}
     sections = [
         ("Inputs", [(name, source) for name, source in case["inputs"].items()]
+         + ([("Frames of the DCE series", case["dce_series"]["choice"])] if case.get("dce_series") else [])
          + [("Tumour mask", case.get("mask_source", "not stated"))]),
         ("Prediction", [
             ("pCR probability", f"{probability:.3f}"),
@@ -143,22 +145,23 @@ def build_report(case: Mapping) -> dict:
 
 def export_breast_report(
     record: Mapping, card: Mapping, mask: Image, snapshots: Mapping[str, Path], out_dir: str | Path,
-    dicom_source: str | Path | None = None,
+    dicom_source: str | Path | list[str] | None = None,
 ) -> dict[str, Path]:
-    """Report (PDF + JSON + snapshots), mask as .seg.nrrd, and DICOM SEG when the input was DICOM."""
+    """Report (PDF + JSON + snapshots), mask as .seg.nrrd, and DICOM SEG when the input was DICOM (a series folder,
+    or the files of one frame of a dynamic series)."""
     out_dir = Path(out_dir)
     report = build_report({**record, "model_card": card})
     with staged_output_dir(out_dir) as staging:
         write_report(report, snapshots, staging)
         write_segmentation(mask, staging / "tumour.seg.nrrd")
-        if dicom_source is not None and Path(dicom_source).is_dir():
+        if isinstance(dicom_source, list) or (dicom_source is not None and Path(dicom_source).is_dir()):
             _write_dicom_seg(mask, dicom_source, staging)
         names = sorted(p.name for p in staging.iterdir())
     log.info("report for %s written to %s", record["case_id"], out_dir)
     return {name: out_dir / name for name in names}
 
 
-def _write_dicom_seg(mask: Image, dicom_source: str | Path, staging: Path) -> None:
+def _write_dicom_seg(mask: Image, dicom_source: str | Path | list[str], staging: Path) -> None:
     """The DICOM SEG, or a note saying why this Python cannot write one (the rest of the report stands)."""
     from responseai.dicom_seg import DicomSegUnavailableError, write_dicom_seg
 
@@ -174,14 +177,17 @@ def report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> d
     prediction_dir = Path(prediction_dir)
     record = json.loads((prediction_dir / "result.json").read_text(encoding="utf-8"))
     card = json.loads((prediction_dir / "model_card.json").read_text(encoding="utf-8"))
-    post1_source = record["inputs"]["post1"]
-    background = read_image(post1_source, "post1")
+    if record.get("dce_series"):  # phases taken from one dynamic series: read its post1 frame again
+        background, dicom = recorded_frame(record["dce_series"], "post1")
+    else:
+        post1_source = record["inputs"]["post1"]
+        background = read_image(post1_source, "post1")
+        dicom = post1_source if Path(post1_source).is_dir() else None
     mask = read_segmentation(prediction_dir / "tumour.seg.nrrd")
     attention = read_image(prediction_dir / "attention.nrrd", "attention")
     work = Path(tempfile.mkdtemp(prefix="responseai-snapshots-"))
     try:
         snapshots = render_snapshots(background, attention, mask, work)
-        dicom = post1_source if Path(post1_source).is_dir() else None
         return export_breast_report(record, card, mask, snapshots, out_dir, dicom)
     finally:
         shutil.rmtree(work, ignore_errors=True)

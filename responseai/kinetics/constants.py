@@ -33,10 +33,14 @@ MANIFEST_SCHEMA = ManifestSchema("kinetics", (
     Column("patient_id", "id", "patient identifier, unique (checked against followup_patient_id)", required=True),
     Column("followup_patient_id", "text", "patient ID of the follow-up exam, if it has its own"),
     split_column(),
-    *(Column(p, "path", f"baseline {p} phase (file or DICOM folder)", required=True) for p in PHASES),
+    *(Column(p, "path", f"baseline {p} phase (file or DICOM folder)") for p in PHASES),
+    Column("dce", "path", "instead of the baseline phases: one dynamic series (4D NIfTI / NRRD, or a DICOM folder)"),
+    Column("dce_frames", "text", "frames of dce to use as pre, post1, post2, e.g. 0,2,5 (empty: chosen by time)"),
     Column("mask", "path", "baseline lesion ROI on the post1 grid", required=True),
     *(Column(FOLLOWUP_PREFIX + p, "path", f"follow-up {p} phase (empty: no follow-up)") for p in PHASES),
+    Column(FOLLOWUP_PREFIX + "dce", "path", "instead of the follow-up phases: one dynamic series"),
+    Column(FOLLOWUP_PREFIX + "dce_frames", "text", "frames of followup_dce to use as pre, post1, post2"),
     Column("followup_mask", "path", "follow-up lesion ROI (empty: the baseline ROI through the registration)"),
     Column("pcr", "category", "pathological complete response, 1 yes / 0 no (a label: prediction ignores it)",
            values=("0", "1")),
-))
+), one_of=(PHASES, ("dce",)))

@@ -23,12 +23,13 @@ import argparse
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from responseai.batch import COHORT_EPILOG, CohortHook
+from responseai.dynamic import choice_record, dynamic_phases, parse_frames, read_dynamic
 from responseai.errors import InputFileError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 FAMILY = "kinetics"
 TRANSFORM_FILE = "followup_to_baseline.tfm"
 # The input files, in the order result.json lists them: option dests and manifest columns alike.
-INPUT_FILES = (*PHASES, "mask", *(FOLLOWUP_PREFIX + p for p in PHASES), "followup_mask")
+INPUT_FILES = (*PHASES, "mask", *(FOLLOWUP_PREFIX + p for p in PHASES), "followup_mask", "dce", FOLLOWUP_PREFIX + "dce")
+FRAMES = "dce_frames"  # the frames of a dce series to read as pre, post1, post2 (``FOLLOWUP_PREFIX`` for the follow-up)
 Progress = Callable[[int, str], None]
 
 
@@ -105,7 +107,7 @@ def _write_maps(maps: KineticMaps, folder: Path, prefix: str = "") -> None:
 
 
 def write_result(result: KineticsResult, out: str | Path, inputs: Mapping[str, str] | None = None,
-                 case_id: str | None = None) -> dict[str, Path]:
+                 case_id: str | None = None, dynamic: Mapping[str, dict] | None = None) -> dict[str, Path]:
     """``result.json`` + the maps (+ the follow-up's and its transform) into ``out``: all or none."""
     out = Path(out)
     with staged_output_dir(out) as staging:
@@ -114,7 +116,7 @@ def write_result(result: KineticsResult, out: str | Path, inputs: Mapping[str, s
             _write_maps(result.followup.timepoint.maps, staging, FOLLOWUP_PREFIX)
             sitk.WriteTransform(result.followup.registration.transform, str(staging / TRANSFORM_FILE))
         record = {"family": FAMILY, "case_id": case_id or result.patient_id or out.name, **result.record(),
-                  "inputs": dict(inputs or {})}
+                  "inputs": dict(inputs or {}), **({"dce_series": dict(dynamic)} if dynamic else {})}
         (staging / "result.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         names = [p.name for p in staging.iterdir()]
     return {name: out / name for name in names}
@@ -158,6 +160,7 @@ class KineticsInputs:
     case_id: str | None = None
     patient_id: str | None = None
     followup_patient_id: str | None = None
+    dynamic: dict[str, dict] = field(default_factory=dict)  # "baseline" / "followup" → frames taken from a dce series
 
 
 @dataclass(frozen=True)
@@ -183,14 +186,28 @@ def read_inputs(files: Mapping[str, object], case_id: str | None = None, patient
     given = {name: str(files[name]) for name in INPUT_FILES if files.get(name)}
     has_followup = any(name.startswith(FOLLOWUP_PREFIX) for name in given)
     followup_mask = given.get("followup_mask")
-    return KineticsInputs(
-        _read_exam(given, ""), read_mask(given.get("mask")), _read_exam(given, FOLLOWUP_PREFIX) if has_followup else None,
-        read_mask(followup_mask) if followup_mask else None, given, case_id, patient_id, followup_patient_id)
+    dynamic: dict[str, dict] = {}
+    phases = _read_exam(given, "", files.get(FRAMES), dynamic)
+    followup = _read_exam(given, FOLLOWUP_PREFIX, files.get(FOLLOWUP_PREFIX + FRAMES), dynamic) if has_followup else None
+    return KineticsInputs(phases, read_mask(given.get("mask")), followup,
+                          read_mask(followup_mask) if followup_mask else None, given, case_id, patient_id,
+                          followup_patient_id, dynamic)
 
 
-def _read_exam(given: Mapping[str, str], prefix: str) -> dict[str, Image | None]:
+def _read_exam(given: Mapping[str, str], prefix: str, frames: object, dynamic: dict[str, dict]) -> dict[str, Image | None]:
+    """One exam's phases: single files, or the frames of one dynamic series (recorded in ``dynamic``)."""
     label = "follow-up " if prefix else ""
     paths = {phase: given.get(f"{prefix}{phase}") for phase in PHASES}
+    series_path = given.get(f"{prefix}dce")
+    if series_path:
+        if any(paths.values()):
+            raise InputFileError(f"{label}exam: both a DCE series and single phases were given: give one or the other")
+        series = read_dynamic(series_path, f"{label}DCE series")
+        chosen, choice = dynamic_phases(series, parse_frames(frames if isinstance(frames, str) else None))
+        dynamic["followup" if prefix else "baseline"] = choice_record(series, choice)
+        return {phase: chosen.get(phase) for phase in PHASES}
+    if frames:
+        raise InputFileError(f"{label}exam: frames '{frames}' were given without a DCE series to take them from")
     return {phase: read_image(path, f"{label}{phase}") if path else None for phase, path in paths.items()}
 
 
@@ -201,7 +218,7 @@ def analyse_and_write(case: KineticsInputs, settings: AnalysisSettings, out: str
     result = predict_kinetics(case.phases, case.mask, case.followup_phases, case.followup_mask, settings.config,
                               case.patient_id, case.followup_patient_id, settings.bspline, settings.resample, progress)
     progress(90, "writing results")
-    write_result(result, out, case.files, case.case_id)
+    write_result(result, out, case.files, case.case_id, case.dynamic)
     return result
 
 
@@ -245,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     for phase in PHASES:
         parser.add_argument(f"--{phase}", help=f"baseline {phase} phase (file or DICOM folder)")
         parser.add_argument(f"--followup-{phase}", help=f"follow-up {phase} phase (file or DICOM folder)")
+    for prefix, label in (("", "baseline"), ("followup-", "follow-up")):
+        parser.add_argument(f"--{prefix}dce", help=f"instead of the {label} phases: one dynamic series (4D NIfTI / NRRD or "
+                                                   "a DICOM folder); frame 0 = pre, the frame nearest 120 s = post1, "
+                                                   "the last = post2")
+        parser.add_argument(f"--{prefix}dce-frames", help=f"the {label} series' frames as 'PRE,POST1,POST2', e.g. 0,2,5")
     parser.add_argument("--mask", required=True, help="lesion ROI (.nrrd/.nii.gz or .seg.nrrd with a 'Tumour' segment)")
     parser.add_argument("--followup-mask", help="follow-up lesion ROI (default: the baseline ROI through the registration)")
     parser.add_argument("--patient-id", help="baseline patient ID (checked against --followup-patient-id)")

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from responseai.dynamic import recorded_frame
+from responseai.image import Image
 from responseai.io import read_image, read_mask, resample_to
 from responseai.kinetics.constants import FOLLOWUP_PREFIX, MAP_FILES
 from responseai.kinetics.figures import curves_png, kinetic_map_png
@@ -116,7 +118,7 @@ def build_kinetics_report(record: Mapping, created: str | None = None, with_imag
 def _pictures(prediction_dir: Path, record: Mapping, work: Path) -> dict[str, Path]:
     """Baseline (and follow-up) colour maps and the curve plot as PNGs in ``work``."""
     inputs = record["inputs"]
-    post1 = read_image(inputs["post1"], "post1")
+    post1 = _post1(record, "baseline")
     roi = read_mask(inputs["mask"])
     if roi.grid_differences(post1):
         roi = resample_to(roi, post1, is_label=True)
@@ -126,13 +128,22 @@ def _pictures(prediction_dir: Path, record: Mapping, work: Path) -> dict[str, Pa
     pictures = {"baseline_map": kinetic_map_png(post1, classes, roi, ftv, work / "baseline_map.png", "Baseline")}
     if record.get("followup") is not None:
         transform = sitk.ReadTransform(str(prediction_dir / TRANSFORM_FILE))
-        followup_post1 = resample_onto(read_image(inputs["followup_post1"], "follow-up post1"), post1, transform)
+        followup_post1 = resample_onto(_post1(record, "followup"), post1, transform)
         followup_classes = read_image(prediction_dir / (FOLLOWUP_PREFIX + MAP_FILES["class"]), "follow-up class map")
         pictures["followup_map"] = kinetic_map_png(followup_post1, followup_classes, roi, ftv,
                                                    work / "followup_map.png", "Follow-up (registered)")
     curves = {"baseline": record["baseline"]["curves"], "followup": (record.get("followup") or {}).get("curves")}
     pictures["curves"] = curves_png(curves, tuple(record["config"]["phase_times_s"]), work / "curves.png")
     return pictures
+
+
+def _post1(record: Mapping, exam: str) -> Image:
+    """An exam's post1 read again: its file, or its frame of the dynamic series the prediction read."""
+    dynamic = (record.get("dce_series") or {}).get(exam)
+    if dynamic:
+        return recorded_frame(dynamic, "post1")[0]
+    prefix, label = ("", "post1") if exam == "baseline" else (FOLLOWUP_PREFIX, "follow-up post1")
+    return read_image(record["inputs"][f"{prefix}post1"], label)
 
 
 def kinetics_report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:

@@ -16,6 +16,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from responseai.dynamic import DynamicSeries, index_times
 from responseai.errors import EmptyMaskError, GeometryMismatchError, InvalidImageError, MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, validate_mask
@@ -90,6 +91,25 @@ def volume_node_to_image(node) -> Image:
         transform.GetMatrixTransformToWorld(to_world)
         matrix = _matrix_to_array(to_world) @ matrix
     return Image.from_ijk_to_ras(array, matrix)
+
+
+def sequence_to_series(sequence_node) -> DynamicSeries:
+    """A sequence of volumes (how Slicer loads a dynamic DICOM series) as a dynamic series; frame times are read
+    from the index values when the sequence is indexed by time in s, ms or min."""
+    if sequence_node is None or sequence_node.GetNumberOfDataNodes() < 2:
+        raise InvalidImageError("the DCE series needs a pre-contrast and at least one post-contrast frame")
+    name = sequence_node.GetName()
+    frames = []
+    for i in range(sequence_node.GetNumberOfDataNodes()):
+        node = sequence_node.GetNthDataNode(i)
+        if not node.IsA("vtkMRMLScalarVolumeNode"):
+            raise InvalidImageError(f"{name}: frame {i} is a {node.GetClassName()}, not a scalar volume")
+        frames.append(volume_node_to_image(node))
+    if len({(f.shape, f.spacing) for f in frames}) > 1:
+        raise GeometryMismatchError(f"{name}: its frames do not share one grid")
+    numeric = sequence_node.GetIndexType() == sequence_node.NumericIndex
+    values = [sequence_node.GetNthIndexValue(i) for i in range(len(frames))]
+    return DynamicSeries(tuple(frames), index_times(values, sequence_node.GetIndexUnit()) if numeric else None, name)
 
 
 def _node_ids(scene) -> set[str]:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FAMILY = "breast"  # the family the viewer's form and Run button serve
 PHASES = ("pre", "post1", "post2")
 REQUIRED_PHASES = ("pre", "post1")
+DYNAMIC = "dce"  # instead of the phases: one dynamic series (file stem or manifest column; responseai.dynamic)
 REFERENCE_PHASE = "post1"
 CLINICAL_FILE = "clinical.json"
 
@@ -129,6 +130,7 @@ class CaseEntry:
     files: dict[str, Path] = field(default_factory=dict)
     clinical: dict = field(default_factory=dict)
     error: str = ""
+    dce_frames: str = ""  # the frames of a dynamic series to read as the phases (empty: chosen by time)
 
     def confined(self, path: Path) -> Path:
         """``path`` resolved; refused when it lies outside this case's folder."""
@@ -186,12 +188,13 @@ def case_from_folder(folder: str | Path) -> CaseEntry:
     try:
         if not root.is_dir():
             raise CaseError(f"case folder {folder} does not exist or is not a folder")
-        for stem in (*PHASES, "mask"):
+        for stem in (*PHASES, "mask", DYNAMIC):
             found = _phase_file(root, stem)
             if found is not None:
                 entry.files[stem] = entry.confined(found)
         _extra_inputs(entry)
-        missing = [p for p in REQUIRED_PHASES if p not in entry.files]
+        _check_images(entry)
+        missing = [p for p in REQUIRED_PHASES if p not in entry.files] if DYNAMIC not in entry.files else []
         if missing:
             raise CaseError(f"case folder {root.name}: no {' or '.join(missing)} image "
                             f"(expected {missing[0]}.nrrd / .nii.gz …; a case folder holds pre, post1, "
@@ -207,6 +210,12 @@ def case_from_folder(folder: str | Path) -> CaseEntry:
     return entry
 
 
+def _check_images(entry: CaseEntry) -> None:
+    """A case gives its phases or one dynamic series, not both (which would be which?)."""
+    if DYNAMIC in entry.files and any(p in entry.files for p in PHASES):
+        raise CaseError(f"{entry.case_id}: both a dynamic series ({DYNAMIC}) and single phases: keep one or the other")
+
+
 def cases_from_manifest(path: str | Path, family: str = FAMILY) -> list[CaseEntry]:
     """Every row of a validated family manifest; files confined to the manifest's folder."""
     from responseai.manifest import read_manifest
@@ -218,10 +227,12 @@ def cases_from_manifest(path: str | Path, family: str = FAMILY) -> list[CaseEntr
     for _, row in manifest.frame.iterrows():
         entry = CaseEntry(str(row["patient_id"]), root)
         try:
-            for column in (*PHASES, "mask"):
+            for column in (*PHASES, "mask", DYNAMIC):
                 value = row.get(column)
                 if isinstance(value, str) and value:
                     entry.files[column] = entry.confined(Path(value))
+            entry.dce_frames = str(row.get("dce_frames") or "")
+            _check_images(entry)
             entry.clinical = {name: row[name] for name in schema if name in row and row[name] is not None}
         except CaseError as exc:
             entry.error = str(exc)

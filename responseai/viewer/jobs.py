@@ -22,7 +22,7 @@ from responseai.errors import ResponseAIError
 from responseai.progress import parse_progress
 from responseai.slicer_bridge.jobs import error_from_log, job_environment, kill_process_tree, python_executable
 from responseai.viewer.cases import (
-    CROSSMODAL_INPUTS, FAMILY, PHASES, RECURRENCE_INPUTS, CaseEntry, family_piece, recurrence_clinical,
+    CROSSMODAL_INPUTS, DYNAMIC, FAMILY, PHASES, RECURRENCE_INPUTS, CaseEntry, family_piece, recurrence_clinical,
 )
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,16 @@ def prediction_command(entry: CaseEntry, clinical: Mapping[str, object], folder:
     (folder / "clinical.json").write_text(json.dumps(record), encoding="utf-8")
     command = [python_executable(), "-m", "responseai.cli", "predict", family, "--case-id", entry.case_id,
                "--clinical", str(folder / "clinical.json"), "--out", str(folder / "out")]
-    files = {name: entry.confined(entry.files[name]) for name in (*PHASES, "mask") if name in entry.files}
+    files = {name: entry.confined(entry.files[name]) for name in (*PHASES, "mask", DYNAMIC) if name in entry.files}
     if mask is not None:
         files["mask"] = Path(mask)
     for name, path in files.items():
         command += [f"--{name}", str(path)]
-    return command
+    return command + _frames_option(entry)
+
+
+def _frames_option(entry: CaseEntry) -> list[str]:
+    return ["--dce-frames", entry.dce_frames] if DYNAMIC in entry.files and entry.dce_frames else []
 
 
 def runner_up_offer(prediction: Path, record: Mapping[str, object],
@@ -86,7 +90,7 @@ PREDICTION_MASK = "tumour.seg.nrrd"  # the breast prediction's tumour segment (c
 
 def kinetics_available(entry: CaseEntry) -> bool:
     """The case has the three phases DCE kinetics needs (post2 is optional for the breast model)."""
-    return not entry.error and all(name in entry.files for name in KINETICS_PHASES)
+    return not entry.error and (DYNAMIC in entry.files or all(name in entry.files for name in KINETICS_PHASES))
 
 
 def kinetics_command(entry: CaseEntry, prediction: Path, out: Path) -> list[str]:
@@ -97,16 +101,16 @@ def kinetics_command(entry: CaseEntry, prediction: Path, out: Path) -> list[str]
     """
     if entry.error:
         raise ResponseAIError(entry.error)
-    missing = [name for name in KINETICS_PHASES if name not in entry.files]
+    missing = [name for name in KINETICS_PHASES if name not in entry.files] if DYNAMIC not in entry.files else []
     if missing:
         raise ResponseAIError(f"{entry.case_id}: DCE kinetics needs the {', '.join(missing)} phase(s)")
     mask = Path(prediction) / PREDICTION_MASK
     if not mask.is_file():
         raise ResponseAIError(f"no tumour segment {mask.name} in {prediction}: run the prediction first")
     command = [python_executable(), "-m", "responseai.cli", "predict", KINETICS_FAMILY, "--case-id", entry.case_id]
-    for name in KINETICS_PHASES:
+    for name in (DYNAMIC,) if DYNAMIC in entry.files else KINETICS_PHASES:
         command += [f"--{name}", str(entry.confined(entry.files[name]))]
-    return command + ["--mask", str(mask), "--out", str(out)]
+    return command + _frames_option(entry) + ["--mask", str(mask), "--out", str(out)]
 
 
 RECURRENCE_FAMILY = "recurrence"

@@ -17,13 +17,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from responseai.dynamic import dynamic_phases, parse_frames, read_dynamic
 from responseai.errors import ResponseAIError
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation
 from responseai.reports.snapshots import tumour_centre_ras
 from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node, set_segment_mask, update_volume_node
 from responseai.slicer_bridge.outputs import HEATMAP_OPACITY, label_color_table, set_heatmap
 from responseai.slicer_bridge.render import FILL_OPACITY, OUTLINE_COLOR, OUTLINE_OPACITY, OUTLINE_WIDTH_PX
-from responseai.viewer.cases import PHASES, REFERENCE_PHASE, CaseEntry, family_piece
+from responseai.viewer.cases import DYNAMIC, PHASES, REFERENCE_PHASE, CaseEntry, family_piece
 from responseai.viewer.jobs import KINETICS_FAMILY
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,11 @@ class ViewerSession:
         if entry.error:
             raise ResponseAIError(entry.error)
         check_phases = family_piece("preprocess:check_phases")
-        images = {name: read_image(entry.confined(entry.files[name]), name) for name in PHASES if name in entry.files}
+        if DYNAMIC in entry.files:
+            series = read_dynamic(entry.confined(entry.files[DYNAMIC]), "DCE series")
+            images = dynamic_phases(series, parse_frames(entry.dce_frames))[0]
+        else:
+            images = {name: read_image(entry.confined(entry.files[name]), name) for name in PHASES if name in entry.files}
         images = check_phases(images)
         reference = images[REFERENCE_PHASE]
         if self.volume is not None and self.scene.IsNodePresent(self.volume):

@@ -62,7 +62,7 @@ def test_table_has_ftv_and_delta_ftv_and_records_the_broken_case(cohort: Path, p
 def test_a_cohort_case_is_the_single_case_command(cohort: Path, predicted: Path, tmp_path: Path):
     row = pd.read_csv(cohort / "manifest.csv").iloc[0]
     argv = ["predict", "kinetics", "--patient-id", row["patient_id"], "--out", str(tmp_path / "single")]
-    for name in INPUT_FILES:
+    for name in (name for name in INPUT_FILES if isinstance(row.get(name), str)):  # the phantom gives phases, no dce
         argv += [f"--{name.replace('_', '-')}", str(cohort / row[name])]
     assert main(argv) == 0
     single = json.loads((tmp_path / "single" / "result.json").read_text(encoding="utf-8"))

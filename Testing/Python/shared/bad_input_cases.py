@@ -110,6 +110,17 @@ def _breast_predict(folder: Path, out: Path, *extra: str, **override) -> list[st
     return argv
 
 
+def _dce(folder: Path, out: Path, *extra: str, frames: tuple[str, ...] = ("pre", "post1")) -> list[str]:
+    """``predict breast --dce`` on a 4D NIfTI of the named breast arrays (a dynamic series), with the mask."""
+    arrays = breast_arrays()
+    path = folder / "dce.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    series = sitk.JoinSeries([sitk.GetImageFromArray(arrays[name].astype(np.float32)) for name in frames])
+    sitk.WriteImage(series if len(frames) > 1 else sitk.GetImageFromArray(arrays[frames[0]]), str(path))
+    return ["predict", "breast", "--dce", str(path), "--mask", _volume(folder / "mask.nrrd", arrays["mask"]),
+            "--out", str(out), *extra]
+
+
 def _gg_predict(folder: Path, out: Path, *extra: str, **override) -> list[str]:
     files = gradeguided_files(folder, **override)
     argv = ["predict", "gradeguided", "--out", str(out), *extra]
@@ -218,9 +229,18 @@ EMPTY = np.zeros(SHAPE, np.uint8)
 CASES: tuple[BadInput, ...] = (
     # predict breast, one case
     BadInput("missing phase (no --pre)", "predict breast", lambda d, o: _breast_predict(d, o, pre=None),
-             "the following arguments are required: --pre"),
+             "give the DCE phases (--pre and --post1, optionally --post2) or one dynamic series (--dce)"),
     BadInput("phase file that does not exist", "predict breast",
              lambda d, o: [*_breast_predict(d, o), "--post2", str(d / "nowhere.nrrd")], "nowhere.nrrd"),
+    BadInput("a dynamic series given as one phase", "predict breast",
+             lambda d, o: [*_breast_predict(d, o, pre=None), "--pre", _dce(d, o)[3]], "holds 2 frames"),
+    BadInput("DCE series of one frame", "predict breast", lambda d, o: _dce(d, o, frames=("pre",)), "single frame"),
+    BadInput("DCE frame that does not exist", "predict breast", lambda d, o: _dce(d, o, "--dce-frames", "0,5"),
+             "frame(s) post1=5 do not exist; the series has frames 0–1"),
+    BadInput("DCE frames out of order", "predict breast", lambda d, o: _dce(d, o, "--dce-frames", "1,0"),
+             "must be distinct and in acquisition order"),
+    BadInput("DCE series whose early frame has no contrast", "predict breast",
+             lambda d, o: _dce(d, o, frames=("pre", "pre", "post1")), "enhanc"),
     BadInput("phases on different grids", "predict breast", lambda d, o: _breast_predict(d, o, pre=OTHER_GRID), "grid"),
     BadInput("NaN voxels", "predict breast", lambda d, o: _breast_predict(d, o, post1=NAN), "NaN or infinite"),
     BadInput("constant image", "predict breast", lambda d, o: _breast_predict(d, o, pre=FLAT), "every voxel has the value"),
@@ -273,7 +293,7 @@ CASES: tuple[BadInput, ...] = (
     BadInput("manifest file that does not exist", "predict breast --manifest",
              lambda d, o: ["predict", "breast", "--manifest", str(d / "nowhere.csv"), "--out", str(o)], "file not found"),
     BadInput("missing column", "predict breast --manifest",
-             lambda d, o: _cohort("breast", d, o, lambda f: f.drop(columns="post1")), "column 'post1' is missing"),
+             lambda d, o: _cohort("breast", d, o, lambda f: f.drop(columns="post1")), "column 'post1' is missing (first post-contrast phase (the reference grid); or give 'dce')"),
     BadInput("no rows", "predict breast --manifest", lambda d, o: _cohort("breast", d, o, lambda f: f.head(0)),
              "no rows"),
     BadInput("duplicate patient id", "predict breast --manifest",
@@ -286,7 +306,8 @@ CASES: tuple[BadInput, ...] = (
              lambda d, o: _cohort("breast", d, o, _set(3, "post1", "images/P3/gone.nrrd")),
              "line 5, column 'post1', value 'images/P3/gone.nrrd': file not found"),
     BadInput("missing phase (empty cell)", "predict breast --manifest",
-             lambda d, o: _cohort("breast", d, o, _set(0, "pre", "")), "line 2, column 'pre', value '': empty, but required"),
+             lambda d, o: _cohort("breast", d, o, _set(0, "pre", "")),
+             "line 2, column 'pre', value '': empty, but required (or fill 'dce')"),
     BadInput("unknown category", "predict breast --manifest", lambda d, o: _cohort("breast", d, o, _set(1, "er", "maybe")),
              "line 3, column 'er', value 'maybe'"),
     BadInput("out-of-range value", "predict breast --manifest", lambda d, o: _cohort("breast", d, o, _set(1, "age", 150)),

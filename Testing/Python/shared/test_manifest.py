@@ -55,4 +55,27 @@ def test_every_violation_is_listed_in_one_error(tmp_path: Path):
 def test_schema_table_lists_every_column():
     table = BREAST.describe()
     assert table.loc[table["column"] == "age", "allowed"].item() == "18–100 years"
-    assert table.loc[table["required"], "column"].tolist() == ["patient_id", "pre", "post1"]
+    assert table.loc[table["required"], "column"].tolist() == ["patient_id"]  # the images: pre + post1, or dce
+
+
+def test_a_row_gives_its_phases_or_one_dynamic_series(tmp_path: Path):
+    """``dce`` may replace pre / post1 / post2 for prediction; a row with neither is refused by line; training and
+    evaluation, which read the phases by name, still require them."""
+    def dynamic_rows(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.astype(object)
+        frame.loc[0, ["dce", "dce_frames"]] = frame.loc[0, "post1"], "0,1"
+        frame.loc[0, ["pre", "post1", "post2"]] = ""
+        frame.loc[2, ["pre", "post1"]] = ""
+        return frame
+
+    manifest = breast_manifest(tmp_path, edit=dynamic_rows)
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(manifest, BREAST)
+    assert caught.value.problems == ["line 4, column 'pre', value '': empty, but required (or fill 'dce')",
+                                     "line 4, column 'post1', value '': empty, but required (or fill 'dce')"]
+    frame = pd.read_csv(manifest).drop(index=2)
+    frame.to_csv(manifest, index=False)
+    rows = read_manifest(manifest, BREAST).frame
+    assert rows.loc[0, "dce"].endswith(".nrrd") and rows.loc[0, "dce_frames"] == "0,1"
+    with pytest.raises(ManifestError, match="line 2, column 'pre', value '': empty, but required"):
+        read_manifest(manifest, BREAST, require=("pre", "post1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from responseai.errors import GeometryMismatchError, MissingPhaseError
+from responseai.errors import GeometryMismatchError, InvalidImageError, MissingPhaseError
 from responseai.image import Image
 
 
@@ -81,3 +81,45 @@ def test_missing_phase_and_other_grid_are_specific_errors(slicer_app, phantom_ca
         logic.read_phases(nodes)
     aligned = logic.read_phases(nodes, resample=True)
     assert not aligned["pre"].grid_differences(aligned["post1"])
+
+
+def _sequence(scene, images: list[Image], times: list[str], unit: str = "s"):
+    """A sequence node as Slicer's DICOM import makes of a dynamic series: one volume per time point."""
+    from responseai.slicer_bridge.nodes import add_volume_node
+
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "DCE series")
+    sequence.SetIndexName("time")
+    sequence.SetIndexUnit(unit)
+    if not unit:
+        sequence.SetIndexType(sequence.TextIndex)
+    for image, time in zip(images, times):
+        frame = add_volume_node(scene, image, f"frame {time}")
+        sequence.SetDataNodeAtValue(frame, time)
+        scene.RemoveNode(frame)  # the sequence keeps its own copy
+    return sequence
+
+
+def test_a_dce_sequence_fills_the_phases_with_the_frames_chosen_by_time(slicer_app, phantom_case):
+    """Frames 0 / 45 s (before the bolus) / 110 s / 6 min: pre, the frame nearest 120 s and the last, each with
+    its exact voxels and oblique geometry; a user's frame choice and a bad one; nothing added on a refusal."""
+    from BreastResponseAILib.logic import BreastLogic
+
+    logic = BreastLogic(slicer_app.scene)
+    pre, post1, post2 = (_oblique(phantom_case.phases[name]) for name in ("pre", "post1", "post2"))
+    sequence = _sequence(slicer_app.scene, [pre, pre, post1, post2], ["0", "45", "110", "360"])
+    nodes, reason = logic.phases_from_sequence(sequence)
+    assert "frame 2 (110 s) the one nearest 120 s" in reason
+    back = logic.read_phases(nodes)
+    for name, image in {"pre": pre, "post1": post1, "post2": post2}.items():
+        assert np.array_equal(back[name].array, image.array)
+        np.testing.assert_allclose(back[name].direction, image.direction, atol=1e-6)
+        np.testing.assert_allclose(back[name].origin, image.origin, atol=1e-6)
+    assert nodes["post1"].GetName() == "post1: DCE series [frame 2, 110 s]"
+    chosen, reason = logic.phases_from_sequence(sequence, "0,3")
+    assert reason == "frames chosen by the user" and set(chosen) == {"pre", "post1"}
+    count = slicer_app.scene.GetNumberOfNodes()
+    with pytest.raises(InvalidImageError, match="enhanc"):
+        logic.phases_from_sequence(sequence, "0,1")  # the 45-s frame has no contrast yet
+    assert slicer_app.scene.GetNumberOfNodes() == count
+    untimed = _sequence(slicer_app.scene, [pre, post1, post2], ["a", "b", "c"], unit="")
+    assert logic.phases_from_sequence(untimed)[1].startswith("3 frames without acquisition times")

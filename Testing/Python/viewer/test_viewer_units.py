@@ -405,3 +405,39 @@ def test_the_recurrence_and_crossmodal_jobs_run_and_their_outputs_read_as_the_pa
     assert summary["confidence"] == f"{record['confidence']:.3f}"
     assert summary["grade"] == (record["predicted_grade"] if record["grade_applies"] else "not applicable")
     assert summary["conclusion"] == record["conclusion"] and summary["conclusion"]
+
+
+def test_a_case_given_as_one_dynamic_series_loads_and_runs_on_it(slicer_app, demo_folder, tmp_path):
+    """A folder with dce.nii.gz (a 4D file) instead of the phases: the page shows its early frame, the breast and the
+    kinetics jobs get --dce; a manifest row's dce_frames travels with it; phases and a series together are refused."""
+    import SimpleITK as sitk
+
+    from responseai.io import to_sitk
+    from responseai.viewer.jobs import kinetics_available, kinetics_command
+    from responseai.viewer.session import ViewerSession
+
+    _, case = demo_folder
+    folder = tmp_path / "dynamic"
+    folder.mkdir()
+    frames = [case.phases[p] for p in ("pre", "post1", "post2")]
+    sitk.WriteImage(sitk.JoinSeries([to_sitk(f) for f in frames]), str(folder / "dce.nii.gz"))
+    entry = case_from_folder(folder)
+    assert entry.error == "" and set(entry.files) == {"dce"}
+    session = ViewerSession(slicer_app, views=lambda: [])
+    session.load_case(entry)
+    from responseai.slicer_bridge.nodes import volume_node_to_image
+
+    assert np.array_equal(volume_node_to_image(session.volume).array, case.phases["post1"].array)
+    command = prediction_command(entry, {}, tmp_path / "job")
+    assert command[command.index("--dce") + 1] == str(folder / "dce.nii.gz") and "--pre" not in command
+    (tmp_path / "prediction").mkdir()
+    (tmp_path / "prediction" / "tumour.seg.nrrd").write_bytes(b"x")
+    assert kinetics_available(entry)
+    assert "--dce" in kinetics_command(entry, tmp_path / "prediction", tmp_path / "kinetics")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,dce,dce_frames\nD1,dynamic/dce.nii.gz,\"0,1\"\n", encoding="utf-8")
+    row = collect_cases(manifest=str(manifest))[0]
+    assert row.dce_frames == "0,1"
+    assert prediction_command(row, {}, tmp_path / "job2")[-2:] == ["--dce-frames", "0,1"]
+    sitk.WriteImage(to_sitk(frames[0]), str(folder / "pre.nrrd"))
+    assert "both a dynamic series" in case_from_folder(folder).error

@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA
+from responseai.breast.constants import BREAST_SCHEMA, MANIFEST_SCHEMA, REQUIRED_PHASES
 from responseai.breast.pcr.cohort import Cohort, load_cohort, predict_logits, probabilities
 from responseai.breast.pcr.features import check_feature_definition
 from responseai.breast.pcr.inference import ImageOnlyModel
@@ -376,7 +376,7 @@ def evaluate_pcr(
     """
     out_dir, train_manifest, test_manifest = Path(out_dir), Path(train_manifest), Path(test_manifest)
     runs_dir = Path(runs_dir)
-    needs = ("split", "mask", "pcr")
+    needs = (*REQUIRED_PHASES, "split", "mask", "pcr")
     read_manifest(train_manifest, MANIFEST_SCHEMA, require=needs, need_splits=("train",))
     read_manifest(test_manifest, MANIFEST_SCHEMA, require=needs, need_splits=("external",))
     _check_runs(runs_dir)

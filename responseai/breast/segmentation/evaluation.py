@@ -25,7 +25,7 @@ from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 from tqdm import tqdm
 
-from responseai.breast.constants import MANIFEST_SCHEMA
+from responseai.breast.constants import MANIFEST_SCHEMA, REQUIRED_PHASES
 from responseai.breast.preprocess import check_phases
 from responseai.breast.segmentation.candidates import MIN_CANDIDATE_VOXELS, MIN_INSIDE_BREAST, inside_fraction
 from responseai.breast.segmentation.extent import extent_fits, extent_ratio, yardstick
@@ -80,7 +80,7 @@ def evaluate_segmentation(manifest_csv: str | Path, weights_path: str | Path = D
     """
     manifest = Path(manifest_csv)
     weights = Path(weights_path)
-    rows = read_manifest(manifest, MANIFEST_SCHEMA, require=("split", "mask"), need_splits=(split,)).rows(split)
+    rows = read_manifest(manifest, MANIFEST_SCHEMA, require=(*REQUIRED_PHASES, "split", "mask"), need_splits=(split,)).rows(split)
     _warn_if_training_seed(manifest, weights)
     per_case, seconds, predicted, no_reference = [], [], {}, []
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"segmenting {split}"):
