@@ -20,14 +20,15 @@ SimpleITK reads every volume (geometry rules); pydicom reads only the headers th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from responseai.errors import InputFileError, InvalidImageError
+from responseai.errors import InputFileError, InvalidImageError, ResponseAIError
 from responseai.image import Image
 from responseai.io import dicom_headers, dicom_series_files, from_sitk, slice_positions, validate_volume
 
@@ -137,6 +138,17 @@ def dynamic_phases(series: DynamicSeries, given: Mapping[str, int] | None = None
     choice = choose_frames(series, given)
     log.info("%s: %s", series.source, choice.reason)
     return {name: series.frames[index] for name, index in choice.indices.items()}, choice
+
+
+@contextmanager
+def frames_named(choice: FrameChoice) -> Iterator[None]:
+    """A phase refused downstream (no enhancement, a constant frame) is re-raised naming the frames it came from and
+    how to choose others: the user gave one series, not the phase the message talks about."""
+    try:
+        yield
+    except ResponseAIError as exc:
+        raise type(exc)(f"{exc} [from the DCE series: {choice.reason}; choose other frames as PRE,POST1[,POST2]: "
+                        "--dce-frames, the manifest's dce_frames or the frames box in Slicer]") from exc
 
 
 def choice_record(series: DynamicSeries, choice: FrameChoice) -> dict:

@@ -22,7 +22,7 @@ from responseai.breast.constants import (
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
-from responseai.dynamic import dynamic_phases, parse_frames
+from responseai.dynamic import dynamic_phases, frames_named, parse_frames
 from responseai.errors import MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
@@ -83,7 +83,8 @@ class BreastLogic:
         """
         series = sequence_to_series(sequence_node)
         phases, choice = dynamic_phases(series, parse_frames(frames))
-        check_phases(phases)
+        with frames_named(choice):
+            check_phases(phases)
         where = choice.sources(series)
         nodes = {name: add_volume_node(self.scene, image, f"{name}: {where[name]}") for name, image in phases.items()}
         return nodes, choice.reason

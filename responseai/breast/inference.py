@@ -38,7 +38,7 @@ from responseai.breast.constants import (
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
 from responseai.clinical import read_clinical_record, validate_clinical
-from responseai.dynamic import choice_record, dynamic_phases, parse_frames, read_dynamic
+from responseai.dynamic import choice_record, dynamic_phases, frames_named, parse_frames, read_dynamic
 from responseai.errors import MissingPhaseError, ResponseAIError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image, write_segmentation
@@ -152,8 +152,10 @@ def load_case(
         phases = {name: read_image(path, name) for name, path in phase_paths.items() if path}
         sources = {name: str(path) for name, path in phase_paths.items() if path}
     mask = read_mask(mask_path) if mask_path else None
-    case = make_case(case_id, phases, clinical, mask, resample, sources)
-    return replace(case, dynamic=dynamic) if dynamic else case
+    if not dynamic:
+        return make_case(case_id, phases, clinical, mask, resample, sources)
+    with frames_named(choice):
+        return replace(make_case(case_id, phases, clinical, mask, resample, sources), dynamic=dynamic)
 
 
 def run_case(
