@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from responseai.breast.constants import FORM_SCHEMA
-from responseai.breast.inference import load_case, run_case
+from responseai.breast.inference import load_case, mask_findings, run_case
 from responseai.errors import EmptyMaskError
 from responseai.explain import mass_in_mask
 from responseai.io import read_image
@@ -65,7 +65,16 @@ def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pc
             continue
         record |= {f"{source}_probability": outputs.result.probability,
                    f"{source}_attention_in_tumour": mass_in_mask(outputs.result.attention.array, truth)}
+        if source == "automatic":  # what the product tells the user about its own outline
+            record |= {"automatic_volume_ml": outputs.findings["tumour_volume_ml"],
+                       "small_outline_caution": "small_outline_caution" in findings_of(outputs, mask)}
     return record
+
+
+def findings_of(outputs, mask: Path | None) -> dict:
+    """The product's mask findings: ``run_case``'s own, or — for a saved automatic mask, which ``run_case`` reads as
+    the user's — the same function applied as to the model's outline."""
+    return outputs.findings if mask is None else mask_findings(outputs.mask, "model", outputs.case.clinical)
 
 
 def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
@@ -77,12 +86,23 @@ def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
                                        "auc_automatic_minus_reference": roc_auc_score(t, a) - roc_auc_score(t, r)},
                       (y, both["reference_probability"].to_numpy(), both["automatic_probability"].to_numpy()), n_boot)
     change = both["automatic_probability"] - both["reference_probability"]
-    return {"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
+    return {**caution_summary(both["small_outline_caution"].astype(bool), change.abs()),"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
             "n_without_automatic_mask": int(table["automatic_probability"].isna().sum()), **stats,
             "probability_change_mean_abs": float(change.abs().mean()),
             "probability_change_mean": float(change.mean()),
             "attention_in_tumour_median": {s: float(table[f"{s}_attention_in_tumour"].median())
                                            for s in ("reference", "automatic")}}
+
+
+def caution_summary(flagged: pd.Series, moved: pd.Series, far: float = 0.1) -> dict:
+    """How the small-outline caution sorts the exams by how far the automatic mask moved their probability
+    (docs/pcr-evaluation/small-outline/RULE.md): mean |Δp| with and without it, the share of far moves it caught."""
+    return {"small_outline_caution": {
+        "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
+        "mean_abs_change_flagged": float(moved[flagged].mean()) if flagged.any() else None,
+        "mean_abs_change_unflagged": float(moved[~flagged].mean()) if (~flagged).any() else None,
+        f"n_moved_over_{far:g}": int((moved > far).sum()),
+        f"share_of_moves_over_{far:g}_flagged": float(flagged[moved > far].mean()) if (moved > far).any() else None}}
 
 
 def main(argv: list[str] | None = None) -> int:

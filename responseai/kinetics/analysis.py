@@ -58,7 +58,7 @@ class KineticsConfig:
     ser_bins: tuple[float, float] = (0.9, 1.3)  # SER partition of the FTV: < 0.9, 0.9–1.3, > 1.3
     worst_min_fraction: float = 0.10  # share of the classified ROI voxels a class needs to be the worst curve
     worst_min_voxels: int = 3
-    phase_times_s: tuple[float, float, float] = (0.0, 120.0, 420.0)  # nominal, for the curve plot only
+    phase_times_s: tuple[float, float, float] = (0.0, 120.0, 420.0)  # for the curve plot only: nominal, or a DCE series' own
 
     def __post_init__(self) -> None:
         if not self.washout_below < self.persistent_above:

@@ -23,7 +23,7 @@ import argparse
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -215,11 +215,19 @@ def analyse_and_write(case: KineticsInputs, settings: AnalysisSettings, out: str
                       progress: Progress | None = None) -> KineticsResult:
     """One patient end to end (the command and each cohort case): analysis, then its folder, all or nothing."""
     progress = progress or (lambda pct, msg: None)
-    result = predict_kinetics(case.phases, case.mask, case.followup_phases, case.followup_mask, settings.config,
+    result = predict_kinetics(case.phases, case.mask, case.followup_phases, case.followup_mask,
+                              _with_series_times(settings.config, case.dynamic.get("baseline")),
                               case.patient_id, case.followup_patient_id, settings.bspline, settings.resample, progress)
     progress(90, "writing results")
     write_result(result, out, case.files, case.case_id, case.dynamic)
     return result
+
+
+def _with_series_times(config: KineticsConfig, series: Mapping | None) -> KineticsConfig:
+    """The curve plot's x axis at the baseline series' own frame times when it gave them (else the nominal ones)."""
+    if not series or series.get("times_s") is None or set(series["frames"]) != set(PHASES):
+        return config
+    return replace(config, phase_times_s=tuple(float(series["times_s"][series["frames"][p]]) for p in PHASES))
 
 
 def _analysis_arguments(parser: argparse.ArgumentParser) -> None:

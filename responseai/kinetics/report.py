@@ -43,7 +43,7 @@ THRESHOLD_LABELS = {
     "ser_bins": "SER partition of the FTV at",
     "worst_min_fraction": "Worst curve: class share at least",
     "worst_min_voxels": "Worst curve: voxels at least",
-    "phase_times_s": "Nominal phase times (s, plot only)",
+    "phase_times_s": "Phase times (s, plot only; nominal unless a DCE series gave them)",
 }
 LEGEND = ("Colours: kinetic class of each voxel enhancing at least {min_pe:g} % early (blue persistent: late change "
           "> {up:+g} %; yellow plateau; red washout: < {down:+g} %) over post-contrast 1, axial, anterior up, patient's "
