@@ -243,9 +243,6 @@ def summary_text(record: dict, _=lambda text: text) -> str:
         text += " - " + (_("the outline was grown to the clinical tumour size: check it")
                          if "outline_grown_from_ml" in record
                          else _("the outline was cut to the clinical tumour size: check it"))
-    if record.get("small_outline_caution"):  # a small automatic outline: the pCR number hangs on it
-        text += " - " + _("small outline ({volume:g} ml): the pCR number depends on it, check it").format(
-            volume=record["tumour_volume_ml"])
     return text
 
 

@@ -10,7 +10,8 @@ lands outside the tumour). An exam the segmentation finds no tumour in gets no p
 product; it is counted and left out of the automatic column's AUC.
 
 The summary also says how far the automatic mask moves each patient's probability from the reference
-mask's (mean absolute and mean signed change): what a user's number owes to the outline.
+mask's (mean absolute and mean signed change): what a user's number owes to the outline; and, when it segments
+the exams itself, whether the product's segmentation cautions told the user about the exams moved most (``any_caution``).
 
 ``--automatic-masks manifest-NAME.csv`` reads the segmentation's masks saved by ``responseai evaluate
 breast segmentation … --save-masks NAME`` instead of segmenting again (same masks, a fraction of the
@@ -32,8 +33,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from responseai.breast.constants import FORM_SCHEMA
-from responseai.breast.inference import load_case, mask_findings, run_case
+from responseai.breast.constants import CAUTION_KEYS, FORM_SCHEMA
+from responseai.breast.inference import load_case, run_case
 from responseai.errors import EmptyMaskError
 from responseai.explain import mass_in_mask
 from responseai.io import read_image
@@ -65,16 +66,11 @@ def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pc
             continue
         record |= {f"{source}_probability": outputs.result.probability,
                    f"{source}_attention_in_tumour": mass_in_mask(outputs.result.attention.array, truth)}
-        if source == "automatic":  # what the product tells the user about its own outline
+        if source == "automatic":  # the outline's size, and what the product told the user about it
             record |= {"automatic_volume_ml": outputs.findings["tumour_volume_ml"],
-                       "small_outline_caution": "small_outline_caution" in findings_of(outputs, mask)}
+                       "automatic_cautions": None if mask is not None  # a saved mask is read as the user's: not known
+                       else [key for key in CAUTION_KEYS if outputs.findings.get(key)]}
     return record
-
-
-def findings_of(outputs, mask: Path | None) -> dict:
-    """The product's mask findings: ``run_case``'s own, or — for a saved automatic mask, which ``run_case`` reads as
-    the user's — the same function applied as to the model's outline."""
-    return outputs.findings if mask is None else mask_findings(outputs.mask, "model", outputs.case.clinical)
 
 
 def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
@@ -86,7 +82,8 @@ def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
                                        "auc_automatic_minus_reference": roc_auc_score(t, a) - roc_auc_score(t, r)},
                       (y, both["reference_probability"].to_numpy(), both["automatic_probability"].to_numpy()), n_boot)
     change = both["automatic_probability"] - both["reference_probability"]
-    return {**caution_summary(both["small_outline_caution"].astype(bool), change.abs()),"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
+    told = both["automatic_cautions"].map(bool) if both["automatic_cautions"].notna().all() else None
+    return {**({} if told is None else caution_summary(told, change.abs())),"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
             "n_without_automatic_mask": int(table["automatic_probability"].isna().sum()), **stats,
             "probability_change_mean_abs": float(change.abs().mean()),
             "probability_change_mean": float(change.mean()),
@@ -95,9 +92,9 @@ def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
 
 
 def caution_summary(flagged: pd.Series, moved: pd.Series, far: float = 0.1) -> dict:
-    """How the small-outline caution sorts the exams by how far the automatic mask moved their probability
-    (docs/pcr-evaluation/small-outline/RULE.md): mean |Δp| with and without it, the share of far moves it caught."""
-    return {"small_outline_caution": {
+    """Whether the product's segmentation cautions (any of ``CAUTION_KEYS``) tell the user about the exams whose
+    probability the automatic mask moved: mean |Δp| with and without a caution, the share of far moves told."""
+    return {"any_caution": {
         "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
         "mean_abs_change_flagged": float(moved[flagged].mean()) if flagged.any() else None,
         "mean_abs_change_unflagged": float(moved[~flagged].mean()) if (~flagged).any() else None,

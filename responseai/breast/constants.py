@@ -115,8 +115,8 @@ CLOSE_CALL_CAUTION = ("close call between the two most tumour-like candidates (s
                       "compare the outlined one with the runner-up candidate before trusting the prediction")
 #: result.json's warnings about the segmentation, in the order the report headline, the viewer and the cohort table
 #: say them: the mask is not in the breast the form names, it does not fit the clinical size, a close call or an
-#: extent choice, an outline cut or grown to it, an automatic outline so small that the pCR number hangs on it
-CAUTION_KEYS = ("side_caution", "extent_caution", "choice_caution", "outline_caution", "small_outline_caution")
+#: extent choice, an outline cut or grown to it
+CAUTION_KEYS = ("side_caution", "extent_caution", "choice_caution", "outline_caution")
 #: when the tumour mask (the model's or the user's) lies in the other breast than the form's laterality: the model
 #: outlines the other breast only when it found no candidate in the named one
 SIDE_CAUTION = ("the tumour mask lies in the {side} breast but the form names the {named} breast{why}: check the form's "
@@ -141,17 +141,6 @@ OUTLINE_GROWN_CAUTION = ("the model's outline ({outline_ml:.1f} ml) was far smal
                          "so it was grown to the {grown_ml:.1f} ml of enhancing tissue around it that stands out from the "
                          "breast beyond a tumour of that size: check the outline before relying on the volume or the pCR "
                          "prediction")
-
-#: an automatic outline below this volume (ml) gets SMALL_OUTLINE_CAUTION. On used development exams (main 291 and
-#: gland-seated 297 site E, 109 exams; docs/pcr-evaluation/small-outline/RULE.md) automatic outlines under 2 ml moved
-#: the pCR probability by 0.16 on average against the true outline (half of them by more than 0.1), larger ones by 0.03:
-#: a small tumour's kinetics are read from few voxels, and a partial outline reads them from the wrong ones
-SMALL_OUTLINE_ML = 2.0
-SMALL_OUTLINE_CAUTION = ("the tumour outline is small ({volume_ml:.1f} ml): on development exams, automatic outlines "
-                         "under {limit_ml:g} ml moved the pCR probability by 0.16 on average against the true outline "
-                         "(0.03 for larger ones), so this number depends on the outline: check it, correct it if needed "
-                         "and predict again with it")
-
 
 def runner_up_note(candidate: Mapping[str, object]) -> str:
     """What the report, Slicer's results table and the viewer add after the runner-up candidate's size: why

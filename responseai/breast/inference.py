@@ -34,8 +34,6 @@ from responseai.breast.constants import (
     RUNNER_UP_FILE,
     RUNNER_UP_SEGMENT,
     SIDE_FIRST_CAUTION,
-    SMALL_OUTLINE_CAUTION,
-    SMALL_OUTLINE_ML,
 )
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters, extent_caution, principal_diameters_mm, yardstick
@@ -184,20 +182,15 @@ def run_case(
     model_inputs = {name: case.clinical.get(name) for name in BREAST_SCHEMA}  # the measurements are no model input
     result = predict_pcr(case.phases, mask, model_inputs, pcr_weights or PCR_DEFAULT)
     progress(90, "writing results")
-    findings.update(mask_findings(mask, source, case.clinical))
+    findings.update(mask_findings(mask, case.clinical))
     return BreastOutputs(case, mask, source, result, read_card(pcr_weights or PCR_DEFAULT), findings, runner_up)
 
 
-def mask_findings(mask: Image, source: str, clinical: Mapping[str, object]) -> dict:
-    """The tumour mask's volume and diameters, its extent against the clinical size, and — for the model's own
-    outline only (a user's mask is the user's) — the caution when it is so small that the pCR number hangs on it."""
+def mask_findings(mask: Image, clinical: Mapping[str, object]) -> dict:
+    """The tumour mask's volume and diameters, and its extent against the clinical size."""
     volume_ml = mask.volume_ml()
-    findings = {"tumour_volume_ml": round(volume_ml, 2)}
-    if source == "model" and volume_ml < SMALL_OUTLINE_ML:
-        findings["small_outline_caution"] = SMALL_OUTLINE_CAUTION.format(volume_ml=volume_ml, limit_ml=SMALL_OUTLINE_ML)
-        log.warning("%s", findings["small_outline_caution"])
-    findings["mask_diameters_mm"] = [round(d, 1) for d in principal_diameters_mm(mask)]
-    return findings | extent_findings(volume_ml, clinical)
+    return ({"tumour_volume_ml": round(volume_ml, 2), "mask_diameters_mm": [round(d, 1) for d in principal_diameters_mm(mask)]}
+            | extent_findings(volume_ml, clinical))
 
 
 def segmentation_findings(found: ExamSegmentation) -> dict:

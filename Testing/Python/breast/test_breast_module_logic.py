@@ -206,6 +206,4 @@ def test_the_status_line_names_each_caution_in_a_few_words(slicer_app):
     grown = summary_text({**base, "outline_caution": "…", "outline_grown_from_ml": 1.0, "extent_caution": "…",
                           "mask_to_clinical_size_ratio": 0.2, "clinical_size_yardstick": "a sphere of 20 mm"})
     assert "its volume is 0.2 x a sphere of 20 mm" in grown and "grown to the clinical tumour size" in grown
-    small = summary_text({**base, "small_outline_caution": "the tumour outline is small …", "tumour_volume_ml": 1.4})
-    assert small.endswith("small outline (1.4 ml): the pCR number depends on it, check it")
     assert summary_text(base, lambda t: "[fr] " + t).startswith("[fr] pCR probability 0.40")  # Slicer's translation

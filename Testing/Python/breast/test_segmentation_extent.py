@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from responseai.breast.inference import extent_findings, mask_findings
+from responseai.breast.inference import extent_findings
 from responseai.breast.report import build_report
 from responseai.breast.segmentation.extent import (
     ELLIPSOID_LIMITS,
@@ -156,19 +156,3 @@ def test_the_form_marks_the_diameter_that_contradicts_the_largest():
     assert list(errors) == ["tumour_size_2_mm"] and "25 mm is larger than the tumour size (18 mm)" in errors["tumour_size_2_mm"]
     assert "without the tumour size" in form_errors({"tumour_size_mm": "", "tumour_size_3_mm": "12"})["tumour_size_3_mm"]
 
-
-def test_a_small_automatic_outline_is_told_and_a_users_own_is_not():
-    """Under 2 ml (SMALL_OUTLINE_ML) the model's outline gets the caution that the pCR number depends on it; the same
-    mask drawn by the user does not (it is the user's outline), nor does a larger automatic one; the report says it."""
-    z, y, x = np.indices((20, 40, 40))
-    ball = lambda r: Image(((z - 10) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= r * r).astype(np.uint8), (1.0, 1.0, 1.0))
-    small, large = ball(7), ball(9)  # 1.4 ml and 3.1 ml
-    told = mask_findings(small, "model", {"tumour_size_mm": 14})
-    assert told["small_outline_caution"].startswith(f"the tumour outline is small ({told['tumour_volume_ml']:.1f} ml)")
-    assert "under 2 ml moved the pCR probability by 0.16" in told["small_outline_caution"]
-    assert "small_outline_caution" not in mask_findings(small, "user", {"tumour_size_mm": 14})
-    assert "small_outline_caution" not in mask_findings(large, "model", {"tumour_size_mm": 18})
-    record = {"case_id": "c1", "pcr_probability": 0.4, "predicted_class": "no pCR", "threshold": 0.3,
-              "attention_in_mask": 0.5, "pointing_game_hit": True, "clinical_used": {"tumour_size_mm": 14.0},
-              "missing_clinical": [], "inputs": {}, "model_card": {}, **told}
-    assert build_report(record)["headline"]["caution"] == told["small_outline_caution"]  # in red under the number
