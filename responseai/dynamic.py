@@ -115,7 +115,10 @@ def choose_frames(series: DynamicSeries, given: Mapping[str, int] | None = None)
     """Pre / early / late frames: the user's if given (checked), else by time after the first frame, else by order."""
     n = len(series.frames)
     if given:
-        return FrameChoice(_checked(given, n, series.source), "frames chosen by the user")
+        indices = _checked(given, n, series.source)
+        at = (lambda k: f" ({series.times_s[k]:g} s)") if series.times_s is not None else (lambda k: "")
+        return FrameChoice(indices, "frames chosen by the user: " + ", ".join(
+            f"{name} = frame {index}{at(index)}" for name, index in indices.items()))
     if series.times_s is None:
         indices = {"pre": 0, "post1": 1, **({"post2": n - 1} if n >= 3 else {})}
         return FrameChoice(indices, f"{n} frames without acquisition times: frame 0 taken as pre-contrast, frame 1 as "

@@ -116,7 +116,8 @@ def test_a_dce_sequence_fills_the_phases_with_the_frames_chosen_by_time(slicer_a
         np.testing.assert_allclose(back[name].origin, image.origin, atol=1e-6)
     assert nodes["post1"].GetName() == "post1: DCE series [frame 2, 110 s]"
     chosen, reason = logic.phases_from_sequence(sequence, "0,3")
-    assert reason == "frames chosen by the user" and set(chosen) == {"pre", "post1"}
+    assert reason == "frames chosen by the user: pre = frame 0 (0 s), post1 = frame 3 (360 s)"
+    assert set(chosen) == {"pre", "post1"}
     count = slicer_app.scene.GetNumberOfNodes()
     with pytest.raises(InvalidImageError, match="enhanc"):
         logic.phases_from_sequence(sequence, "0,1")  # the 45-s frame has no contrast yet
