@@ -67,7 +67,10 @@ def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pc
         record |= {f"{source}_probability": outputs.result.probability,
                    f"{source}_attention_in_tumour": mass_in_mask(outputs.result.attention.array, truth)}
         if source == "automatic":  # the outline's size, and what the product told the user about it
+            found = outputs.mask.array > 0
             record |= {"automatic_volume_ml": outputs.findings["tumour_volume_ml"],
+                       "automatic_dice": float(2 * np.sum(found & (truth > 0)) / max(found.sum() + (truth > 0).sum(), 1)),
+                       "automatic_grown_from_ml": outputs.findings.get("outline_grown_from_ml"),
                        "automatic_cautions": None if mask is not None  # a saved mask is read as the user's: not known
                        else [key for key in CAUTION_KEYS if outputs.findings.get(key)]}
     return record
