@@ -29,6 +29,7 @@ from responseai.breast.constants import (
     MANIFEST_SCHEMA,
     OUTLINE_CUT_CAUTION,
     OUTLINE_GROWN_CAUTION,
+    REDRAWN_BAND,
     REFERENCE_PHASE,
     RUNNER_UP_COLOR,
     RUNNER_UP_FILE,
@@ -225,9 +226,11 @@ def segmentation_findings(found: ExamSegmentation) -> dict:
         log.warning("%s", findings["outline_caution"])
     if found.grown_from_ml is not None:
         findings["outline_grown_from_ml"] = round(found.grown_from_ml, 2)
-        findings["outline_caution"] = OUTLINE_GROWN_CAUTION.format(outline_ml=found.grown_from_ml,
-                                                                   grown_ml=found.mask.volume_ml())
-        log.warning("%s", findings["outline_caution"])
+        low, high = REDRAWN_BAND
+        if not low <= found.mask.volume_ml() / found.grown_from_ml <= high:  # within the band: only its edge re-drawn
+            findings["outline_caution"] = OUTLINE_GROWN_CAUTION.format(outline_ml=found.grown_from_ml,
+                                                                       grown_ml=found.mask.volume_ml())
+            log.warning("%s", findings["outline_caution"])
     return findings
 
 

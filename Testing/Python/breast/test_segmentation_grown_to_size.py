@@ -122,6 +122,11 @@ def test_the_user_is_told_the_outline_was_grown_and_the_evaluation_counts_it():
               "attention_in_mask": 0.5, "pointing_game_hit": True, "clinical_used": {"tumour_size_mm": 9.0},
               "missing_clinical": [], "inputs": {}, "model_card": {}, "tumour_volume_ml": 0.4, **findings}
     assert "grown to the 0.4 ml" in build_report(record)["headline"]["caution"]
+    # a growth that only re-drew the edge (volume within REDRAWN_BAND of the network's outline) is recorded, not cautioned
+    for before, cautioned in ((0.33, False), (0.5, False), (0.31, True), (0.51, True)):  # 0.4 ml / before: 1.21 … 0.78
+        redrawn = segmentation_findings(ExamSegmentation(Image(mask), None, "left", 3, 0, 0.9, None, None,
+                                                         grown_from_ml=before))
+        assert redrawn["outline_grown_from_ml"] == before and ("outline_caution" in redrawn) is cautioned
     table = pd.DataFrame({"grown_to_size": [True, True, False], "found": [True, True, False]})
     summary = cut_summary(table, "grown_to_size", "grown")
     line = _outline_change_line({"grown_to_size": summary}, "grown_to_size")
