@@ -1,8 +1,11 @@
-"""Caution coverage now vs. with the growth caution kept only for a material change (outside [0.8, 1.25])."""
+"""Caution coverage now vs. with the growth caution kept only for a material change (outside [0.8, 1.25]).
+
+Usage: python caution_coverage.py E2E.json [E2E.json …]   (files written by Testing/Scripts/pcr_end_to_end.py)
+"""
 import json, sys, pandas as pd
 rows = []
 for s in sys.argv[1:]:
-    t = pd.DataFrame(json.load(open(f"/tmp/work/grow-{s}.json"))["per_exam"]); t["set"] = s; rows.append(t)
+    t = pd.DataFrame(json.load(open(s))["per_exam"]); t["set"] = s.rsplit("/", 1)[-1]; rows.append(t)
 t = pd.concat(rows).dropna(subset=["automatic_probability"]).reset_index(drop=True)
 t["dp"] = (t.automatic_probability - t.reference_probability).abs()
 growth = t.automatic_volume_ml / t.automatic_grown_from_ml
