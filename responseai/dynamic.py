@@ -30,7 +30,14 @@ import SimpleITK as sitk
 
 from responseai.errors import InputFileError, InvalidImageError, ResponseAIError
 from responseai.image import Image
-from responseai.io import dicom_headers, dicom_series_files, from_sitk, slice_positions, validate_volume
+from responseai.io import (
+    dicom_headers,
+    dicom_series_files,
+    from_sitk,
+    refuse_multiframe_dynamic,
+    slice_positions,
+    validate_volume,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +239,7 @@ def dicom_frame_groups(files: Sequence[str], label: str) -> tuple[list[list[str]
     series into groups of equal size, each with every slice position once.
     """
     headers = dicom_headers(list(files))
+    refuse_multiframe_dynamic(headers, label)
     positions = slice_positions(headers)
     if len(set(positions)) == len(positions):
         return None

@@ -75,7 +75,9 @@ def read_image(path: str | Path, name: str | None = None, series_uid: str | None
 
 def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk.Image:
     files = dicom_series_files(folder, series_uid, label)
-    positions = slice_positions(dicom_headers(files))
+    headers = dicom_headers(files)
+    refuse_multiframe_dynamic(headers, label)
+    positions = slice_positions(headers)
     if len(set(positions)) < len(positions):
         raise InputFileError(
             f"{label}: this DICOM series repeats its slice positions ({len(positions)} files at {len(set(positions))} "
@@ -106,6 +108,20 @@ def dicom_headers(files: list[str]) -> list:
     import pydicom
 
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+
+
+def refuse_multiframe_dynamic(headers: list, label: str) -> None:
+    """An enhanced (multi-frame) DICOM whose frames repeat their slice positions holds several time points; GDCM would
+    stack them into one volume along z. Refused with the formats that are read instead, before any pixel is."""
+    for header in headers:
+        frames = header.get("PerFrameFunctionalGroupsSequence") or []
+        positions = [tuple(round(float(v), 3) for v in item.PlanePositionSequence[0].ImagePositionPatient)
+                     for item in frames if "PlanePositionSequence" in item]
+        if len(set(positions)) < len(positions):
+            raise InputFileError(
+                f"{label}: an enhanced multi-frame DICOM with {len(positions)} frames at {len(set(positions))} slice "
+                "positions (a dynamic series in one file), which is not read here: convert it to classic single-frame "
+                "DICOM or a 4D NIfTI (e.g. dcm2niix), or load it in Slicer as a sequence, and give that as the DCE series")
 
 
 def slice_positions(headers: list) -> list[tuple[float, ...]]:

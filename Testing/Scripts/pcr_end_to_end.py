@@ -85,7 +85,8 @@ def summary(table: pd.DataFrame, n_boot: int = 1000) -> dict:
                                        "auc_automatic_minus_reference": roc_auc_score(t, a) - roc_auc_score(t, r)},
                       (y, both["reference_probability"].to_numpy(), both["automatic_probability"].to_numpy()), n_boot)
     change = both["automatic_probability"] - both["reference_probability"]
-    told = both["automatic_cautions"].map(bool) if both["automatic_cautions"].notna().all() else None
+    cautions = both.get("automatic_cautions")  # absent or None where the masks were read from files
+    told = cautions.map(bool) if cautions is not None and cautions.notna().all() and len(both) else None
     return {**({} if told is None else caution_summary(told, change.abs())),"n_exams": len(table), "n_pcr": int(table["pcr"].sum()),
             "n_without_automatic_mask": int(table["automatic_probability"].isna().sum()), **stats,
             "probability_change_mean_abs": float(change.abs().mean()),

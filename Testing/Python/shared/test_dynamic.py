@@ -123,3 +123,46 @@ def test_times_choose_the_early_frame_and_say_when_the_late_one_is_early():
     assert choice.indices == {"pre": 0, "post1": 4, "post2": 5} and "washout may not show" in choice.reason
     two = DynamicSeries(frames[:2], (0.0, 90.0), "dce")
     assert choose_frames(two).indices == {"pre": 0, "post1": 1}
+
+
+def _enhanced_mr(path: Path) -> None:
+    """A minimal enhanced (multi-frame) MR file: 2 time points × 3 slices in one file, as newer scanners export DCE."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "MR"
+    ds.Rows = ds.Columns = 8
+    ds.NumberOfFrames = 6
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    frames = []
+    for t in range(2):
+        for z in range(3):
+            item = pydicom.Dataset()
+            position = pydicom.Dataset()
+            position.ImagePositionPatient = [0.0, 0.0, 2.0 * z]
+            content = pydicom.Dataset()
+            content.TemporalPositionIndex = t + 1
+            item.PlanePositionSequence, item.FrameContentSequence = DicomSequence([position]), DicomSequence([content])
+            frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+    ds.PixelData = np.arange(6 * 64, dtype=np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_an_enhanced_multiframe_dynamic_series_is_refused_not_stacked(tmp_path: Path):
+    """GDCM would read its 6 frames as one volume of 6 slices (time stacked along z): refused, with what to do."""
+    _enhanced_mr(tmp_path / "enhanced" / "dce.dcm")
+    for read in (lambda: read_image(tmp_path / "enhanced", "pre"), lambda: read_dynamic(tmp_path / "enhanced")):
+        with pytest.raises(InputFileError, match="enhanced multi-frame DICOM with 6 frames at 3 slice positions.*dcm2niix"):
+            read()
