@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 PHASE_NAMES = ("pre", "post1", "post2")  # the phase vocabulary of the DCE families (S0, S1 early, S2 late)
 EARLY_S = 120.0  # S1: peak enhancement of a cancer, 90–150 s after injection (kinetics constants)
 LATE_MIN_S = 240.0  # below this the "late" frame reads the curve before any washout can show
+MANY_FRAMES = 6  # clinical DCE protocols have 3–6 phases (pre + 2–5 post); more untimed frames get a note
 # DICOM attributes that tell the frames of one dynamic series apart, in the order they are trusted.
 FRAME_KEYS = ("TemporalPositionIdentifier", "TriggerTime", "AcquisitionTime", "ContentTime")
 
@@ -128,8 +129,12 @@ def choose_frames(series: DynamicSeries, given: Mapping[str, int] | None = None)
             f"{name} = frame {index}{at(index)}" for name, index in indices.items()))
     if series.times_s is None:
         indices = {"pre": 0, "post1": 1, **({"post2": n - 1} if n >= 3 else {})}
-        return FrameChoice(indices, f"{n} frames without acquisition times: frame 0 taken as pre-contrast, frame 1 as "
-                                    "the early phase" + (f", frame {n - 1} (the last) as the late phase" if n >= 3 else ""))
+        reason = (f"{n} frames without acquisition times: frame 0 taken as pre-contrast, frame 1 as the early phase"
+                  + (f", frame {n - 1} (the last) as the late phase" if n >= 3 else ""))
+        if n > MANY_FRAMES:  # a clinical protocol has 3–6 phases; more, untimed, is likely an ultrafast series
+            reason += (f" — with {n} frames and no times frame 1 may come seconds after the injection, not at the "
+                       "early phase: check the frames, or name them")
+        return FrameChoice(indices, reason)
     times = np.asarray(series.times_s, dtype=float)
     early = 1 + int(np.argmin(np.abs(times[1:] - times[0] - EARLY_S)))
     late = n - 1 if n - 1 != early else None

@@ -123,6 +123,9 @@ def test_times_choose_the_early_frame_and_say_when_the_late_one_is_early():
     assert choice.indices == {"pre": 0, "post1": 4, "post2": 5} and "washout may not show" in choice.reason
     two = DynamicSeries(frames[:2], (0.0, 90.0), "dce")
     assert choose_frames(two).indices == {"pre": 0, "post1": 1}
+    many = DynamicSeries(frames + frames[:2], None, "dce")  # 8 frames, no times: an ultrafast series?
+    assert "frame 1 may come seconds after the injection" in choose_frames(many).reason
+    assert "may come" not in choose_frames(DynamicSeries(frames, None, "dce")).reason
 
 
 def _enhanced_mr(path: Path) -> None:
