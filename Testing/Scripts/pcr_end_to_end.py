@@ -71,6 +71,8 @@ def score_exam(manifest: Path, row: pd.Series, automatic: Path | None = None, pc
             record |= {"automatic_volume_ml": outputs.findings["tumour_volume_ml"],
                        "automatic_dice": float(2 * np.sum(found & (truth > 0)) / max(found.sum() + (truth > 0).sum(), 1)),
                        "automatic_grown_from_ml": outputs.findings.get("outline_grown_from_ml"),
+                       "automatic_segmentation_probability": outputs.findings.get("segmentation_probability"),
+                       "automatic_score_margin": (outputs.findings.get("runner_up_candidate") or {}).get("score_margin"),
                        "automatic_cautions": None if mask is not None  # a saved mask is read as the user's: not known
                        else [key for key in CAUTION_KEYS if outputs.findings.get(key)]}
     return record
