@@ -115,7 +115,7 @@ def refuse_multiframe_dynamic(headers: list, label: str) -> None:
     stack them into one volume along z. Refused with the formats that are read instead, before any pixel is."""
     for header in headers:
         frames = header.get("PerFrameFunctionalGroupsSequence") or []
-        positions = [tuple(round(float(v), 3) for v in item.PlanePositionSequence[0].ImagePositionPatient)
+        positions = [_position(item.PlanePositionSequence[0].ImagePositionPatient)
                      for item in frames if "PlanePositionSequence" in item]
         if len(set(positions)) < len(positions):
             raise InputFileError(
@@ -125,8 +125,13 @@ def refuse_multiframe_dynamic(headers: list, label: str) -> None:
 
 
 def slice_positions(headers: list) -> list[tuple[float, ...]]:
-    """ImagePositionPatient of each header, to 1 µm (repeats mark the frames of a dynamic series)."""
-    return [tuple(round(float(v), 3) for v in h.get("ImagePositionPatient", (0, 0, 0))) for h in headers]
+    """ImagePositionPatient of each header (repeats mark the frames of a dynamic series)."""
+    return [_position(h.get("ImagePositionPatient", (0, 0, 0))) for h in headers]
+
+
+def _position(values) -> tuple[float, ...]:
+    """A DICOM position to 1 µm, so that one slice position compares equal across frames."""
+    return tuple(round(float(v), 3) for v in values)
 
 
 def validate_volume(image: Image, label: str) -> None:
