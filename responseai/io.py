@@ -96,11 +96,22 @@ def dicom_series_files(folder: Path, series_uid: str | None, label: str) -> list
         raise InputFileError(f"{label}: no DICOM series found in this folder")
     if series_uid is None:
         if len(uids) > 1:
-            raise InputFileError(f"{label}: {len(uids)} DICOM series in one folder, pick one: {', '.join(uids)}")
+            listed = "; ".join(_series_summary(reader, folder, uid) for uid in uids)
+            raise InputFileError(f"{label}: {len(uids)} DICOM series in one folder ({listed}): give the folder of one "
+                                 "series (a phase, or the whole dynamic series as the DCE series)")
         series_uid = uids[0]
     elif series_uid not in uids:
         raise InputFileError(f"{label}: series {series_uid} not found; present: {', '.join(uids)}")
     return list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def _series_summary(reader: sitk.ImageSeriesReader, folder: Path, uid: str) -> str:
+    """'number "description", N files' of one series, read from its first file's header (for a choice the user makes)."""
+    import pydicom
+
+    files = reader.GetGDCMSeriesFileNames(str(folder), uid)
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    return f"{header.get('SeriesNumber', '?')} \"{header.get('SeriesDescription', 'no description')}\", {len(files)} files"
 
 
 def dicom_headers(files: list[str]) -> list:

@@ -201,3 +201,15 @@ def test_volumes_in_ml_come_from_the_grid_spacing():
     mask[1:3, 2, :] = True  # 12 voxels
     assert image.volume_ml(mask) == pytest.approx(0.036)
     assert image.volume_ml() == 0.0 and image.with_array(mask.astype(np.uint8)).volume_ml() == pytest.approx(0.036)
+
+
+def test_a_folder_of_several_series_names_each_so_the_user_can_pick(tmp_path: Path):
+    """A study exported into one folder (a phase and, say, its subtraction): refused, listing every series."""
+    image = _oblique_image()
+    _write_dicom_series(image, tmp_path / "study", series="1.2.826.0.1.3680043.8.498.31",
+                        tags={"0020|0011": "7", "0008|103e": "ax dyn pre"})
+    _write_dicom_series(image, tmp_path / "study", series="1.2.826.0.1.3680043.8.498.32",
+                        tags={"0020|0011": "12", "0008|103e": "ax sub 1"}, frame=1)
+    with pytest.raises(InputFileError, match=r'2 DICOM series in one folder \(7 "ax dyn pre", 6 files; 12 "ax sub 1", '
+                                             r'6 files\): give the folder of one series'):
+        read_image(tmp_path / "study", "pre")
