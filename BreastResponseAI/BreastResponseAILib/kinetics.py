@@ -29,7 +29,13 @@ from responseai.kinetics.constants import (
 )
 from responseai.kinetics.longitudinal import check_same_patient
 from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python_executable, run_command
-from responseai.slicer_bridge.nodes import add_volume_node, read_tumour_segment, update_volume_node, volume_node_to_image
+from responseai.slicer_bridge.nodes import (
+    add_sequence_phases,
+    add_volume_node,
+    read_tumour_segment,
+    update_volume_node,
+    volume_node_to_image,
+)
 from responseai.slicer_bridge.outputs import heatmap_color_node, label_color_table, require_in_scene, set_results_table
 
 PE_WINDOW = (0.0, 250.0)  # %: fat ≈ 0, strongly enhancing lesions 100–250
@@ -139,6 +145,15 @@ class KineticsLogic:
         self.scene = scene
 
     # ---------------------------------------------------------------- inputs
+    def phases_from_sequence(self, sequence_node, frames: str | None = None, exam: str = "follow-up") -> tuple[dict, str]:
+        """An exam loaded as a sequence → its three phases as volume nodes (checked as the phases are: all three
+        present, enhancement after contrast), and the sentence saying which frames and why."""
+        def check(phases: dict[str, Image]) -> None:
+            require_phases(phases, exam)
+            check_phases(phases)
+
+        return add_sequence_phases(self.scene, sequence_node, frames, check)
+
     def read_exam(self, phase_nodes: dict, segmentation_node, exam: str = "baseline",
                   resample: bool = False) -> tuple[dict[str, Image], Image]:
         """Three phases (checked as the breast module checks them) and the lesion ROI on the post1 grid."""

@@ -22,16 +22,15 @@ from responseai.breast.constants import (
 from responseai.breast.preprocess import check_mask, check_phases
 from responseai.breast.segmentation.extent import check_diameters
 from responseai.clinical import validate_clinical
-from responseai.dynamic import dynamic_phases, frames_named, parse_frames
 from responseai.errors import MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, read_image, read_segmentation, write_image, write_segmentation
 from responseai.slicer_bridge.nodes import (
     add_segmentation_node,
+    add_sequence_phases,
     add_volume_node,
     read_tumour_segment,
     segment_to_mask,
-    sequence_to_series,
     set_segment_mask,
     tumour_segment_id,
     volume_node_to_image,
@@ -77,17 +76,8 @@ class BreastLogic:
 
     def phases_from_sequence(self, sequence_node, frames: str | None = None) -> tuple[dict, str]:
         """A dynamic series loaded as a sequence → one volume node per chosen phase, and the sentence saying which
-        frames and why (:func:`responseai.dynamic.choose_frames`; ``frames`` such as ``"0,2,5"`` overrides).
-
-        The phases are checked (enhancement after contrast, one grid) before the first node is added.
-        """
-        series = sequence_to_series(sequence_node)
-        phases, choice = dynamic_phases(series, parse_frames(frames))
-        with frames_named(choice):
-            check_phases(phases)
-        where = choice.sources(series)
-        nodes = {name: add_volume_node(self.scene, image, f"{name}: {where[name]}") for name, image in phases.items()}
-        return nodes, choice.reason
+        frames and why; the phases are checked (enhancement after contrast, one grid) before the first node is added."""
+        return add_sequence_phases(self.scene, sequence_node, frames, check_phases)
 
     def read_phases(self, phase_nodes: dict, resample: bool = False) -> dict[str, Image]:
         """Volume nodes → images on the reference (post1) grid; a missing required phase is an error."""

@@ -24,6 +24,7 @@ class KineticsSection(ResponseAISection):
     uiFile = "UI/KineticsSection.ui"
 
     def setupSection(self) -> None:
+        self.ui.useFollowupSeriesButton.connect("clicked(bool)", self.onUseFollowupSeries)
         for name in (*FOLLOWUP_SELECTORS.values(), "followupSegmentationSelector"):
             getattr(self.ui, name).connect("currentNodeChanged(vtkMRMLNode*)", self.updateRunButton)
         for name in (*FORM_SELECTORS.values(), FORM_SEGMENTATION):
@@ -36,6 +37,21 @@ class KineticsSection(ResponseAISection):
 
     def _followup(self) -> dict:
         return {phase: getattr(self.ui, selector).currentNode() for phase, selector in FOLLOWUP_SELECTORS.items()}
+
+    def onUseFollowupSeries(self) -> None:
+        """The follow-up DCE series' frames fill the three follow-up selectors; the status line says which and why."""
+        sequence = self.ui.followupSeriesSelector.currentNode()
+        if sequence is None:
+            self.ui.statusLabel.text = _("Select a follow-up DCE series (a sequence) first.")
+            return
+        core = self.logic.core  # installs the dependencies (with consent) before the Lib imports the core
+        from BreastResponseAILib.kinetics import KineticsLogic
+
+        with slicer.util.tryWithErrorDisplay(_("Could not take the follow-up phases from the DCE series."), waitCursor=True):
+            nodes, reason = KineticsLogic(core.scene).phases_from_sequence(sequence, self.ui.followupFramesEdit.text)
+            for phase, selector in FOLLOWUP_SELECTORS.items():
+                getattr(self.ui, selector).setCurrentNode(nodes[phase])
+            self.ui.statusLabel.text = reason
 
     def readiness(self) -> tuple:
         phases, segmentation = self._baseline()

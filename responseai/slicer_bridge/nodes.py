@@ -8,15 +8,15 @@ test can hold several scenes and nothing depends on the application object.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 
 import numpy as np
 import slicer
 import vtk
 from vtk.util import numpy_support
 
-from responseai.dynamic import DynamicSeries, index_times
+from responseai.dynamic import DynamicSeries, dynamic_phases, frames_named, index_times, parse_frames
 from responseai.errors import EmptyMaskError, GeometryMismatchError, InvalidImageError, MissingSegmentError
 from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, validate_mask
@@ -110,6 +110,20 @@ def sequence_to_series(sequence_node) -> DynamicSeries:
     numeric = sequence_node.GetIndexType() == sequence_node.NumericIndex
     values = [sequence_node.GetNthIndexValue(i) for i in range(len(frames))]
     return DynamicSeries(tuple(frames), index_times(values, sequence_node.GetIndexUnit()) if numeric else None, name)
+
+
+def add_sequence_phases(scene, sequence_node, frames: str | None = None,
+                        check: Callable[[dict[str, Image]], object] | None = None) -> tuple[dict, str]:
+    """A dynamic series loaded as a sequence → one volume node per chosen phase (``responseai.dynamic``'s choice,
+    or ``frames`` such as ``"0,2,5"``), and the sentence saying which frames and why. ``check`` (a family's phase
+    checks) runs before the first node is added; what it refuses names the frames it came from."""
+    series = sequence_to_series(sequence_node)
+    phases, choice = dynamic_phases(series, parse_frames(frames))
+    if check is not None:
+        with frames_named(choice):
+            check(phases)
+    where = choice.sources(series)
+    return {name: add_volume_node(scene, image, f"{name}: {where[name]}") for name, image in phases.items()}, choice.reason
 
 
 def _node_ids(scene) -> set[str]:

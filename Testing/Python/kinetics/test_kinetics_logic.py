@@ -9,6 +9,7 @@ from responseai.errors import MissingPhaseError, MissingSegmentError
 from responseai.kinetics.constants import COLOR_TABLE_NAME, WASHOUT
 from responseai.kinetics.longitudinal import PatientMismatchError
 from responseai.slicer_bridge.nodes import add_segmentation_node, add_volume_node, volume_node_to_image
+from slicer_sequence import add_sequence
 
 
 def _exam_nodes(scene, exam, label: str) -> tuple[dict, object]:
@@ -75,3 +76,21 @@ def test_bad_inputs_are_refused_before_any_job(slicer_app, kinetics_case, tmp_pa
     with pytest.raises(PatientMismatchError, match="'PAT-1' but the follow-up is of 'PAT-2'"):
         logic.prepare_job("case", baseline, segmentation, followup, folder=tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_followup_loaded_as_a_sequence_fills_the_followup_phases(slicer_app, kinetics_case):
+    """The follow-up exam as one sequence (frames at 0 / 100 / 400 s): its three phases as volume nodes, exactly the
+    follow-up's voxels; a sequence of two frames is refused before any node is added (kinetics needs post2)."""
+    from BreastResponseAILib.kinetics import KineticsLogic
+
+    followup = kinetics_case.followup.phases
+    sequence = add_sequence(slicer_app.scene, [followup[p] for p in ("pre", "post1", "post2")], ["0", "100", "400"])
+    nodes, reason = KineticsLogic(slicer_app.scene).phases_from_sequence(sequence)
+    assert "frame 1 (100 s)" in reason and "frame 2 (400 s, the last)" in reason
+    for phase, node in nodes.items():
+        assert np.array_equal(volume_node_to_image(node).array, followup[phase].array)
+    short = add_sequence(slicer_app.scene, [followup["pre"], followup["post1"]], ["0", "100"], name="two frames")
+    count = slicer_app.scene.GetNumberOfNodes()
+    with pytest.raises(MissingPhaseError, match="post2"):
+        KineticsLogic(slicer_app.scene).phases_from_sequence(short)
+    assert slicer_app.scene.GetNumberOfNodes() == count

@@ -7,6 +7,7 @@ import pytest
 
 from responseai.errors import GeometryMismatchError, InvalidImageError, MissingPhaseError
 from responseai.image import Image
+from slicer_sequence import add_sequence
 
 
 def _oblique(image: Image) -> Image:
@@ -83,22 +84,6 @@ def test_missing_phase_and_other_grid_are_specific_errors(slicer_app, phantom_ca
     assert not aligned["pre"].grid_differences(aligned["post1"])
 
 
-def _sequence(scene, images: list[Image], times: list[str], unit: str = "s"):
-    """A sequence node as Slicer's DICOM import makes of a dynamic series: one volume per time point."""
-    from responseai.slicer_bridge.nodes import add_volume_node
-
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "DCE series")
-    sequence.SetIndexName("time")
-    sequence.SetIndexUnit(unit)
-    if not unit:
-        sequence.SetIndexType(sequence.TextIndex)
-    for image, time in zip(images, times):
-        frame = add_volume_node(scene, image, f"frame {time}")
-        sequence.SetDataNodeAtValue(frame, time)
-        scene.RemoveNode(frame)  # the sequence keeps its own copy
-    return sequence
-
-
 def test_a_dce_sequence_fills_the_phases_with_the_frames_chosen_by_time(slicer_app, phantom_case):
     """Frames 0 / 45 s (before the bolus) / 110 s / 6 min: pre, the frame nearest 120 s and the last, each with
     its exact voxels and oblique geometry; a user's frame choice and a bad one; nothing added on a refusal."""
@@ -106,7 +91,7 @@ def test_a_dce_sequence_fills_the_phases_with_the_frames_chosen_by_time(slicer_a
 
     logic = BreastLogic(slicer_app.scene)
     pre, post1, post2 = (_oblique(phantom_case.phases[name]) for name in ("pre", "post1", "post2"))
-    sequence = _sequence(slicer_app.scene, [pre, pre, post1, post2], ["0", "45", "110", "360"])
+    sequence = add_sequence(slicer_app.scene, [pre, pre, post1, post2], ["0", "45", "110", "360"])
     nodes, reason = logic.phases_from_sequence(sequence)
     assert "frame 2 (110 s) the one nearest 120 s" in reason
     back = logic.read_phases(nodes)
@@ -122,5 +107,5 @@ def test_a_dce_sequence_fills_the_phases_with_the_frames_chosen_by_time(slicer_a
     with pytest.raises(InvalidImageError, match="enhanc"):
         logic.phases_from_sequence(sequence, "0,1")  # the 45-s frame has no contrast yet
     assert slicer_app.scene.GetNumberOfNodes() == count
-    untimed = _sequence(slicer_app.scene, [pre, post1, post2], ["a", "b", "c"], unit="")
+    untimed = add_sequence(slicer_app.scene, [pre, post1, post2], ["a", "b", "c"], unit="")
     assert logic.phases_from_sequence(untimed)[1].startswith("3 frames without acquisition times")
