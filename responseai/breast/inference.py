@@ -331,7 +331,9 @@ def _predict_row(case: BreastCase, out: Path, models: argparse.Namespace) -> dic
     # the review columns: a cohort table is read to decide which exams need a look (a suspect outline, or
     # a second candidate the reader may prefer)
     review = {**{key: record.get(key) for key in CAUTION_KEYS},
-              "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml")}
+              "runner_up_volume_ml": (record.get("runner_up_candidate") or {}).get("volume_ml"),
+              # which frames of a row's dynamic series were read (a reviewer spots an untimed ultrafast series here)
+              "dce_frames_used": ",".join(str(i) for i in case.dynamic["frames"].values()) if case.dynamic else None}
     return {**{key: record.get(key) for key in ("pcr_probability", "predicted_class", "threshold", "mask_source",
                                                   "tumour_side", "tumour_volume_ml")}, **review, **timings}
 

@@ -98,3 +98,25 @@ def test_dynamic_and_phase_inputs_together_or_frames_alone_are_refused(tmp_path:
     assert main(["predict", "breast", "--pre", str(pre), "--dce", str(pre), "--out", str(tmp_path / "c")]) == 2
     assert "give one or the other" in caplog.text
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_cohort_of_dynamic_series_says_which_frames_each_row_read(tmp_path: Path):
+    """`predict breast --manifest` with `dce` rows (one auto-chosen, one with `dce_frames`): each row's frames in the
+    cohort table, and the rows' numbers differ as their early frames do."""
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from responseai.breast.demo import demo_case
+    from responseai.io import to_sitk
+
+    case = demo_case()
+    sitk.WriteImage(sitk.JoinSeries([to_sitk(case.phases[p]) for p in ("pre", "post1", "post2")]),
+                    str(tmp_path / "dce.nii.gz"))
+    write_image(case.mask, tmp_path / "mask.nrrd")
+    (tmp_path / "manifest.csv").write_text("patient_id,dce,dce_frames,mask,age\nD1,dce.nii.gz,,mask.nrrd,50\n"
+                                           'D2,dce.nii.gz,"0,2",mask.nrrd,50\n', encoding="utf-8")
+    assert main(["predict", "breast", "--manifest", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out"),
+                 "--workers", "1"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("case_id")
+    assert table.loc["D1", "dce_frames_used"] == "0,1,2" and table.loc["D2", "dce_frames_used"] == "0,2"
+    assert table.loc["D1", "pcr_probability"] != table.loc["D2", "pcr_probability"]
