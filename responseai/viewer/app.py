@@ -114,6 +114,7 @@ class ViewerApp:
         s.case_loaded = False
         s.case_title = ""
         s.case_error = ""
+        s.case_note = ""  # which frames of a dynamic series the case reads
         for f in self.fields:
             s[_key(f["name"])] = ""
             if "items" in f:
@@ -183,7 +184,7 @@ class ViewerApp:
         s = self.state
         if s.running:  # the run's outputs belong to the case on screen
             return
-        s.case_error = s.run_error = s.pcr_text = s.pcr_raw = s.predicted_class = s.report_url = ""
+        s.case_error = s.case_note = s.run_error = s.pcr_text = s.pcr_raw = s.predicted_class = s.report_url = ""
         s.kinetics_ftv = s.kinetics_worst = s.kinetics_majority = ""
         s.kinetics_possible = s.recurrence_possible = s.crossmodal_possible = False
         self._clear_family_outputs()
@@ -197,7 +198,7 @@ class ViewerApp:
         s.case_index = int(index)
         s.case_title = entry.case_id
         try:
-            self.session.load_case(entry)
+            s.case_note = self.session.load_case(entry)
         except Exception as exc:  # noqa: BLE001 - whatever a bad folder raises becomes one line in the page
             log.warning("case %s: %s", entry.case_id, exc)
             s.case_loaded = False
@@ -438,6 +439,8 @@ class ViewerApp:
                                     click=(self.ctrl.select_case, "[i]"))
                     v.VAlert(v_if="case_error", type="error", density="compact", text=("case_error",),
                              id="case-error", classes="my-2")
+                    v.VAlert(v_if="case_note", type="info", density="compact", text=("case_note",),
+                             id="case-note", classes="my-2")
                     with html.Div(v_if="case_loaded"):
                         html.Div("Clinical variables — {{ case_title }}", classes="text-subtitle-1 mt-2")
                         for f in self.fields:

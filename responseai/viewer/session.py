@@ -102,14 +102,17 @@ class ViewerSession:
         self.opacity = HEATMAP_OPACITY
 
     # -- case -------------------------------------------------------------------------------------
-    def load_case(self, entry: CaseEntry) -> None:
-        """Check the case's phases, then show its reference phase (no node changes on a bad case)."""
+    def load_case(self, entry: CaseEntry) -> str:
+        """Check the case's phases, then show its reference phase (no node changes on a bad case). Returns the note
+        the page shows under the case: which frames of a dynamic series were taken and why ("" for phase files)."""
         if entry.error:
             raise ResponseAIError(entry.error)
         check_phases = family_piece("preprocess:check_phases")
+        note = ""
         if DYNAMIC in entry.files:
             series = read_dynamic(entry.confined(entry.files[DYNAMIC]), "DCE series")
-            images = dynamic_phases(series, parse_frames(entry.dce_frames))[0]
+            images, choice = dynamic_phases(series, parse_frames(entry.dce_frames))
+            note = f"DCE series: {choice.reason}"
         else:
             images = {name: read_image(entry.confined(entry.files[name]), name) for name in PHASES if name in entry.files}
         images = check_phases(images)
@@ -124,6 +127,7 @@ class ViewerSession:
         for view in self._views():
             view.fit_view_to_content()
         log.info("viewer: case %s loaded", entry.case_id)
+        return note
 
     # -- results ----------------------------------------------------------------------------------
     def import_outputs(self, prediction: Path) -> Result:
