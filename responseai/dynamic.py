@@ -2,9 +2,9 @@
 
 Scanners and converters rarely hand a radiologist three separate phase files. A dynamic breast
 exam arrives as **one DICOM series** whose slices repeat at every temporal position (GE, Philips
-and the I-SPY / ACRIN 6698 archives), as **one 4D NIfTI** (dcm2niix) or NRRD, or in Slicer as a
-**sequence**. The families read phases by name (``pre``, ``post1`` early, ``post2`` late); this
-module turns a dynamic series into those names and says which frames it took and why, so the
+and the I-SPY / ACRIN 6698 archives), as **one enhanced multi-frame DICOM** (newer Siemens and Philips;
+:mod:`responseai.enhanced_dicom`), as **one 4D NIfTI** (dcm2niix) or NRRD, or in Slicer as a
+**sequence**. The families read phases by name (``pre``, ``post1`` early, ``post2`` late); this module turns a dynamic series into those names and says which frames it took and why, so the
 choice is visible in every result and can be overridden.
 
 The frame choice (:func:`choose_frames`) is the one the kinetics literature reads (Hylton's
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from responseai.enhanced_dicom import enhanced_frames, is_multiframe_dynamic
 from responseai.errors import InputFileError, InvalidImageError, ResponseAIError
 from responseai.image import Image
 from responseai.io import (
@@ -268,8 +269,11 @@ def dicom_frame_groups(files: Sequence[str], label: str) -> tuple[list[list[str]
 
 
 def _dicom_frames(folder: Path, series_uid: str | None, label: str
-                  ) -> tuple[list[Image], tuple[float, ...] | None, tuple[tuple[str, ...], ...]]:
+                  ) -> tuple[list[Image], tuple[float, ...] | None, tuple[tuple[str, ...], ...] | None]:
     files = dicom_series_files(folder, series_uid, label)
+    if len(files) == 1 and is_multiframe_dynamic(dicom_headers(files)[0]):  # one enhanced file: all time points
+        frames, times = enhanced_frames(files[0], label)
+        return frames, times, None
     split = dicom_frame_groups(files, label)
     groups, times = ([list(files)], None) if split is None else split
     frames = []

@@ -121,18 +121,28 @@ def dicom_headers(files: list[str]) -> list:
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
+def multiframe_positions(header) -> list[tuple[float, ...]]:
+    """The slice position of every frame of an enhanced (multi-frame) DICOM ([] for a classic single-frame one)."""
+    frames = header.get("PerFrameFunctionalGroupsSequence") or []
+    shared = (header.get("SharedFunctionalGroupsSequence") or [None])[0]
+    positions = []
+    for item in frames:
+        group = item if "PlanePositionSequence" in item else shared
+        if group is not None and "PlanePositionSequence" in group:
+            positions.append(_position(group.PlanePositionSequence[0].ImagePositionPatient))
+    return positions
+
+
 def refuse_multiframe_dynamic(headers: list, label: str) -> None:
     """An enhanced (multi-frame) DICOM whose frames repeat their slice positions holds several time points; GDCM would
-    stack them into one volume along z. Refused with the formats that are read instead, before any pixel is."""
+    stack them into one volume along z. Refused where one volume is read, before any pixel is."""
     for header in headers:
-        frames = header.get("PerFrameFunctionalGroupsSequence") or []
-        positions = [_position(item.PlanePositionSequence[0].ImagePositionPatient)
-                     for item in frames if "PlanePositionSequence" in item]
+        positions = multiframe_positions(header)
         if len(set(positions)) < len(positions):
             raise InputFileError(
                 f"{label}: an enhanced multi-frame DICOM with {len(positions)} frames at {len(set(positions))} slice "
-                "positions (a dynamic series in one file), which is not read here: convert it to classic single-frame "
-                "DICOM or a 4D NIfTI (e.g. dcm2niix), or load it in Slicer as a sequence, and give that as the DCE series")
+                "positions (a dynamic series in one file): give it as the DCE series (--dce, or the manifest's dce "
+                "column), which splits its time points")
 
 
 def slice_positions(headers: list) -> list[tuple[float, ...]]:

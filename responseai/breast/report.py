@@ -179,6 +179,9 @@ def report_from_prediction(prediction_dir: str | Path, out_dir: str | Path) -> d
     card = json.loads((prediction_dir / "model_card.json").read_text(encoding="utf-8"))
     if record.get("dce_series"):  # phases taken from one dynamic series: read its post1 frame again
         background, dicom = recorded_frame(record["dce_series"], "post1")
+        if dicom is None and Path(record["dce_series"]["path"]).is_dir():
+            log.warning("no DICOM SEG: the DCE series is one enhanced multi-frame DICOM, and the SEG is written against "
+                        "classic single-frame series only")
     else:
         post1_source = record["inputs"]["post1"]
         background = read_image(post1_source, "post1")

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from dicom_series import write_dicom_series
 from responseai.dynamic import DynamicSeries, choose_frames, parse_frames, read_dynamic
 from responseai.errors import InputFileError, InvalidImageError
-from responseai.image import Image
+from responseai.image import GEOMETRY_TOLERANCE, Image
 from responseai.io import read_image, to_sitk
 
 TIMES = (0.0, 75.0, 150.0, 360.0)  # a 4-frame clinical protocol: pre, two early frames, one late
@@ -26,11 +26,11 @@ def _frames(n: int = 4) -> list[Image]:
                   direction) for k in range(n)]
 
 
-def _same(a: Image, b: Image) -> None:
+def _same(a: Image, b: Image, atol: float = 1e-5) -> None:
     assert np.array_equal(a.array, b.array)
-    np.testing.assert_allclose(a.spacing, b.spacing, atol=1e-6)
-    np.testing.assert_allclose(a.origin, b.origin, atol=1e-5)
-    np.testing.assert_allclose(a.direction, b.direction, atol=1e-5)
+    np.testing.assert_allclose(a.spacing, b.spacing, atol=atol)
+    np.testing.assert_allclose(a.origin, b.origin, atol=atol)
+    np.testing.assert_allclose(a.direction, b.direction, atol=atol)
 
 
 def _tm(seconds: float) -> str:
@@ -128,12 +128,22 @@ def test_times_choose_the_early_frame_and_say_when_the_late_one_is_early():
     assert "may come" not in choose_frames(DynamicSeries(frames, None, "dce")).reason
 
 
-def _enhanced_mr(path: Path) -> None:
-    """A minimal enhanced (multi-frame) MR file: 2 time points × 3 slices in one file, as newer scanners export DCE."""
+def _enhanced_mr(path: Path, frames: list[Image], starts: list[str] | None = None) -> None:
+    """An Enhanced MR file as newer scanners export a DCE series: every slice of every time point one frame, stored
+    slice-major (all time points of slice 0, then slice 1 …), geometry in the functional groups."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.sequence import Sequence as DicomSequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def item(**sequences) -> pydicom.Dataset:
+        group = pydicom.Dataset()
+        for name, values in sequences.items():
+            inner = pydicom.Dataset()
+            for key, value in values.items():
+                setattr(inner, key, value)
+            setattr(group, name, DicomSequence([inner]))
+        return group
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
@@ -143,29 +153,38 @@ def _enhanced_mr(path: Path) -> None:
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "MR"
-    ds.Rows = ds.Columns = 8
-    ds.NumberOfFrames = 6
+    first = frames[0]
+    depth, ds.Rows, ds.Columns = first.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    frames = []
-    for t in range(2):
-        for z in range(3):
-            item = pydicom.Dataset()
-            position = pydicom.Dataset()
-            position.ImagePositionPatient = [0.0, 0.0, 2.0 * z]
-            content = pydicom.Dataset()
-            content.TemporalPositionIndex = t + 1
-            item.PlanePositionSequence, item.FrameContentSequence = DicomSequence([position]), DicomSequence([content])
-            frames.append(item)
-    ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
-    ds.PixelData = np.arange(6 * 64, dtype=np.uint16).tobytes()
+    direction = first.direction
+    ds.SharedFunctionalGroupsSequence = DicomSequence([item(
+        PixelMeasuresSequence={"PixelSpacing": [first.spacing[1], first.spacing[0]], "SliceThickness": first.spacing[2]},
+        PlaneOrientationSequence={"ImageOrientationPatient": [*direction[:, 0], *direction[:, 1]]})])
+    per_frame, pixels = [], []
+    for z in range(depth):
+        position = list(np.asarray(first.origin) + z * first.spacing[2] * direction[:, 2])
+        for t, frame in enumerate(frames):
+            content = {"TemporalPositionIndex": t + 1, **({"FrameAcquisitionDateTime": starts[t]} if starts else {})}
+            per_frame.append(item(PlanePositionSequence={"ImagePositionPatient": position}, FrameContentSequence=content))
+            pixels.append(frame.array[z].astype(np.uint16))
+    ds.NumberOfFrames = len(per_frame)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    ds.PixelData = np.stack(pixels).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 
 
-def test_an_enhanced_multiframe_dynamic_series_is_refused_not_stacked(tmp_path: Path):
-    """GDCM would read its 6 frames as one volume of 6 slices (time stacked along z): refused, with what to do."""
-    _enhanced_mr(tmp_path / "enhanced" / "dce.dcm")
-    for read in (lambda: read_image(tmp_path / "enhanced", "pre"), lambda: read_dynamic(tmp_path / "enhanced")):
-        with pytest.raises(InputFileError, match="enhanced multi-frame DICOM with 6 frames at 3 slice positions.*dcm2niix"):
-            read()
+def test_an_enhanced_multiframe_dynamic_series_splits_into_its_time_points(tmp_path: Path):
+    """GDCM reads its 20 frames as one volume of 20 slices (time stacked along z): the single-volume reader refuses it
+    and says to give it as the DCE series, which splits it — voxels, oblique geometry and frame times exact."""
+    frames = _frames()
+    starts = ["20261203145900", "20261203150015", "20261203150130.5", "20261203150500"]
+    _enhanced_mr(tmp_path / "enhanced" / "dce.dcm", frames, starts)
+    with pytest.raises(InputFileError, match="enhanced multi-frame DICOM with 20 frames at 5 slice positions.*--dce"):
+        read_image(tmp_path / "enhanced", "pre")
+    series = read_dynamic(tmp_path / "enhanced")
+    assert len(series.frames) == 4 and series.times_s == (0.0, 75.0, 150.5, 360.0) and series.files is None
+    for back, frame in zip(series.frames, frames):
+        _same(back, frame, atol=GEOMETRY_TOLERANCE)  # positions as DICOM decimal strings: ~6 significant digits
+    assert choose_frames(series).indices == {"pre": 0, "post1": 2, "post2": 3}
