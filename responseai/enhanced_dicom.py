@@ -35,11 +35,19 @@ def enhanced_frames(path: str, label: str) -> tuple[list[Image], tuple[float, ..
 
     dataset = pydicom.dcmread(path)
     positions = multiframe_positions(dataset)
-    groups = _time_points(dataset, positions)
-    pixels = dataset.pixel_array.reshape(len(positions), int(dataset.Rows), int(dataset.Columns))
-    cosines = np.asarray(_attribute(dataset, 0, "PlaneOrientationSequence", "ImageOrientationPatient"), float)
+    groups = _time_points(dataset, positions, label)
+    orientation = _attribute(dataset, 0, "PlaneOrientationSequence", "ImageOrientationPatient")
+    pixel_spacing = _attribute(dataset, 0, "PixelMeasuresSequence", "PixelSpacing")
+    if orientation is None or pixel_spacing is None:
+        raise InputFileError(f"{label}: the multi-frame DICOM states no {'orientation' if orientation is None else 'pixel spacing'}"
+                             " in its functional groups, so its frames cannot be placed")
+    try:
+        pixels = dataset.pixel_array.reshape(len(positions), int(dataset.Rows), int(dataset.Columns))
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        raise InputFileError(f"{label}: its pixel data cannot be decoded here ({exc})") from exc
+    cosines = np.asarray(orientation, float)
     normal = np.cross(cosines[:3], cosines[3:])
-    row_spacing, column_spacing = (float(v) for v in _attribute(dataset, 0, "PixelMeasuresSequence", "PixelSpacing"))
+    row_spacing, column_spacing = (float(v) for v in pixel_spacing)
     frames = []
     for group in groups:
         order = sorted(group, key=lambda i: float(np.dot(positions[i], normal)))
@@ -64,7 +72,7 @@ def _attribute(dataset, frame: int, sequence: str, name: str):
     return None
 
 
-def _time_points(dataset, positions: Sequence[tuple[float, ...]]) -> list[list[int]]:
+def _time_points(dataset, positions: Sequence[tuple[float, ...]], label: str) -> list[list[int]]:
     """Frame indices per time point: by TemporalPositionIndex when stored, else the k-th frame at each position."""
     indices = [_attribute(dataset, i, "FrameContentSequence", "TemporalPositionIndex") for i in range(len(positions))]
     if all(index is not None for index in indices):
@@ -77,7 +85,7 @@ def _time_points(dataset, positions: Sequence[tuple[float, ...]]) -> list[list[i
             seen[position] = keys[-1] + 1
     groups = [[i for i, key in enumerate(keys) if key == value] for value in sorted(set(keys))]
     if len({len(group) for group in groups}) != 1:
-        raise InputFileError("the time points of this multi-frame DICOM hold different numbers of slices")
+        raise InputFileError(f"{label}: the time points of this multi-frame DICOM hold different numbers of slices")
     return groups
 
 

@@ -91,7 +91,10 @@ def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk
 def dicom_series_files(folder: Path, series_uid: str | None, label: str) -> list[str]:
     """The files of the folder's one DICOM series (or of ``series_uid``), in GDCM's order."""
     reader = sitk.ImageSeriesReader()
-    uids = reader.GetGDCMSeriesIDs(str(folder))
+    try:
+        uids = reader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError as exc:  # GDCM gives up on some malformed files while listing the series
+        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({_gdcm_reason(exc)})") from exc
     if not uids:
         raise InputFileError(f"{label}: no DICOM series found in this folder")
     if series_uid is None:
@@ -102,7 +105,10 @@ def dicom_series_files(folder: Path, series_uid: str | None, label: str) -> list
         series_uid = uids[0]
     elif series_uid not in uids:
         raise InputFileError(f"{label}: series {series_uid} not found; present: {', '.join(uids)}")
-    return list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    try:
+        return list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    except RuntimeError as exc:
+        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({_gdcm_reason(exc)})") from exc
 
 
 def _series_summary(reader: sitk.ImageSeriesReader, folder: Path, uid: str) -> str:
@@ -112,6 +118,12 @@ def _series_summary(reader: sitk.ImageSeriesReader, folder: Path, uid: str) -> s
     files = reader.GetGDCMSeriesFileNames(str(folder), uid)
     header = pydicom.dcmread(files[0], stop_before_pixels=True)
     return f"{header.get('SeriesNumber', '?')} \"{header.get('SeriesDescription', 'no description')}\", {len(files)} files"
+
+
+def _gdcm_reason(exc: RuntimeError) -> str:
+    """The useful part of a GDCM exception (its last non-empty line), not SimpleITK's source path."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def dicom_headers(files: list[str]) -> list:

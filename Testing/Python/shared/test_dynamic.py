@@ -188,3 +188,16 @@ def test_an_enhanced_multiframe_dynamic_series_splits_into_its_time_points(tmp_p
     for back, frame in zip(series.frames, frames):
         _same(back, frame, atol=GEOMETRY_TOLERANCE)  # positions as DICOM decimal strings: ~6 significant digits
     assert choose_frames(series).indices == {"pre": 0, "post1": 2, "post2": 3}
+
+
+def test_an_enhanced_file_that_cannot_be_placed_is_refused_clearly(tmp_path: Path):
+    import pydicom
+
+    _enhanced_mr(tmp_path / "enhanced" / "dce.dcm", _frames(2))
+    ds = pydicom.dcmread(tmp_path / "enhanced" / "dce.dcm")
+    del ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
+    ds.save_as(tmp_path / "enhanced" / "dce.dcm")
+    with pytest.raises(InputFileError, match="cannot be read as a series|states no orientation"):  # GDCM or ours
+        read_dynamic(tmp_path / "enhanced")
+    with pytest.raises(InputFileError, match="cannot be read as a series|states no orientation"):
+        read_image(tmp_path / "enhanced", "pre")
