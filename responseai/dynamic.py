@@ -34,6 +34,7 @@ from responseai.image import Image
 from responseai.io import (
     dicom_headers,
     dicom_series_files,
+    error_reason,
     from_sitk,
     refuse_multiframe_dynamic,
     slice_positions,
@@ -201,7 +202,7 @@ def _file_frames(path: Path, label: str) -> tuple[list[Image], tuple[float, ...]
     try:
         raw = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputFileError(f"{label}: cannot be read as an image ({_last_line(exc)})") from exc
+        raise InputFileError(f"{label}: cannot be read as an image ({error_reason(exc)})") from exc
     if raw.GetDimension() == 4:
         size = list(raw.GetSize())
         frames = []
@@ -283,7 +284,7 @@ def _dicom_frames(folder: Path, series_uid: str | None, label: str
         try:
             frames.append(from_sitk(reader.Execute()))
         except RuntimeError as exc:
-            raise InputFileError(f"{label}: cannot be read as an image ({_last_line(exc)})") from exc
+            raise InputFileError(f"{label}: cannot be read as an image ({error_reason(exc)})") from exc
     shapes = {(f.shape, f.spacing) for f in frames}
     if len(shapes) > 1:
         raise InputFileError(f"{label}: its frames do not share one grid ({len(shapes)} different sizes or spacings)")
@@ -318,6 +319,3 @@ def _frame_times(key: str, groups: list[list]) -> tuple[float, ...] | None:
     starts = [s + 86400.0 if s < starts[0] else s for s in starts]  # a series acquired across midnight
     return tuple(round(s - starts[0], 3) for s in starts)
 
-
-def _last_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -57,8 +57,7 @@ def read_image(path: str | Path, name: str | None = None, series_uid: str | None
     try:
         raw = _read_dicom_series(path, series_uid, label) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(f"{label}: cannot be read as an image ({reason})") from exc
+        raise InputFileError(f"{label}: cannot be read as an image ({error_reason(exc)})") from exc
     frames = raw.GetSize()[3] if raw.GetDimension() == 4 else raw.GetNumberOfComponentsPerPixel()
     if raw.GetDimension() in (3, 4) and frames > 1:
         raise InvalidImageError(
@@ -77,12 +76,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None, label: str) -> sitk
     files = dicom_series_files(folder, series_uid, label)
     headers = dicom_headers(files)
     refuse_multiframe_dynamic(headers, label)
-    positions = slice_positions(headers)
-    if len(set(positions)) < len(positions):
-        raise InputFileError(
-            f"{label}: this DICOM series repeats its slice positions ({len(positions)} files at {len(set(positions))} "
-            "positions): it is a dynamic (DCE) series with several frames; give it as the DCE series (--dce, or the "
-            "manifest's dce column) so its frames are split and named")
+    _refuse_repeated(slice_positions(headers), label, "this DICOM series", "files")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()
@@ -94,34 +88,36 @@ def dicom_series_files(folder: Path, series_uid: str | None, label: str) -> list
     try:
         uids = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as exc:  # GDCM gives up on some malformed files while listing the series
-        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({_gdcm_reason(exc)})") from exc
+        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({error_reason(exc)})") from exc
     if not uids:
         raise InputFileError(f"{label}: no DICOM series found in this folder")
     if series_uid is None:
         if len(uids) > 1:
-            listed = "; ".join(_series_summary(reader, folder, uid) for uid in uids)
+            listed = "; ".join(_series_summary(reader, folder, uid, label) for uid in uids)
             raise InputFileError(f"{label}: {len(uids)} DICOM series in one folder ({listed}): give the folder of one "
                                  "series (a phase, or the whole dynamic series as the DCE series)")
         series_uid = uids[0]
     elif series_uid not in uids:
         raise InputFileError(f"{label}: series {series_uid} not found; present: {', '.join(uids)}")
+    return _series_files(reader, folder, series_uid, label)
+
+
+def _series_files(reader: sitk.ImageSeriesReader, folder: Path, uid: str, label: str) -> list[str]:
     try:
-        return list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+        return list(reader.GetGDCMSeriesFileNames(str(folder), uid))
     except RuntimeError as exc:
-        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({_gdcm_reason(exc)})") from exc
+        raise InputFileError(f"{label}: its DICOM files cannot be read as a series ({error_reason(exc)})") from exc
 
 
-def _series_summary(reader: sitk.ImageSeriesReader, folder: Path, uid: str) -> str:
+def _series_summary(reader: sitk.ImageSeriesReader, folder: Path, uid: str, label: str) -> str:
     """'number "description", N files' of one series, read from its first file's header (for a choice the user makes)."""
-    import pydicom
-
-    files = reader.GetGDCMSeriesFileNames(str(folder), uid)
-    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    files = _series_files(reader, folder, uid, label)
+    header = dicom_headers(files[:1])[0]
     return f"{header.get('SeriesNumber', '?')} \"{header.get('SeriesDescription', 'no description')}\", {len(files)} files"
 
 
-def _gdcm_reason(exc: RuntimeError) -> str:
-    """The useful part of a GDCM exception (its last non-empty line), not SimpleITK's source path."""
+def error_reason(exc: Exception) -> str:
+    """The useful part of an ITK / GDCM exception (its last non-empty line), not SimpleITK's source path."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
@@ -149,12 +145,16 @@ def refuse_multiframe_dynamic(headers: list, label: str) -> None:
     """An enhanced (multi-frame) DICOM whose frames repeat their slice positions holds several time points; GDCM would
     stack them into one volume along z. Refused where one volume is read, before any pixel is."""
     for header in headers:
-        positions = multiframe_positions(header)
-        if len(set(positions)) < len(positions):
-            raise InputFileError(
-                f"{label}: an enhanced multi-frame DICOM with {len(positions)} frames at {len(set(positions))} slice "
-                "positions (a dynamic series in one file): give it as the DCE series (--dce, or the manifest's dce "
-                "column), which splits its time points")
+        _refuse_repeated(multiframe_positions(header), label, "this enhanced multi-frame DICOM", "frames")
+
+
+def _refuse_repeated(positions: list[tuple[float, ...]], label: str, source: str, unit: str) -> None:
+    """Slice positions that repeat mark a dynamic series: read as one volume it would interleave its time points."""
+    if len(set(positions)) < len(positions):
+        raise InputFileError(
+            f"{label}: {source} repeats its slice positions ({len(positions)} {unit} at {len(set(positions))} "
+            "positions): it is a dynamic (DCE) series with several time points; give it as the DCE series (--dce, or "
+            "the manifest's dce column), which splits and names them")
 
 
 def slice_positions(headers: list) -> list[tuple[float, ...]]:

@@ -21,6 +21,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -228,6 +229,15 @@ def _check_ids(frame: pd.DataFrame, schema: ManifestSchema, problems: list[str])
             problems.append(f"{where}: duplicate patient id (first on line {earlier + 2})")
 
 
+def _empty(raw: str) -> bool:
+    """A cell with no value (pandas reads an empty CSV cell as NaN)."""
+    return not raw or raw.lower() in ("nan", "na")
+
+
+def _filled(row: pd.Series, name: str) -> bool:
+    return not _empty(str(row.get(name, "")).strip())
+
+
 def _check_one_of(frame: pd.DataFrame, schema: ManifestSchema, needed: list[str], mapping: Mapping[str, str],
                   problems: list[str]) -> None:
     """Each row fills one whole group of ``schema.one_of`` (unless the command needs a group's columns anyway).
@@ -252,10 +262,7 @@ def _check_one_of(frame: pd.DataFrame, schema: ManifestSchema, needed: list[str]
                             f"{', '.join(frame.columns) or 'no columns'} (map another name with --columns {name}=NAME)")
         return
     for index, row in frame.iterrows():
-        def filled(name: str) -> bool:
-            raw = str(row.get(name, "")).strip()
-            return bool(raw) and raw.lower() not in ("nan", "na")
-
+        filled = partial(_filled, row)
         if not any(all(map(filled, g)) for g in schema.one_of):
             group, others = closest(filled)
             for name in [c for c in group if not filled(c)]:
@@ -298,7 +305,7 @@ def read_manifest(
         for column in present:
             raw = str(row[column.name]).strip()
             value, problem = None, None
-            if not raw or raw.lower() in ("nan", "na"):
+            if _empty(raw):
                 if column.name in needed:
                     problem = "empty, but required"
             elif column.kind == "path":

@@ -181,7 +181,8 @@ def test_an_enhanced_multiframe_dynamic_series_splits_into_its_time_points(tmp_p
     frames = _frames()
     starts = ["20261203145900", "20261203150015", "20261203150130.5", "20261203150500"]
     _enhanced_mr(tmp_path / "enhanced" / "dce.dcm", frames, starts)
-    with pytest.raises(InputFileError, match="enhanced multi-frame DICOM with 20 frames at 5 slice positions.*--dce"):
+    with pytest.raises(InputFileError, match=r"enhanced multi-frame DICOM repeats its slice positions \(20 frames at 5 "
+                                             r"positions\).*--dce"):
         read_image(tmp_path / "enhanced", "pre")
     series = read_dynamic(tmp_path / "enhanced")
     assert len(series.frames) == 4 and series.times_s == (0.0, 75.0, 150.5, 360.0) and series.files is None
