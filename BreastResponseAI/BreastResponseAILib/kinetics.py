@@ -32,6 +32,7 @@ from responseai.slicer_bridge.jobs import PredictionJob, job_environment, python
 from responseai.slicer_bridge.nodes import (
     add_sequence_phases,
     add_volume_node,
+    frame_times,
     read_tumour_segment,
     update_volume_node,
     volume_node_to_image,
@@ -40,6 +41,7 @@ from responseai.slicer_bridge.outputs import heatmap_color_node, label_color_tab
 
 PE_WINDOW = (0.0, 250.0)  # %: fat ≈ 0, strongly enhancing lesions 100–250
 SER_WINDOW = (0.0, 2.0)
+TIME_COLUMNS = {"baseline": "time (s)", "followup": "follow-up time (s)"}  # the curves table's x columns
 
 
 @dataclass
@@ -183,6 +185,10 @@ class KineticsLogic:
             command += ["--followup-mask", str(write_image(followup_mask, inputs / "followup_mask.nrrd"))]
         if bspline:
             command.append("--bspline")
+        times = {field: frame_times(nodes, PHASES) for field, nodes in
+                 (("phase_times_s", phase_nodes), ("followup_phase_times_s", followup_nodes or {}))}
+        if any(times.values()):  # exams taken from timed sequences: their curves at the frames' own times
+            command += ["--config", json.dumps({k: v for k, v in times.items() if v})]
         return KineticsJob(folder, command, job_environment(), case_name, phase_nodes["post1"])
 
     def _read_followup(self, nodes: dict, segmentation_node) -> tuple[dict[str, Image], Image | None]:
@@ -225,11 +231,16 @@ class KineticsLogic:
     def _set_curves(self, outputs: KineticsOutputs, case_name: str, old: dict) -> None:
         """A table of the mean curves (one column per group and timepoint) plotted by one series each."""
         record = outputs.record
-        columns = {"time (s)": [float(t) for t in record["config"]["phase_times_s"]]}
+        config = record["config"]
+        columns = {TIME_COLUMNS["baseline"]: [float(t) for t in config["phase_times_s"]]}
+        x_column = {}
         for timepoint, label in (("baseline", ""), ("followup", " (follow-up)")):
             for group, values in ((record.get(timepoint) or {}).get("curves") or {}).items():
                 if values is not None:
-                    columns[f"{group}{label}"] = values
+                    columns[f"{group}{label}"], x_column[f"{group}{label}"] = values, TIME_COLUMNS[timepoint]
+        if any(x == TIME_COLUMNS["followup"] for x in x_column.values()):  # each exam at its own frame times
+            columns[TIME_COLUMNS["followup"]] = [float(t) for t in config.get("followup_phase_times_s",
+                                                                                config["phase_times_s"])]
         table = old.get("curves") if _present(self.scene, old.get("curves")) else \
             self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{case_name} curves")
         table.SetName(f"{case_name} curves")
@@ -238,17 +249,17 @@ class KineticsLogic:
             self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{case_name} curves")
         chart.SetName(f"{case_name} time–intensity curves")
         chart.SetTitle("Time–intensity curves of the lesion ROI")
-        chart.SetXAxisTitle("time (s, nominal)")
+        chart.SetXAxisTitle("time (s; nominal unless a DCE series gave the frames' times)")
         chart.SetYAxisTitle("mean relative enhancement (%)")
         chart.RemoveAllPlotSeriesNodeIDs()
         colours = {name: CLASS_COLORS[value] for value, name in CLASS_NAMES.items()}
         series = {}
-        for name in list(columns)[1:]:
+        for name in x_column:
             node = outputs.series.get(name)
             if not _present(self.scene, node):
                 node = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
             node.SetAndObserveTableNodeID(table.GetID())
-            node.SetXColumnName("time (s)")
+            node.SetXColumnName(x_column[name])
             node.SetYColumnName(name)
             node.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
             node.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)

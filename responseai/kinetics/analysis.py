@@ -58,7 +58,9 @@ class KineticsConfig:
     ser_bins: tuple[float, float] = (0.9, 1.3)  # SER partition of the FTV: < 0.9, 0.9–1.3, > 1.3
     worst_min_fraction: float = 0.10  # share of the classified ROI voxels a class needs to be the worst curve
     worst_min_voxels: int = 3
-    phase_times_s: tuple[float, float, float] = (0.0, 120.0, 420.0)  # for the curve plot only: nominal, or a DCE series' own
+    # the curve plot's x axis only, per exam: nominal, or the chosen frames' own times when a DCE series gave them
+    phase_times_s: tuple[float, float, float] = (0.0, 120.0, 420.0)
+    followup_phase_times_s: tuple[float, float, float] = (0.0, 120.0, 420.0)
 
     def __post_init__(self) -> None:
         if not self.washout_below < self.persistent_above:
@@ -69,6 +71,8 @@ class KineticsConfig:
             raise ValueError("background_fraction must be in (0, 1)")
         if not self.ser_bins[0] < self.ser_bins[1]:
             raise ValueError("ser_bins must increase")
+        if any(len(t) != 3 or not t[0] < t[1] < t[2] for t in (self.phase_times_s, self.followup_phase_times_s)):
+            raise ValueError("phase times must be three increasing seconds (pre, post1, post2)")
 
     def record(self) -> dict:
         return asdict(self)

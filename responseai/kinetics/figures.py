@@ -68,8 +68,10 @@ def kinetic_map_png(background: Image, classes: Image, roi: Image, ftv_slice_wei
     return path
 
 
-def curves_png(curves: Mapping[str, Mapping[str, list[float] | None]], times_s: tuple[float, ...], path: Path) -> Path:
-    """Mean relative enhancement per phase; one line per voxel group, dashed for the follow-up."""
+def curves_png(curves: Mapping[str, Mapping[str, list[float] | None]], times_s: Mapping[str, tuple[float, ...]],
+               path: Path) -> Path:
+    """Mean relative enhancement per phase; one line per voxel group, dashed for the follow-up, each exam at its own
+    phase times (the ticks are the baseline's; a follow-up at other times says them in its legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,12 +80,14 @@ def curves_png(curves: Mapping[str, Mapping[str, list[float] | None]], times_s: 
     colours = {name: CLASS_COLORS[value] for value, name in CLASS_NAMES.items()}
     figure, axes = plt.subplots(figsize=(4.2, 4.2), dpi=DPI)
     for timepoint, style in (("baseline", "-"), ("followup", "--")):
+        times = times_s[timepoint]
+        other_times = timepoint == "followup" and tuple(times) != tuple(times_s["baseline"])
+        label = "follow-up" + (f", at {' / '.join(f'{t:g}' for t in times)} s" if other_times else "") \
+            if timepoint == "followup" else timepoint
         for group, values in (curves.get(timepoint) or {}).items():
-            if values is None:
-                continue
-            axes.plot(times_s, values, style, marker="o", color=colours.get(group, "0.2"),
-                      label=f"{group} ({'follow-up' if timepoint == 'followup' else timepoint})")
-    axes.set_xticks(times_s, [f"{p}\n{t:g} s" for p, t in zip(PHASES, times_s)], fontsize=7)
+            if values is not None:
+                axes.plot(times, values, style, marker="o", color=colours.get(group, "0.2"), label=f"{group} ({label})")
+    axes.set_xticks(times_s["baseline"], [f"{p}\n{t:g} s" for p, t in zip(PHASES, times_s["baseline"])], fontsize=7)
     axes.set_ylabel("mean relative enhancement (%)", fontsize=8)
     axes.set_title("Time–intensity curves of the lesion ROI", fontsize=9)
     axes.grid(alpha=0.3)

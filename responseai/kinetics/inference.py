@@ -216,18 +216,22 @@ def analyse_and_write(case: KineticsInputs, settings: AnalysisSettings, out: str
     """One patient end to end (the command and each cohort case): analysis, then its folder, all or nothing."""
     progress = progress or (lambda pct, msg: None)
     result = predict_kinetics(case.phases, case.mask, case.followup_phases, case.followup_mask,
-                              _with_series_times(settings.config, case.dynamic.get("baseline")),
+                              _with_series_times(settings.config, case.dynamic),
                               case.patient_id, case.followup_patient_id, settings.bspline, settings.resample, progress)
     progress(90, "writing results")
     write_result(result, out, case.files, case.case_id, case.dynamic)
     return result
 
 
-def _with_series_times(config: KineticsConfig, series: Mapping | None) -> KineticsConfig:
-    """The curve plot's x axis at the baseline series' own frame times when it gave them (else the nominal ones)."""
-    if not series or series.get("times_s") is None or set(series["frames"]) != set(PHASES):
-        return config
-    return replace(config, phase_times_s=tuple(float(series["times_s"][series["frames"][p]]) for p in PHASES))
+def _with_series_times(config: KineticsConfig, dynamic: Mapping[str, Mapping]) -> KineticsConfig:
+    """Each exam's curve at its own series' frame times when it gave them (else the nominal ones): a follow-up
+    acquired with another protocol must not be drawn at the baseline's times."""
+    times = {}
+    for exam, field in (("baseline", "phase_times_s"), ("followup", "followup_phase_times_s")):
+        series = dynamic.get(exam)
+        if series and series.get("times_s") is not None and set(series["frames"]) == set(PHASES):
+            times[field] = tuple(float(series["times_s"][series["frames"][p]]) for p in PHASES)
+    return replace(config, **times)
 
 
 def _analysis_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,11 +44,12 @@ THRESHOLD_LABELS = {
     "worst_min_fraction": "Worst curve: class share at least",
     "worst_min_voxels": "Worst curve: voxels at least",
     "phase_times_s": "Phase times (s, plot only; nominal unless a DCE series gave them)",
+    "followup_phase_times_s": "Follow-up phase times (s, plot only; nominal unless a DCE series gave them)",
 }
 LEGEND = ("Colours: kinetic class of each voxel enhancing at least {min_pe:g} % early (blue persistent: late change "
           "> {up:+g} %; yellow plateau; red washout: < {down:+g} %) over post-contrast 1, axial, anterior up, patient's "
           "right on the left; cyan: lesion ROI. Follow-up shown on the baseline grid after registration. Curves: mean "
-          "relative enhancement per phase (nominal times).")
+          "relative enhancement per phase, each exam at its phase times (nominal unless a DCE series gave them).")
 
 
 def _ml(value: float | None) -> str:
@@ -93,7 +94,8 @@ def build_kinetics_report(record: Mapping, created: str | None = None, with_imag
     """The kinetics report from ``result.json`` fields (see the module docstring)."""
     config, baseline, followup = record["config"], record["baseline"], record.get("followup")
     sections = [("Inputs", list(record["inputs"].items()) or [("Inputs", "not recorded")]),
-                ("Thresholds", [(THRESHOLD_LABELS.get(name, name), value) for name, value in config.items()]),
+                ("Thresholds", [(THRESHOLD_LABELS.get(name, name), value) for name, value in config.items()
+                                if followup is not None or name != "followup_phase_times_s"]),
                 ("Baseline", _timepoint_rows(baseline))]
     headline = {"label": "Baseline FTV", "value": _ml(baseline["ftv_ml"]),
                 "detail": f"worst curve {baseline['worst_curve'] or 'none'}; PE threshold {config['pe_threshold']:g} %"}
@@ -133,7 +135,10 @@ def _pictures(prediction_dir: Path, record: Mapping, work: Path) -> dict[str, Pa
         pictures["followup_map"] = kinetic_map_png(followup_post1, followup_classes, roi, ftv,
                                                    work / "followup_map.png", "Follow-up (registered)")
     curves = {"baseline": record["baseline"]["curves"], "followup": (record.get("followup") or {}).get("curves")}
-    pictures["curves"] = curves_png(curves, tuple(record["config"]["phase_times_s"]), work / "curves.png")
+    config = record["config"]
+    times = {"baseline": tuple(config["phase_times_s"]),
+             "followup": tuple(config.get("followup_phase_times_s", config["phase_times_s"]))}
+    pictures["curves"] = curves_png(curves, times, work / "curves.png")
     return pictures
 
 

@@ -8,7 +8,7 @@ test can hold several scenes and nothing depends on the application object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -22,6 +22,8 @@ from responseai.image import Image
 from responseai.io import TUMOUR_SEGMENT, validate_mask
 
 TUMOUR_COLOR = (0.95, 0.84, 0.16)
+# a phase node made from a timed sequence frame keeps the frame's start (s after frame 0) for the kinetics curves
+FRAME_TIME_ATTRIBUTE = "ResponseAI.FrameTimeSeconds"
 
 
 def _matrix_to_array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -122,8 +124,20 @@ def add_sequence_phases(scene, sequence_node, frames: str | None = None,
     if check is not None:
         with frames_named(choice):
             check(phases)
-    where = choice.sources(series)
-    return {name: add_volume_node(scene, image, f"{name}: {where[name]}") for name, image in phases.items()}, choice.reason
+    where, nodes = choice.sources(series), {}
+    for name, image in phases.items():
+        nodes[name] = add_volume_node(scene, image, f"{name}: {where[name]}")
+        if series.times_s is not None:
+            nodes[name].SetAttribute(FRAME_TIME_ATTRIBUTE, f"{series.times_s[choice.indices[name]]:g}")
+    return nodes, choice.reason
+
+
+def frame_times(phase_nodes: Mapping[str, object], phases: Sequence[str]) -> tuple[float, ...] | None:
+    """The phases' frame times (s) when every one came from a timed sequence (``add_sequence_phases``), else None:
+    a plot at partly known times would mislead more than the nominal ones."""
+    values = [node.GetAttribute(FRAME_TIME_ATTRIBUTE) if node is not None else None
+              for node in (phase_nodes.get(p) for p in phases)]
+    return None if any(v is None for v in values) else tuple(float(v) for v in values)
 
 
 def _node_ids(scene) -> set[str]:

@@ -78,7 +78,7 @@ def test_baseline_only(case_files, tmp_path: Path):
 
 def test_dynamic_series_give_the_same_kinetics_as_the_phases(case_files, kinetics_case, tmp_path: Path):
     """Baseline as one dynamic DICOM series (times: the frame nearest 120 s is the early one, a 40-s frame before it
-    is skipped; the curve plot takes the frames' own times), follow-up as one 4D NIfTI (no times: frame order): the
+    is skipped; the curve plot takes the frames' own times), follow-up as one Slicer sequence NRRD at other times: the
     same kinetics as the phase files, and the report reads its pictures from the series' frames."""
     import SimpleITK as sitk
 
@@ -89,13 +89,15 @@ def test_dynamic_series_give_the_same_kinetics_as_the_phases(case_files, kinetic
     frames = [baseline["pre"], baseline["pre"], baseline["post1"], baseline["post2"]]  # scanner units (int16)
     for k, (frame, time) in enumerate(zip(frames, ("100000", "100040", "100150", "100620"))):
         write_dicom_series(frame, tmp_path / "baseline", tags={"0020|0100": str(k + 1), "0008|0032": time}, frame=k)
-    followup = [kinetics_case.followup.phases[p] for p in PHASES]
-    sitk.WriteImage(sitk.JoinSeries([to_sitk(im) for im in followup]), str(tmp_path / "followup.nii.gz"))
+    followup = sitk.Compose([to_sitk(kinetics_case.followup.phases[p]) for p in PHASES])
+    followup.SetMetaData("axis 0 index values", "0 95 400")  # another protocol's times than the baseline's
+    followup.SetMetaData("axis 0 index unit", "s")
+    sitk.WriteImage(followup, str(tmp_path / "followup.seq.nrrd"))
     common = [*_argv(case_files, ["mask", "followup-mask"]), "--patient-id", "P1", "--followup-patient-id", "P1",
               "--resample"]  # a left-handed grid comes back right-handed from DICOM: the ROI is resampled onto it
     dynamic, phases = tmp_path / "dynamic", tmp_path / "phases"
     assert main(["predict", "kinetics", "--dce", str(tmp_path / "baseline"),
-                 "--followup-dce", str(tmp_path / "followup.nii.gz"), *common, "--out", str(dynamic)]) == 0
+                 "--followup-dce", str(tmp_path / "followup.seq.nrrd"), *common, "--out", str(dynamic)]) == 0
     names = [*PHASES, *(f"followup-{p}" for p in PHASES)]
     assert main(["predict", "kinetics", *_argv(case_files, names), *common, "--out", str(phases)]) == 0
     got, want = (json.loads((d / "result.json").read_text(encoding="utf-8")) for d in (dynamic, phases))
@@ -103,7 +105,8 @@ def test_dynamic_series_give_the_same_kinetics_as_the_phases(case_files, kinetic
     assert got["dce_series"]["followup"]["frames"] == {"pre": 0, "post1": 1, "post2": 2}
     assert got["dce_series"]["baseline"]["times_s"] == [0.0, 40.0, 110.0, 380.0]
     assert got["config"]["phase_times_s"] == [0.0, 110.0, 380.0]  # the plot at the chosen frames' own times
-    assert want["config"]["phase_times_s"] == [0.0, 120.0, 420.0]  # phase files: the nominal times
+    assert got["config"]["followup_phase_times_s"] == [0.0, 95.0, 400.0]  # the follow-up at its own, not the baseline's
+    assert want["config"]["phase_times_s"] == want["config"]["followup_phase_times_s"] == [0.0, 120.0, 420.0]  # nominal
     assert got["baseline"]["ftv_ml"] == pytest.approx(want["baseline"]["ftv_ml"], rel=0.02)
     assert got["baseline"]["majority_class"] == want["baseline"]["majority_class"]
     assert got["changes"]["delta_ftv_percent"] == pytest.approx(want["changes"]["delta_ftv_percent"], abs=2.0)

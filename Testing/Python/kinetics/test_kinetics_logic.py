@@ -78,10 +78,15 @@ def test_bad_inputs_are_refused_before_any_job(slicer_app, kinetics_case, tmp_pa
     assert not (tmp_path / "c").exists()
 
 
-def test_a_followup_loaded_as_a_sequence_fills_the_followup_phases(slicer_app, kinetics_case):
+def test_a_followup_loaded_as_a_sequence_fills_the_followup_phases(slicer_app, kinetics_case, tmp_path):
     """The follow-up exam as one sequence (frames at 0 / 100 / 400 s): its three phases as volume nodes, exactly the
-    follow-up's voxels; a sequence of two frames is refused before any node is added (kinetics needs post2)."""
-    from BreastResponseAILib.kinetics import KineticsLogic
+    follow-up's voxels, its curves plotted at those times (the baseline's phase nodes at the nominal ones); a sequence
+    of two frames is refused before any node is added (kinetics needs post2)."""
+    import json
+
+    import slicer
+
+    from BreastResponseAILib.kinetics import TIME_COLUMNS, KineticsLogic
 
     followup = kinetics_case.followup.phases
     sequence = add_sequence(slicer_app.scene, [followup[p] for p in ("pre", "post1", "post2")], ["0", "100", "400"])
@@ -89,6 +94,18 @@ def test_a_followup_loaded_as_a_sequence_fills_the_followup_phases(slicer_app, k
     assert "frame 1 (100 s)" in reason and "frame 2 (400 s, the last)" in reason
     for phase, node in nodes.items():
         assert np.array_equal(volume_node_to_image(node).array, followup[phase].array)
+    baseline, segmentation = _exam_nodes(slicer_app.scene, kinetics_case.baseline, "t0")
+    logic = KineticsLogic(slicer_app.scene)
+    job = logic.prepare_job("case", baseline, segmentation, nodes, folder=tmp_path / "job")
+    config = json.loads(job.command[job.command.index("--config") + 1])
+    assert config == {"followup_phase_times_s": [0.0, 100.0, 400.0]}
+    outputs = logic.run(job)
+    table = slicer.util.arrayFromTableColumn
+    curves = outputs.nodes["curves"]
+    assert list(table(curves, TIME_COLUMNS["baseline"])) == [0.0, 120.0, 420.0]
+    assert list(table(curves, TIME_COLUMNS["followup"])) == [0.0, 100.0, 400.0]
+    assert outputs.series["washout (follow-up)"].GetXColumnName() == TIME_COLUMNS["followup"]
+    assert outputs.series["washout"].GetXColumnName() == TIME_COLUMNS["baseline"]
     short = add_sequence(slicer_app.scene, [followup["pre"], followup["post1"]], ["0", "100"], name="two frames")
     count = slicer_app.scene.GetNumberOfNodes()
     with pytest.raises(MissingPhaseError, match="post2"):
