@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -519,13 +520,19 @@ def _pcr(rng, clinical: dict, features: dict) -> tuple[float, float, float, int]
     return logit, noise, prob, int(rng.random() < prob)
 
 
+def image_logit(features: Mapping[str, object] | pd.DataFrame) -> float | np.ndarray:
+    """The rule's image part alone, of one case's features or of truth.csv's columns (its ``image_logit``, the
+    column the pCR evaluation's ceilings read)."""
+    return sum(LABEL_RULE["weights"][term] * (np.asarray(features[column], dtype=float) + offset)
+               for term, (column, offset) in IMAGE_TERMS.items())
+
+
 def label_ceilings(truth: pd.DataFrame) -> dict[str, float]:
     """Prevalence and noiseless AUCs of the rule on a cohort's ``truth.csv`` (combined logit, its image terms only,
     its clinical terms only): what a perfect reader of each part could reach, to judge a model against."""
     from sklearn.metrics import roc_auc_score
 
-    weights = LABEL_RULE["weights"]
-    image = sum(weights[term] * (truth[column].astype(float) + offset) for term, (column, offset) in IMAGE_TERMS.items())
+    image = image_logit(truth)
     y, eta = truth["pcr"].astype(int), truth["pcr_logit"].astype(float)
     return {"n": len(truth), "prevalence": float(y.mean()), "auc_combined": float(roc_auc_score(y, eta)),
             "auc_image_terms": float(roc_auc_score(y, image)), "auc_clinical_terms": float(roc_auc_score(y, eta - image))}
@@ -720,7 +727,7 @@ def generate_case(seed: int, index: int, out: Path) -> tuple[dict, dict]:
              "bpe": bpe, "bpe_amplitude": round(bpe_amp, 3), "benign": int(benign), "benign_side": benign_side,
              "n_abnormal_nodes": n_abn, "im_node": int(cn == "N3"), "motion_mm": round(shift, 2),
              "motion_deg": round(angle, 2), "t1_s": site.t1_s, "t2_s": site.t2_s,
-             "pcr_logit": round(logit, 3), "pcr_noise": round(noise, 3), "pcr_probability": round(prob, 3), "pcr": pcr}
+             "pcr_logit": round(logit, 3), "image_logit": round(float(image_logit(features)), 3), "pcr_noise": round(noise, 3), "pcr_probability": round(prob, 3), "pcr": pcr}
     return row, truth
 
 
