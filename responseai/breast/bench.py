@@ -23,12 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from responseai.breast.constants import BREAST_SCHEMA
+from responseai.image import Image
+from responseai.io import resample_to
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +41,25 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def on_grid(phases: dict[str, Image], grid_zyx: Sequence[int]) -> dict[str, Image]:
+    """The phases resampled (linear) onto a ``grid_zyx`` grid spanning the same field of view: a phantom exam as a
+    high-resolution clinical acquisition would store it (e.g. 176 × 512 × 512), to measure what size costs."""
+    post1 = phases["post1"]
+    extent = np.asarray(post1.spacing) * np.asarray(post1.shape[::-1])
+    spacing = tuple(extent / np.asarray(grid_zyx[::-1], float))
+    reference = Image(np.zeros(tuple(grid_zyx), np.uint8), spacing, post1.origin, post1.direction)
+    return {name: resample_to(image, reference) for name, image in phases.items()}
+
+
 def bench_case(weights_path: str | Path | None = None, n_cases: int = 10, seed: int = 3, threads: int = 2,
-               seg_weights: str | Path | None = None) -> dict:
+               seg_weights: str | Path | None = None, grid_zyx: Sequence[int] | None = None) -> dict:
     """Time one whole exam as a user runs it: checks, breast region + tumour segmentation, pCR, maps.
 
     The first call (model loads + warm-up) is reported separately; the per-case numbers are the
     median / p95 / mean of the following ``n_cases`` calls on full phantom exams (both breasts,
-    heart, axillae in the field of view). Memory: peak RSS of the process (which includes the
-    Python, torch and MONAI imports) and its growth during inference.
+    heart, axillae in the field of view), each on its own grid or resampled onto ``grid_zyx``
+    (made before its clock starts, one exam in memory at a time). Memory: peak RSS of the process
+    (which includes the Python, torch and MONAI imports) and its growth during inference.
     """
     from responseai.breast.inference import make_case, run_case
     from responseai.breast.pcr.inference import DEFAULT
@@ -53,22 +67,23 @@ def bench_case(weights_path: str | Path | None = None, n_cases: int = 10, seed: 
 
     torch.set_num_threads(threads)
     weights_path = Path(weights_path or DEFAULT)
-    cases = [generate_case(seed, i) for i in range(n_cases + 1)]
     silent = lambda percent, message: None  # noqa: E731 - no progress lines inside a benchmark
-    rss_before = _peak_rss_mb()
+    rss_before, shapes = _peak_rss_mb(), set()
 
-    def run(case) -> float:
+    def run(index: int) -> float:
+        case = generate_case(seed, index)
+        phases = on_grid(case.phases, grid_zyx) if grid_zyx else case.phases
+        shapes.add(tuple(phases["post1"].shape))
         start = time.perf_counter()
-        run_case(make_case(case.patient_id, case.phases, case.clinical), seg_weights, weights_path, silent)
+        run_case(make_case(case.patient_id, phases, case.clinical), seg_weights, weights_path, silent)
         return time.perf_counter() - start
 
-    first = run(cases[0])
-    times = [run(case) for case in cases[1:]]
-    times_arr = np.asarray(times)
+    first = run(0)
+    times_arr = np.asarray([run(i) for i in range(1, n_cases + 1)])
     result = {
         "weights": str(weights_path),
         "n_cases": n_cases,
-        "input_shapes_zyx": sorted({tuple(c.phases["post1"].shape) for c in cases}),
+        "input_shapes_zyx": sorted(shapes),
         "what": "check phases, segment (breast region + tumour), pCR, attention and Grad-CAM on the input grid",
         "threads": threads,
         "device": "cpu",
@@ -188,12 +203,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare one cohort process with one process per case on the first --n cases")
     parser.add_argument("--torchrun", type=int, default=0, metavar="N",
                         help="with --cohort: also run the cohort under torchrun with N processes sharing --threads")
+    parser.add_argument("--grid", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                        help="resample each exam onto this grid over its field of view (a large clinical exam)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cohort:
         result = bench_cohort(args.cohort, args.n, args.threads, args.torchrun)
     else:
-        result = bench_case(args.weights, args.n, threads=args.threads, seg_weights=args.seg_weights)
+        result = bench_case(args.weights, args.n, threads=args.threads, seg_weights=args.seg_weights, grid_zyx=args.grid)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
