@@ -62,9 +62,10 @@ from training.engine import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "breast_pcr"
-MODEL_VERSION = "1.4.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its
+MODEL_VERSION = "1.5.0"  # 1.1: batch-normalised encoder, optional kinetic-feature term; 1.2: step 3 kept at its
 # best val epoch; 1.3: the same model trained on five phantom seeds (training/build_pcr_weights.sh); 1.4: step 3
-# keeps step 2's image branch frozen (--encoder-lr-factor 0)
+# keeps step 2's image branch frozen (--encoder-lr-factor 0); 1.5: the kinetic-feature term without initial
+# enhancement (docs/pcr-evaluation/no-initial-enhancement/RULE.md)
 CLASSES = ["no pCR", "pCR"]
 THRESHOLD_RULE = "max Youden J (sensitivity + specificity − 1) on split == 'val' rows only"
 MANIFEST_NEEDS = {"require": (*REQUIRED_PHASES, "split", "site", "mask", "pcr"), "need_splits": ("train", "val")}

@@ -30,7 +30,7 @@ class Cohort:
     images: np.ndarray  # N×C×Z×Y×X float32
     masks: np.ndarray  # N×Z×Y×X uint8
     clinical: np.ndarray  # N×F float32 (encoded with the training encoder)
-    radiomics: np.ndarray  # N×6 float32: the tumour's kinetic features (features.FEATURES) on the crop
+    radiomics: np.ndarray  # N×F float32: the tumour's kinetic features (features.FEATURES) on the crop
     labels: np.ndarray  # N int
     encoder: ClinicalEncoder
     manifest: Path

@@ -1,7 +1,10 @@
 """Hand-made kinetic features of the tumour on the pCR crop: the image-only reference a deep model must beat.
 
-A radiologist's reading of a DCE lesion in numbers: initial enhancement, washout, enhancement
-heterogeneity, rim versus core, and enhancement in a shell just outside the tumour. Computed on
+A radiologist's reading of a DCE lesion in numbers: washout, enhancement heterogeneity, rim versus
+core, and enhancement in a shell just outside the tumour. Not the initial enhancement level (dropped in
+pCR 1.5): the training phantom's tumours enhance ~75 % early, every other generator's and most real
+cancers' well over 100 %, so on most realistic exams that feature lay beyond 4 SD of its training range
+and the model extrapolated (docs/pcr-evaluation/no-initial-enhancement/RULE.md). Computed on
 the same canonical crop the network sees (channels pre, post1, post2, post1 − pre, all in the
 exam's intensity unit), so the comparison is about the model, not the preprocessing.
 
@@ -16,7 +19,7 @@ from scipy import ndimage
 
 from responseai.errors import WeightsError
 
-FEATURES = ("initial_enhancement", "washout", "washout_fraction", "heterogeneity", "rim_to_core",
+FEATURES = ("washout", "washout_fraction", "heterogeneity", "rim_to_core",
             "peritumoural_enhancement")
 EPS = 1e-3
 
@@ -26,14 +29,12 @@ def kinetic_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     pre, post1, post2 = image[0], image[1], image[2]
     tumour = mask > 0
     early = post1 - pre
-    relative = early / np.maximum(pre, EPS)
     late_change = (post2 - post1) / np.maximum(early, EPS)
     core = ndimage.binary_erosion(tumour, iterations=2)
     rim = tumour & ~core
     shell = ndimage.binary_dilation(tumour, iterations=3) & ~tumour
     core_mean = float(early[core].mean()) if core.any() else float(early[tumour].mean())
     return np.array([
-        float(np.median(relative[tumour])),
         float(np.median(late_change[tumour])),
         float((late_change[tumour] < -0.1).mean()),
         float(early[tumour].std() / (abs(early[tumour].mean()) + EPS)),

@@ -54,7 +54,7 @@ DEFAULT_CONFIG: dict = {
     "clinical_hidden": 32,
     "fusion_hidden": 32,
     "dropout": 0.2,
-    "radiomics": 0,  # number of kinetic features fed beside the CNN (0: none; 6 with features.FEATURES)
+    "radiomics": 0,  # number of kinetic features fed beside the CNN (0: none; len(features.FEATURES) with them)
     "norm": "instance",  # encoder normalisation: "instance" (cards before 1.1) or "batch"
     "clinical_linear": False,  # a linear clinical term beside the fusion MLP (1.1 cards)
     "crop_size": [48, 64, 64],  # z, y, x voxels: 60 × 80 × 80 mm, a T3 tumour with its margin
