@@ -15,7 +15,7 @@ WORK=${WORK:-/tmp/breast-v2}
 N_TRAIN=${N_TRAIN:-240}
 EPOCHS=${EPOCHS:-"12 12 24"}   # steps 1, 2, 3; the single-stage baseline trains for their sum
 EVAL_OUT=${EVAL_OUT:-docs/pcr-evaluation}
-RUNS=${RUNS:-$WORK/runs-pcr14}
+RUNS=${RUNS:-$WORK/runs-pcr15}
 # the image branch reads the tumour's kinetic features beside the CNN (both runs, so the ablation
 # compares training schemes, not inputs); RADIOMICS= (empty) trains the CNN-only image branch
 RADIOMICS=${RADIOMICS---radiomics}
