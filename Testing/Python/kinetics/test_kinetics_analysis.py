@@ -63,6 +63,9 @@ def test_thresholds_come_from_the_config():
         config_from('{"pe_treshold": 80}')
     with pytest.raises(InputFileError, match="washout_below must be below"):
         config_from('{"washout_below": 20}')
+    assert config_from('{"followup_phase_times_s": [0, 95, 400]}').followup_phase_times_s == (0, 95, 400)
+    with pytest.raises(InputFileError, match="phase times must be three increasing"):
+        config_from('{"followup_phase_times_s": [0, 400, 95]}')
 
 
 def test_worst_curve_needs_enough_voxels():
