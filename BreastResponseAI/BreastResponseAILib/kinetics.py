@@ -23,7 +23,7 @@ from responseai.breast.preprocess import check_phases
 from responseai.errors import ResponseAIError
 from responseai.image import Image
 from responseai.io import read_image, write_image
-from responseai.kinetics.analysis import check_dce, require_phases
+from responseai.kinetics.analysis import PHASE_TIME_FIELDS, check_dce, phase_times, require_phases
 from responseai.kinetics.constants import (
     CLASS_COLORS, CLASS_NAMES, COLOR_TABLE_NAME, FOLLOWUP_PREFIX, MAP_FILES, NOT_ASSESSED, PHASES,
 )
@@ -185,8 +185,8 @@ class KineticsLogic:
             command += ["--followup-mask", str(write_image(followup_mask, inputs / "followup_mask.nrrd"))]
         if bspline:
             command.append("--bspline")
-        times = {field: frame_times(nodes, PHASES) for field, nodes in
-                 (("phase_times_s", phase_nodes), ("followup_phase_times_s", followup_nodes or {}))}
+        times = {PHASE_TIME_FIELDS[exam]: frame_times(nodes, PHASES) for exam, nodes in
+                 (("baseline", phase_nodes), ("followup", followup_nodes or {}))}
         if any(times.values()):  # exams taken from timed sequences: their curves at the frames' own times
             command += ["--config", json.dumps({k: v for k, v in times.items() if v})]
         return KineticsJob(folder, command, job_environment(), case_name, phase_nodes["post1"])
@@ -231,16 +231,15 @@ class KineticsLogic:
     def _set_curves(self, outputs: KineticsOutputs, case_name: str, old: dict) -> None:
         """A table of the mean curves (one column per group and timepoint) plotted by one series each."""
         record = outputs.record
-        config = record["config"]
-        columns = {TIME_COLUMNS["baseline"]: [float(t) for t in config["phase_times_s"]]}
+        times = phase_times(record["config"])
+        columns = {TIME_COLUMNS["baseline"]: list(times["baseline"])}
         x_column = {}
         for timepoint, label in (("baseline", ""), ("followup", " (follow-up)")):
             for group, values in ((record.get(timepoint) or {}).get("curves") or {}).items():
                 if values is not None:
                     columns[f"{group}{label}"], x_column[f"{group}{label}"] = values, TIME_COLUMNS[timepoint]
         if any(x == TIME_COLUMNS["followup"] for x in x_column.values()):  # each exam at its own frame times
-            columns[TIME_COLUMNS["followup"]] = [float(t) for t in config.get("followup_phase_times_s",
-                                                                                config["phase_times_s"])]
+            columns[TIME_COLUMNS["followup"]] = list(times["followup"])
         table = old.get("curves") if _present(self.scene, old.get("curves")) else \
             self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{case_name} curves")
         table.SetName(f"{case_name} curves")

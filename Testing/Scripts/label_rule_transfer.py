@@ -36,8 +36,8 @@ log = logging.getLogger("label_rule_transfer")
 def cohort_table(folder: Path, external_only: bool) -> pd.DataFrame:
     """Manifest rows (pCR labels) joined to their truth rows, optionally the external site only."""
     manifest = pd.read_csv(folder / "manifest.csv")
-    truth = pd.read_csv(folder / "truth.csv")
-    truth = truth.drop(columns=[c for c in truth.columns if c in manifest.columns and c != "patient_id"])  # the manifest's
+    truth = pd.read_csv(folder / "truth.csv")  # its columns the manifest also has (site, pcr) are the manifest's
+    truth = truth.drop(columns=[c for c in truth.columns if c in manifest.columns and c != "patient_id"])
     missing = sorted(set(IMAGE_COEF) - set(truth.columns))
     if missing:
         raise SystemExit(f"{folder / 'truth.csv'} has no latent {', '.join(missing)}: "

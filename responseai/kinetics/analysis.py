@@ -82,6 +82,18 @@ class KineticsConfig:
         return (f"SER < {low:g}", f"SER {low:g}–{high:g}", f"SER > {high:g}", "SER undefined")
 
 
+#: each exam's curve-plot times in a KineticsConfig
+PHASE_TIME_FIELDS = {"baseline": "phase_times_s", "followup": "followup_phase_times_s"}
+
+
+def phase_times(config: Mapping) -> dict[str, tuple[float, ...]]:
+    """Each exam's phase times from a recorded config (``result.json``); a record written before the follow-up had
+    its own times draws the follow-up at the baseline's, as it was drawn then."""
+    baseline = tuple(float(t) for t in config[PHASE_TIME_FIELDS["baseline"]])
+    followup = config.get(PHASE_TIME_FIELDS["followup"])
+    return {"baseline": baseline, "followup": baseline if followup is None else tuple(float(t) for t in followup)}
+
+
 @dataclass
 class KineticMaps:
     """Voxel maps on the phases' grid: PE (%), SER, kinetic class (0–3), and where S0 was usable."""

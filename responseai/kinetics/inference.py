@@ -33,7 +33,7 @@ from responseai.dynamic import choice_record, dynamic_phases, parse_frames, read
 from responseai.errors import InputFileError
 from responseai.image import Image
 from responseai.io import read_image, read_mask, write_image
-from responseai.kinetics.analysis import KineticMaps, KineticsConfig, analyse_exam
+from responseai.kinetics.analysis import PHASE_TIME_FIELDS, KineticMaps, KineticsConfig, analyse_exam
 from responseai.kinetics.constants import (
     CLASS_COLORS, CLASS_NAMES, FOLLOWUP_PREFIX, MANIFEST_SCHEMA, MAP_FILES, PHASES,
 )
@@ -227,7 +227,7 @@ def _with_series_times(config: KineticsConfig, dynamic: Mapping[str, Mapping]) -
     """Each exam's curve at its own series' frame times when it gave them (else the nominal ones): a follow-up
     acquired with another protocol must not be drawn at the baseline's times."""
     times = {}
-    for exam, field in (("baseline", "phase_times_s"), ("followup", "followup_phase_times_s")):
+    for exam, field in PHASE_TIME_FIELDS.items():
         series = dynamic.get(exam)
         if series and series.get("times_s") is not None and set(series["frames"]) == set(PHASES):
             times[field] = tuple(float(series["times_s"][series["frames"][p]]) for p in PHASES)

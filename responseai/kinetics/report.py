@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from responseai.dynamic import recorded_frame
 from responseai.image import Image
 from responseai.io import read_image, read_mask, resample_to
+from responseai.kinetics.analysis import PHASE_TIME_FIELDS, phase_times
 from responseai.kinetics.constants import FOLLOWUP_PREFIX, MAP_FILES
 from responseai.kinetics.figures import curves_png, kinetic_map_png
 from responseai.kinetics.inference import TRANSFORM_FILE
@@ -95,7 +96,7 @@ def build_kinetics_report(record: Mapping, created: str | None = None, with_imag
     config, baseline, followup = record["config"], record["baseline"], record.get("followup")
     sections = [("Inputs", list(record["inputs"].items()) or [("Inputs", "not recorded")]),
                 ("Thresholds", [(THRESHOLD_LABELS.get(name, name), value) for name, value in config.items()
-                                if followup is not None or name != "followup_phase_times_s"]),
+                                if followup is not None or name != PHASE_TIME_FIELDS["followup"]]),
                 ("Baseline", _timepoint_rows(baseline))]
     headline = {"label": "Baseline FTV", "value": _ml(baseline["ftv_ml"]),
                 "detail": f"worst curve {baseline['worst_curve'] or 'none'}; PE threshold {config['pe_threshold']:g} %"}
@@ -135,10 +136,7 @@ def _pictures(prediction_dir: Path, record: Mapping, work: Path) -> dict[str, Pa
         pictures["followup_map"] = kinetic_map_png(followup_post1, followup_classes, roi, ftv,
                                                    work / "followup_map.png", "Follow-up (registered)")
     curves = {"baseline": record["baseline"]["curves"], "followup": (record.get("followup") or {}).get("curves")}
-    config = record["config"]
-    times = {"baseline": tuple(config["phase_times_s"]),
-             "followup": tuple(config.get("followup_phase_times_s", config["phase_times_s"]))}
-    pictures["curves"] = curves_png(curves, times, work / "curves.png")
+    pictures["curves"] = curves_png(curves, phase_times(record["config"]), work / "curves.png")
     return pictures
 
 

@@ -89,7 +89,6 @@ def test_clinical_consistency(cohort):
         assert 25 <= int(row["age"]) <= 80 and row["pcr"] in ("0", "1")
 
 
-
 def test_label_ceilings_split_the_rule_into_its_image_and_clinical_parts():
     """A cohort whose label follows only the image terms has an image ceiling of 1 and a clinical one near 0.5 (its
     clinical rest is a constant plus unrelated noise): the split reads the rule's weights and truth.csv's columns."""
